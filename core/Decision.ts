@@ -1,0 +1,224 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { injectRecord, missRecord, noCredentialsRecord, denyRecord, type AuditedRequest, type AuditRecord } from './Audit.js'
+import { usableCredentials, type CredentialOutcome } from './Credentials.js'
+import { isLocalHost, parseHost } from './Host.js'
+import { unmatchedPolicyOf, type ProxyMode } from './Mode.js'
+import { withoutQuery } from './RequestPath.js'
+import type { RequestFacts } from './resolveRoute.js'
+import { MISS_REASONS, type MissReason, type RouteResolution } from './RouteResolution.js'
+import { hostHasRoutesOnPort, isPassthroughHost, type RouteTable } from './RouteTable.js'
+
+// -------------------------------------------------------------------------------------
+// model
+// -------------------------------------------------------------------------------------
+
+/** Why a request or tunnel was denied. */
+export type DenyReason = 'no_credentials' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
+
+/** Forward the request with these credential headers set (replacing any of the same name). */
+export interface Inject {
+  readonly _tag: 'Inject'
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/** Forward the request untouched. */
+export interface Pass {
+  readonly _tag: 'Pass'
+}
+
+/** Answer 403 with the body, or close the tunnel when the request is a CONNECT. */
+export interface Deny {
+  readonly _tag: 'Deny'
+  readonly reason: DenyReason
+  readonly status: 403
+  readonly body: string
+  readonly closeTunnel: boolean
+}
+
+/** What the proxy does with one request. */
+export type Decision = Inject | Pass | Deny
+
+/** Optional pointers for the `no_credentials` deny body. */
+export interface DenyText {
+  /** A command template such as `authsome login {provider}`. */
+  readonly loginCommand?: string
+  readonly dashboardUrl?: string
+}
+
+/** Everything `decide` looks at. */
+export interface DecideInput {
+  readonly mode: ProxyMode
+  readonly request: RequestFacts
+  readonly resolution: RouteResolution
+  readonly credentials?: CredentialOutcome
+  readonly denyText?: DenyText
+}
+
+/** A decision and the audit records it yields. */
+export interface Decided {
+  readonly decision: Decision
+  readonly audit: ReadonlyArray<AuditRecord>
+}
+
+/** What the proxy does with a CONNECT before any TLS interception. */
+export type TunnelDecision =
+  | { readonly _tag: 'Intercept' }
+  | { readonly _tag: 'Tunnel' }
+  | { readonly _tag: 'Deny'; readonly reason: DenyReason }
+
+/** Everything `decideTunnel` looks at. */
+export interface DecideTunnelInput {
+  readonly mode: ProxyMode
+  readonly table: RouteTable
+  readonly host: string
+  readonly port: number
+}
+
+/** A tunnel decision and the audit records it yields (none for an intercept). */
+export interface TunnelDecided {
+  readonly decision: TunnelDecision
+  readonly audit: ReadonlyArray<AuditRecord>
+}
+
+// -------------------------------------------------------------------------------------
+// deny bodies
+// -------------------------------------------------------------------------------------
+
+const withSlash = (url: string): string => (url.endsWith('/') ? url : `${url}/`)
+
+/** The plain-text body of a 403 (SPEC.md §5). */
+export const denyBody = (reason: DenyReason, provider: string | null, denyText?: DenyText): string => {
+  if (reason !== 'no_credentials') return `Forbidden by egress-guard proxy policy (${reason})`
+  const head = `Forbidden: provider '${provider ?? ''}' is configured but has no active connection.`
+  const login = typeof denyText?.loginCommand === 'string' && denyText.loginCommand !== '' ? denyText.loginCommand : undefined
+  const dashboard = typeof denyText?.dashboardUrl === 'string' && denyText.dashboardUrl !== '' ? denyText.dashboardUrl : undefined
+  if (login !== undefined) {
+    const command = login.split('{provider}').join(provider ?? '')
+    return `${head} Run \`${command}\` to connect${dashboard === undefined ? '' : `, or open the dashboard at ${withSlash(dashboard)}`}.`
+  }
+  return dashboard === undefined ? head : `${head} Open the dashboard at ${withSlash(dashboard)}.`
+}
+
+// -------------------------------------------------------------------------------------
+// constructors
+// -------------------------------------------------------------------------------------
+
+const PASS: Pass = { _tag: 'Pass' }
+const isString = (value: unknown): value is string => typeof value === 'string'
+
+// The request as records show it: normalised host when it parses, path without its query.
+const audited = (request: unknown): AuditedRequest & { readonly path: string } => {
+  const r = typeof request === 'object' && request !== null ? (request as Partial<Record<keyof RequestFacts, unknown>>) : {}
+  const host = parseHost(r.host)
+  return {
+    host: E.isRight(host) ? host.right : isString(r.host) ? r.host : '',
+    method: isString(r.method) ? r.method : '',
+    path: isString(r.path) ? withoutQuery(r.path) : ''
+  }
+}
+
+const isConnect = (request: AuditedRequest): boolean => request.method.toUpperCase() === 'CONNECT'
+
+const deny = (reason: DenyReason, request: AuditedRequest, provider: string | null, denyText?: DenyText): Deny => ({
+  _tag: 'Deny',
+  reason,
+  status: 403,
+  body: denyBody(reason, provider, denyText),
+  closeTunnel: isConnect(request)
+})
+
+/**
+ * The verdict when the engine itself failed (a bug, a policy that could not load): deny modes
+ * deny with `internal_error`, allow modes pass without injection.
+ */
+export const failClosed = (input: { readonly mode: ProxyMode; readonly request: unknown }): Decided => {
+  const request = audited(input.request)
+  return unmatchedPolicyOf(input.mode) === 'allow'
+    ? { decision: PASS, audit: [missRecord('internal_error', request)] }
+    : { decision: deny('internal_error', request, null), audit: [denyRecord(null, request.host, 'internal_error')] }
+}
+
+const decideUnsafe = ({ mode, request, resolution, credentials, denyText }: DecideInput): Decided => {
+  const policy = unmatchedPolicyOf(mode)
+  const shown = audited(request)
+  const scheme = isString(request.scheme) ? request.scheme.toLowerCase() : ''
+  // INVARIANT: a match over clear text is treated as `insecure_scheme`, whoever resolved it.
+  const reason: MissReason | undefined =
+    resolution._tag === 'Matched' ? (scheme === 'https' ? undefined : 'insecure_scheme')
+    : MISS_REASONS.includes(resolution.reason) ? resolution.reason
+    : 'internal_error'
+  if (reason === undefined && resolution._tag === 'Matched') {
+    const target = { provider: resolution.provider, connection: resolution.connection }
+    const outcome = usableCredentials(credentials)
+    if (outcome._tag === 'Available') {
+      return { decision: { _tag: 'Inject', headers: outcome.headers }, audit: [injectRecord(target, shown)] }
+    }
+    const noCredentials = noCredentialsRecord(target, shown.host, outcome.error)
+    return policy === 'allow'
+      ? { decision: PASS, audit: [noCredentials] }
+      : {
+          decision: deny('no_credentials', shown, target.provider, denyText),
+          audit: [noCredentials, denyRecord(target, shown.host, 'no_credentials')]
+        }
+  }
+  const why = reason ?? 'internal_error'
+  if (why === 'auth_endpoint' || why === 'passthrough' || policy === 'allow') {
+    return { decision: PASS, audit: [missRecord(why, shown)] }
+  }
+  return { decision: deny(why, shown, null), audit: [denyRecord(null, shown.host, why)] }
+}
+
+/**
+ * Turns a resolution and its credentials into inject, pass or deny, with audit records
+ * (SPEC.md §5); never throws: an internal failure is the fail-closed verdict.
+ *
+ * @example
+ * decide({ mode: 'connected_deny', resolution: { _tag: 'Miss', reason: 'no_match' },
+ *   request: { scheme: 'https', host: 'example.net', port: 443, path: '/?q=1', method: 'GET' } })
+ * // => { decision: { _tag: 'Deny', reason: 'no_match', status: 403, closeTunnel: false,
+ * //        body: 'Forbidden by egress-guard proxy policy (no_match)' },
+ * //      audit: [{ event: 'proxy_deny', source: 'external', provider: null, connection: null,
+ * //        metadata: { host: 'example.net', reason: 'no_match' } }] }
+ */
+export const decide = (input: DecideInput): Decided => {
+  try {
+    return decideUnsafe(input)
+  } catch {
+    return failClosed({ mode: input?.mode, request: input?.request })
+  }
+}
+
+const tunnelMiss = (reason: MissReason, host: string): TunnelDecided => ({
+  decision: { _tag: 'Tunnel' },
+  audit: [missRecord(reason, { host, method: 'CONNECT' })]
+})
+
+const tunnelDeny = (reason: DenyReason, host: string): TunnelDecided => ({
+  decision: { _tag: 'Deny', reason },
+  audit: [denyRecord(null, host, reason)]
+})
+
+const decideTunnelUnsafe = ({ mode, table, host, port }: DecideTunnelInput): TunnelDecided => {
+  const allow = unmatchedPolicyOf(mode) === 'allow'
+  const parsed = parseHost(host)
+  const shown = E.isRight(parsed) ? parsed.right : isString(host) ? host : ''
+  if (E.isLeft(parsed)) return allow ? tunnelMiss('no_match', shown) : tunnelDeny('no_match', shown)
+  if (isLocalHost(parsed.right)) return allow ? tunnelMiss('local_destination', shown) : tunnelDeny('local_destination', shown)
+  if (hostHasRoutesOnPort(table, parsed.right, port)) return { decision: { _tag: 'Intercept' }, audit: [] }
+  if (isPassthroughHost(table, parsed.right)) return tunnelMiss('passthrough', shown)
+  return allow ? tunnelMiss('no_match', shown) : tunnelDeny('no_match', shown)
+}
+
+/**
+ * Decides a CONNECT on its authority alone (SPEC.md §5 Tunnels): intercept hosts with routes on
+ * that port, tunnel passthrough hosts, and tunnel or deny the rest by the mode; never throws.
+ */
+export const decideTunnel = (input: DecideTunnelInput): TunnelDecided => {
+  try {
+    return decideTunnelUnsafe(input)
+  } catch {
+    const host = isString(input?.host) ? input.host : ''
+    return unmatchedPolicyOf(input?.mode) === 'allow' ? tunnelMiss('internal_error', host) : tunnelDeny('internal_error', host)
+  }
+}

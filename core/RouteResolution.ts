@@ -1,0 +1,63 @@
+// -------------------------------------------------------------------------------------
+// model
+// -------------------------------------------------------------------------------------
+
+/** Why a request resolved to no provider (SPEC.md §4). */
+export type MissReason =
+  | 'no_match'
+  | 'ambiguous'
+  | 'insecure_scheme'
+  | 'host_mismatch'
+  | 'local_destination'
+  | 'auth_endpoint'
+  | 'passthrough'
+  | 'internal_error'
+
+/** The request belongs to this provider's connection. */
+export interface Matched {
+  readonly _tag: 'Matched'
+  readonly provider: string
+  readonly connection: string
+}
+
+/** The request belongs to no provider, and why. */
+export interface Miss {
+  readonly _tag: 'Miss'
+  readonly reason: MissReason
+}
+
+/** The outcome of resolving a request against a route table. */
+export type RouteResolution = Matched | Miss
+
+// -------------------------------------------------------------------------------------
+// constructors
+// -------------------------------------------------------------------------------------
+
+/** Every miss reason, for enumerations and decoders. */
+export const MISS_REASONS: ReadonlyArray<MissReason> = [
+  'no_match',
+  'ambiguous',
+  'insecure_scheme',
+  'host_mismatch',
+  'local_destination',
+  'auth_endpoint',
+  'passthrough',
+  'internal_error'
+]
+
+/** A match for a provider's connection. */
+export const matched = (provider: string, connection: string): Matched => ({ _tag: 'Matched', provider, connection })
+
+const MISSES = Object.fromEntries(
+  MISS_REASONS.map((reason) => [reason, Object.freeze({ _tag: 'Miss', reason })])
+) as Record<MissReason, Miss>
+
+/** A miss for a reason (shared, immutable instances). */
+export const miss = (reason: MissReason): Miss => MISSES[reason]
+
+// -------------------------------------------------------------------------------------
+// guards
+// -------------------------------------------------------------------------------------
+
+/** True for a match. */
+export const isMatched = (resolution: RouteResolution): resolution is Matched => resolution._tag === 'Matched'

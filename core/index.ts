@@ -1,0 +1,11 @@
+/** egress-guard/core: the pure policy engine (SPEC.md §8). Re-exports only. */
+export * from './Audit.js'
+export * from './Credentials.js'
+export * from './Decision.js'
+export * from './Host.js'
+export * from './HostPattern.js'
+export * from './Mode.js'
+export * from './RequestPath.js'
+export * from './resolveRoute.js'
+export * from './RouteResolution.js'
+export * from './RouteTable.js'

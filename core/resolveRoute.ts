@@ -1,0 +1,132 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
+import { authEndpointKey, canonicalPath, prefixCovers, type CanonicalPath } from './RequestPath.js'
+import { miss, type RouteResolution } from './RouteResolution.js'
+import { hostHasRoutes, isPassthroughHost, someRegexRoute, type Route, type RouteTable } from './RouteTable.js'
+
+// -------------------------------------------------------------------------------------
+// model
+// -------------------------------------------------------------------------------------
+
+/** What the transport knows about a request (SPEC.md §4, §8). */
+export interface RequestFacts {
+  readonly scheme: string
+  /** Where the transport will connect: the CONNECT authority's host for tunnelled requests. */
+  readonly host: string
+  readonly port: number
+  /** The request target, query included. */
+  readonly path: string
+  readonly method: string
+  readonly hostHeader?: string
+  readonly sni?: string
+  readonly absoluteUriHost?: string
+  readonly dialedAddress?: string
+}
+
+// -------------------------------------------------------------------------------------
+// steps
+// -------------------------------------------------------------------------------------
+
+const isValidPort = (port: unknown): port is number => Number.isInteger(port) && (port as number) > 0 && (port as number) <= 65535
+
+const namesOtherHost = (claimed: E.Either<unknown, { readonly host: Host }>, host: Host): boolean =>
+  E.isLeft(claimed) || claimed.right.host !== host
+
+// Step 2: every name the request carries must be the destination; an unreadable one is a mismatch.
+const hasHostMismatch = (request: RequestFacts, host: Host): boolean =>
+  (request.hostHeader !== undefined && namesOtherHost(parseAuthority(request.hostHeader), host)) ||
+  (request.absoluteUriHost !== undefined && namesOtherHost(parseAuthority(request.absoluteUriHost), host)) ||
+  (request.sni !== undefined && namesOtherHost(E.map((h: Host) => ({ host: h }))(parseHost(request.sni)), host))
+
+// Step 6.
+const unmatched = (table: RouteTable, host: Host): RouteResolution =>
+  miss(isPassthroughHost(table, host) ? 'passthrough' : 'no_match')
+
+// Step 5, auth endpoints: compared on the canonical path, and, when the path has encoded or
+// backslash separators, also on the reading an upstream that decodes them would see.
+const authKeysOf = (path: CanonicalPath): ReadonlyArray<string> => {
+  const key = authEndpointKey(path.path)
+  if (!path.ambiguousSeparators) return [key]
+  const decoded = canonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/')).path
+  return [key, authEndpointKey(decoded)]
+}
+
+const isAuthEndpointOf = (route: Route, keys: ReadonlyArray<string>): boolean =>
+  route.authPaths.length > 0 && keys.some((k) => route.authPaths.includes(k))
+
+// -------------------------------------------------------------------------------------
+// resolution
+// -------------------------------------------------------------------------------------
+
+const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolution => {
+  // Step 1: the destination, and where the transport really dials.
+  const parsed = parseHost(request.host)
+  if (E.isLeft(parsed)) return miss('no_match')
+  const host = parsed.right
+  if (isLocalHost(host)) return miss('local_destination')
+  if (request.dialedAddress !== undefined) {
+    const dialed = parseHost(request.dialedAddress)
+    // INVARIANT: an address we cannot read counts as local, so it never receives credentials.
+    if (E.isLeft(dialed) || isLocalHost(dialed.right)) return miss('local_destination')
+  }
+  // Step 2.
+  if (hasHostMismatch(request, host)) return miss('host_mismatch')
+  // Step 3.
+  const path = canonicalPath(request.path)
+  // Step 4: credentials never go over clear text.
+  const scheme = typeof request.scheme === 'string' ? request.scheme : ''
+  if (scheme !== 'https' && scheme.toLowerCase() !== 'https') {
+    return hostHasRoutes(table, host) ? miss('insecure_scheme') : unmatched(table, host)
+  }
+  const port = request.port
+  if (!isValidPort(port) || path.opaque) return unmatched(table, host)
+
+  // Step 5: candidates on this host and port; auth endpoints first, then path prefixes.
+  const exact = table.exact.get(host)
+  let authKeys: ReadonlyArray<string> | undefined
+  const isAuthEndpoint = (route: Route): boolean =>
+    route.authPaths.length > 0 && isAuthEndpointOf(route, (authKeys ??= authKeysOf(path)))
+  if (exact !== undefined && exact.some((r) => r.port === port && isAuthEndpoint(r))) return miss('auth_endpoint')
+  if (port === 443 && someRegexRoute(table, host, isAuthEndpoint)) return miss('auth_endpoint')
+
+  // Step 7: longest prefix, then exact over regex; a tie between different targets is ambiguous.
+  let best: Route | undefined
+  let bestLength = -1
+  let tie = false
+  const consider = (route: Route): boolean => {
+    if (route.prefix !== '' && (path.ambiguousSeparators || !prefixCovers(route.prefix, path.path))) return false
+    const length = route.prefix.length
+    if (best === undefined || length > bestLength || (length === bestLength && route._tag === 'ExactRoute' && best._tag === 'RegexRoute')) {
+      best = route
+      bestLength = length
+      tie = false
+    } else if (length === bestLength && route._tag === best._tag) {
+      tie ||= route.provider !== best.provider || route.connection !== best.connection
+    }
+    return false
+  }
+  if (exact !== undefined) for (const route of exact) if (route.port === port) consider(route)
+  if (port === 443) someRegexRoute(table, host, consider)
+
+  // Step 6 and 7.
+  if (best === undefined) return unmatched(table, host)
+  return tie ? miss('ambiguous') : (best as Route).matched
+}
+
+/**
+ * Resolves a request to a provider's connection or a reason it has none (SPEC.md §4); never throws.
+ *
+ * @example
+ * const { table } = buildRouteTable({ providers: [{ name: 'openai', apiUrl: 'https://api.openai.com/v1' }],
+ *   connections: [{ provider: 'openai', name: 'default' }] }, 'connected')
+ * resolveRoute(table, { scheme: 'https', host: 'API.OpenAI.com.', port: 443, path: '/v1/models', method: 'GET' })
+ * // => { _tag: 'Matched', provider: 'openai', connection: 'default' }
+ */
+export const resolveRoute = (table: RouteTable, request: RequestFacts): RouteResolution => {
+  try {
+    return resolveUnsafe(table, request)
+  } catch {
+    return miss('internal_error')
+  }
+}
