@@ -1,0 +1,101 @@
+// The reference model of SPEC.md §4: a linear scan over every route with the plainest code that
+// states the rules. It shares only host parsing with the core (tested on its own against the
+// WHATWG URL parser); path canonicalisation, prefix matching, candidate choice and ranking are
+// written again here, differently, so the differential tests compare two readings of the spec.
+import * as E from 'fp-ts/lib/Either.js'
+
+import { isLocalHost, parseAuthority, parseHost } from '../../core/Host.js'
+import type { RequestFacts } from '../../core/resolveRoute.js'
+import type { RouteResolution } from '../../core/RouteResolution.js'
+import type { Route, RouteTable } from '../../core/RouteTable.js'
+
+/** RFC 3986 §5.2.4, the input-buffer algorithm, after decoding unreserved escapes. */
+export const modelCanonicalPath = (target: string): { path: string; ambiguous: boolean; opaque: boolean } => {
+  const raw = target.split(/[?#]/)[0] ?? ''
+  if (raw === '') return { path: '/', ambiguous: false, opaque: false }
+  if (!raw.startsWith('/')) return { path: raw, ambiguous: false, opaque: true }
+  const ambiguous = /%2f|%5c|\\/i.test(raw)
+  let input = raw.replace(/%[0-9a-fA-F]{2}/g, (m) => {
+    const c = String.fromCharCode(parseInt(m.slice(1), 16))
+    return /[A-Za-z0-9._~-]/.test(c) ? c : m.toUpperCase()
+  })
+  let output = ''
+  const dropLast = () => {
+    output = output.slice(0, Math.max(0, output.lastIndexOf('/')))
+  }
+  while (input.length > 0) {
+    if (input.startsWith('/./')) input = input.slice(2)
+    else if (input === '/.') input = '/'
+    else if (input.startsWith('/../')) {
+      input = input.slice(3)
+      dropLast()
+    } else if (input === '/..') {
+      input = '/'
+      dropLast()
+    } else {
+      const segment = /^\/[^/]*/.exec(input)?.[0] ?? input
+      output += segment
+      input = input.slice(segment.length)
+    }
+  }
+  return { path: output, ambiguous, opaque: false }
+}
+
+const segmentsCover = (prefix: string, path: string): boolean => {
+  if (prefix === '') return true
+  const want = prefix.split('/')
+  const have = path.split('/')
+  return want.every((segment, i) => have[i] === segment)
+}
+
+const authKey = (path: string): string => {
+  let key = path
+  while (key.includes('//')) key = key.replace('//', '/')
+  return key !== '/' && key.endsWith('/') ? key.slice(0, -1) : key
+}
+
+const hostMatches = (route: Route, host: string): boolean =>
+  route._tag === 'ExactRoute' ? route.host === host : route.pattern.matches(host)
+
+const portMatches = (route: Route, port: number): boolean => route.port === port
+
+const sameHost = (text: string | undefined, host: string, withPort: boolean): boolean => {
+  if (text === undefined) return true
+  const parsed = withPort ? E.map((a: { host: string }) => a.host)(parseAuthority(text)) : parseHost(text)
+  return E.isRight(parsed) && parsed.right === host
+}
+
+/** The expected resolution of a request, by linear scan. */
+export const referenceResolve = (table: RouteTable, request: RequestFacts): RouteResolution => {
+  const miss = (reason: Extract<RouteResolution, { _tag: 'Miss' }>['reason']): RouteResolution => ({ _tag: 'Miss', reason })
+  const parsed = parseHost(request.host)
+  if (E.isLeft(parsed)) return miss('no_match')
+  const host = parsed.right
+  if (isLocalHost(host)) return miss('local_destination')
+  if (request.dialedAddress !== undefined) {
+    const dialed = parseHost(request.dialedAddress)
+    if (E.isLeft(dialed) || isLocalHost(dialed.right)) return miss('local_destination')
+  }
+  if (!sameHost(request.hostHeader, host, true) || !sameHost(request.sni, host, false) || !sameHost(request.absoluteUriHost, host, true)) {
+    return miss('host_mismatch')
+  }
+  const path = modelCanonicalPath(request.path)
+  const passOrMiss = () =>
+    table.passthroughHosts.has(host) || table.passthroughPatterns.some((p) => p.matches(host)) ? miss('passthrough') : miss('no_match')
+  const onHost = table.routes.filter((r) => hostMatches(r, host))
+  if (request.scheme.toLowerCase() !== 'https') return onHost.length > 0 ? miss('insecure_scheme') : passOrMiss()
+  if (path.opaque) return passOrMiss()
+  const candidates = onHost.filter((r) => portMatches(r, request.port))
+  const keys = [authKey(path.path)]
+  if (path.ambiguous) keys.push(authKey(modelCanonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/')).path))
+  if (candidates.some((r) => keys.some((k) => r.authPaths.includes(k)))) return miss('auth_endpoint')
+  const covering = candidates.filter((r) => r.prefix === '' || (!path.ambiguous && segmentsCover(r.prefix, path.path)))
+  if (covering.length === 0) return passOrMiss()
+  const rank = (r: Route) => r.prefix.length * 2 + (r._tag === 'ExactRoute' ? 1 : 0)
+  const top = Math.max(...covering.map(rank))
+  const best = covering.filter((r) => rank(r) === top)
+  const pairs = new Set(best.map((r) => `${r.provider}\u0000${r.connection}`))
+  const first = best[0]
+  if (pairs.size > 1 || first === undefined) return miss('ambiguous')
+  return { _tag: 'Matched', provider: first.provider, connection: first.connection }
+}
