@@ -200,5 +200,6 @@ export const overbroadWitness = (pattern: HostPattern): string | undefined => {
     'evil.net',
     'evil.com'
   ]
-  return probes.find((probe) => registrableOf(probe) !== intended && pattern.matches(probe))
+  const hostShaped = (probe: string) => probe.includes('.') && !probe.startsWith('.')
+  return probes.find((probe) => hostShaped(probe) && registrableOf(probe) !== intended && pattern.matches(probe))
 }
