@@ -27,10 +27,6 @@ const EMPTY: HostError = { _tag: 'EmptyHost' }
 const ILLEGAL: HostError = { _tag: 'IllegalHostCharacter' }
 const UNPARSABLE: HostError = { _tag: 'UnparsableHost' }
 
-// A plain DNS name the WHATWG parser would return unchanged (modulo case and one trailing dot).
-const PLAIN_NAME = /^[a-z0-9-]+(?:\.[a-z0-9-]+)*\.?$/
-// The WHATWG "ends in a number" test: such a last label makes the whole host an IPv4 literal.
-const NUMERIC_LABEL = /^(?:[0-9]+|0x[0-9a-f]*)$/
 // Characters that would change how `https://<host>/` is split into URL parts, or that the
 // URL parser silently strips or decodes (tab, newline, percent-escapes).
 const STRUCTURAL = /[\x00-\x20\x7f/\\?#@:%[\]^|<>]/
@@ -39,9 +35,54 @@ const STRUCTURAL_V6 = /[^0-9a-fA-F:.]/
 
 const stripTrailingDot = (host: string): string => (host.endsWith('.') ? host.slice(0, -1) : host)
 
-const lastLabel = (name: string): string => {
-  const trimmed = stripTrailingDot(name)
-  return trimmed.slice(trimmed.lastIndexOf('.') + 1)
+const isDigit = (c: number): boolean => c >= 48 && c <= 57
+const isHexDigit = (c: number): boolean => isDigit(c) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)
+
+// The WHATWG "ends in a number" test on the label in [start, end): such a last label makes the
+// whole host an IPv4 literal, which only the URL parser may interpret.
+const isNumericLabel = (text: string, start: number, end: number): boolean => {
+  let i = start
+  let hex = false
+  if (end - start >= 2 && text.charCodeAt(start) === 48 && (text.charCodeAt(start + 1) | 0x20) === 120) {
+    hex = true
+    i += 2
+  }
+  for (; i < end; i++) if (!(hex ? isHexDigit(text.charCodeAt(i)) : isDigit(text.charCodeAt(i)))) return false
+  return true
+}
+
+/**
+ * The fast path: a plain ASCII DNS name (letters, digits, `-`, non-empty labels, at most one
+ * trailing dot, no `xn--` label, not ending in a number) is returned as the WHATWG parser would
+ * return it; anything else yields `undefined` and goes to the parser. One pass, no allocation
+ * unless the name needs lower-casing or its trailing dot removed.
+ */
+const plainName = (input: string): string | undefined => {
+  const n = input.length
+  let labelStart = 0
+  let lastStart = 0
+  let upper = false
+  for (let i = 0; i < n; i++) {
+    const c = input.charCodeAt(i)
+    if (c >= 97 && c <= 122) continue
+    if (c === 46) {
+      if (i === labelStart) return undefined
+      lastStart = labelStart
+      labelStart = i + 1
+    } else if (c === 45) {
+      // A label that starts `xn--` is punycode, which the parser validates.
+      if (i === labelStart + 3 && (input.charCodeAt(labelStart) | 0x20) === 120 && (input.charCodeAt(labelStart + 1) | 0x20) === 110 && input.charCodeAt(labelStart + 2) === 45) {
+        return undefined
+      }
+    } else if (c >= 65 && c <= 90) upper = true
+    else if (!isDigit(c)) return undefined
+  }
+  const trailingDot = labelStart === n
+  const end = trailingDot ? n - 1 : n
+  if (!trailingDot) lastStart = labelStart
+  if (isNumericLabel(input, lastStart, end)) return undefined
+  const lower = upper ? input.toLowerCase() : input
+  return trailingDot ? lower.slice(0, end) : lower
 }
 
 const viaUrlParser = (wrapped: string): E.Either<HostError, Host> => {
@@ -63,10 +104,8 @@ const viaUrlParser = (wrapped: string): E.Either<HostError, Host> => {
  */
 export const parseHost = (input: unknown): E.Either<HostError, Host> => {
   if (typeof input !== 'string' || input === '') return E.left(EMPTY)
-  const lower = input.toLowerCase()
-  if (PLAIN_NAME.test(lower) && !lower.includes('xn--') && !NUMERIC_LABEL.test(lastLabel(lower))) {
-    return E.right(stripTrailingDot(lower) as Host)
-  }
+  const plain = plainName(input)
+  if (plain !== undefined) return E.right(plain as Host)
   if (input.startsWith('[') && input.endsWith(']')) {
     const inner = input.slice(1, -1)
     return inner.includes(':') && !STRUCTURAL_V6.test(inner) ? viaUrlParser(`[${inner}]`) : E.left(ILLEGAL)
@@ -156,6 +195,10 @@ const isLocalIpv6 = (g: ReadonlyArray<number>): boolean => {
  */
 export const isLocalHost = (host: Host): boolean => {
   if (host === 'localhost' || host.endsWith('.localhost')) return true
+  // Normalised IPv4 literals end in a digit, IPv6 literals in a hex digit or a colon: a name
+  // ending in anything else is neither, and needs no further look.
+  const last = host.charCodeAt(host.length - 1)
+  if (last !== 58 && !isHexDigit(last)) return false
   const v4 = IPV4.exec(host)
   if (v4 !== null) return isLocalIpv4(Number(v4[1]), Number(v4[2]))
   if (!host.includes(':')) return false

@@ -21,7 +21,7 @@ export type PathPrefix = string & { readonly PathPrefix: unique symbol }
 
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 const ESCAPE = /%([0-9A-Fa-f]{2})/g
-const SEPARATOR_ESCAPE = /%(?:2f|5c)|\\/i
+const SEPARATOR_ESCAPE = /%(?:2f|5c)/i
 
 /** Drops the query string and the fragment of a request target. */
 export const withoutQuery = (target: string): string => {
@@ -54,12 +54,28 @@ const removeDotSegments = (path: string): string => {
 
 /** Canonicalises a request target (SPEC.md §4 step 3); total on any string. */
 export const canonicalPath = (target: string): CanonicalPath => {
-  const raw = withoutQuery(typeof target === 'string' ? target : '')
+  const text = typeof target === 'string' ? target : ''
+  // One pass to find the end of the path and whether anything in it needs rewriting.
+  let end = text.length
+  let escapes = false
+  let dotSegment = false
+  let backslash = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 97 && c <= 122) continue
+    if (c === 63 || c === 35) {
+      end = i
+      break
+    }
+    if (c === 37) escapes = true
+    else if (c === 92) backslash = true
+    else if (c === 46 && i > 0 && text.charCodeAt(i - 1) === 47) dotSegment = true
+  }
+  const raw = end === text.length ? text : text.slice(0, end)
   if (raw === '') return { path: '/', ambiguousSeparators: false, opaque: false }
-  if (!raw.startsWith('/')) return { path: raw, ambiguousSeparators: false, opaque: true }
-  const ambiguousSeparators = SEPARATOR_ESCAPE.test(raw)
-  // Fast path: no escapes and no segment that starts with a dot, so nothing to rewrite.
-  if (!raw.includes('%') && !raw.includes('/.')) return { path: raw, ambiguousSeparators, opaque: false }
+  if (raw.charCodeAt(0) !== 47) return { path: raw, ambiguousSeparators: false, opaque: true }
+  const ambiguousSeparators = backslash || (escapes && SEPARATOR_ESCAPE.test(raw))
+  if (!escapes && !dotSegment) return { path: raw, ambiguousSeparators, opaque: false }
   return { path: removeDotSegments(decodeUnreserved(raw)), ambiguousSeparators, opaque: false }
 }
 

@@ -5,7 +5,7 @@ import { compileHostPattern, overbroadWitness, type HostPattern, type PatternErr
 import type { Scope } from './Mode.js'
 import { authEndpointKey, canonicalPath, pathPrefixOf, type PathPrefix } from './RequestPath.js'
 import { matched, type Matched } from './RouteResolution.js'
-import { buildSuffixIndex, someWithSuffixOf, type SuffixIndex } from './SuffixIndex.js'
+import { buildSuffixIndex, valuesWithSuffixOf, type SuffixIndex } from './SuffixIndex.js'
 
 // -------------------------------------------------------------------------------------
 // model
@@ -423,17 +423,22 @@ export const buildRouteTable = (policy: PolicyInput, scope: Scope): BuiltRouteTa
 // destructors
 // -------------------------------------------------------------------------------------
 
-/** Calls `f` with every regex route whose pattern matches the host (any port); stops when `f` returns true. */
-export const someRegexRoute = (table: RouteTable, host: Host, f: (route: RegexRoute) => boolean): boolean =>
-  someWithSuffixOf(table.regex, host, (route) => route.pattern.matches(host) && f(route))
+const NO_REGEX_ROUTES: ReadonlyArray<RegexRoute> = []
+
+/** The regex routes whose pattern matches the host (any port), found through the suffix index. */
+export const regexRoutesMatching = (table: RouteTable, host: Host): ReadonlyArray<RegexRoute> => {
+  if (table.regex.size === 0) return NO_REGEX_ROUTES
+  const candidates = valuesWithSuffixOf(table.regex, host)
+  return candidates.length === 0 ? candidates : candidates.filter((route) => route.pattern.matches(host))
+}
 
 /** True when any route's host matches the host, on any port. */
 export const hostHasRoutes = (table: RouteTable, host: Host): boolean =>
-  table.exact.has(host) || someRegexRoute(table, host, () => true)
+  table.exact.has(host) || regexRoutesMatching(table, host).length > 0
 
 /** True when routes exist for the host on this port (exact routes on their port, regex routes on 443). */
 export const hostHasRoutesOnPort = (table: RouteTable, host: Host, port: number): boolean =>
-  (table.exact.get(host) ?? []).some((r) => r.port === port) || (port === 443 && someRegexRoute(table, host, () => true))
+  (table.exact.get(host) ?? []).some((r) => r.port === port) || (port === 443 && regexRoutesMatching(table, host).length > 0)
 
 /** True when the host is in the policy's passthrough list. */
 export const isPassthroughHost = (table: RouteTable, host: Host): boolean =>

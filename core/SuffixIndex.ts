@@ -13,6 +13,8 @@ interface Node<A> {
  */
 export interface SuffixIndex<A> {
   readonly root: Node<A>
+  /** How many values the index holds. */
+  readonly size: number
 }
 
 // -------------------------------------------------------------------------------------
@@ -37,20 +39,23 @@ export const buildSuffixIndex = <A>(entries: ReadonlyArray<readonly [string, A]>
     }
     at.values.push(value)
   }
-  return { root }
+  return { root, size: entries.length }
 }
 
 // -------------------------------------------------------------------------------------
 // destructors
 // -------------------------------------------------------------------------------------
 
-/** Calls `f` with every value whose suffix ends `key`, shortest suffix first; stops when `f` returns true. */
-export const someWithSuffixOf = <A>(index: SuffixIndex<A>, key: string, f: (value: A) => boolean): boolean => {
+const NONE: ReadonlyArray<never> = []
+
+/** Every value whose suffix `key` ends with, shortest suffix first; a shared empty array when none. */
+export const valuesWithSuffixOf = <A>(index: SuffixIndex<A>, key: string): ReadonlyArray<A> => {
+  let found: Array<A> | undefined
   let at: Node<A> | undefined = index.root
   for (let i = key.length; at !== undefined; i--) {
-    for (const value of at.values) if (f(value)) return true
+    if (at.values.length > 0) found = found === undefined ? [...at.values] : [...found, ...at.values]
     if (i === 0) break
     at = at.children.get(key.charCodeAt(i - 1))
   }
-  return false
+  return found ?? NONE
 }

@@ -3,7 +3,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
 import { authEndpointKey, canonicalPath, prefixCovers, type CanonicalPath } from './RequestPath.js'
 import { miss, type RouteResolution } from './RouteResolution.js'
-import { hostHasRoutes, isPassthroughHost, someRegexRoute, type Route, type RouteTable } from './RouteTable.js'
+import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type RouteTable } from './RouteTable.js'
 
 // -------------------------------------------------------------------------------------
 // model
@@ -52,8 +52,29 @@ const authKeysOf = (path: CanonicalPath): ReadonlyArray<string> => {
   return [key, authEndpointKey(decoded)]
 }
 
-const isAuthEndpointOf = (route: Route, keys: ReadonlyArray<string>): boolean =>
-  route.authPaths.length > 0 && keys.some((k) => route.authPaths.includes(k))
+const hitsAuthPath = (route: Route, keys: ReadonlyArray<string>): boolean => keys.some((k) => route.authPaths.includes(k))
+
+const NO_ROUTES: ReadonlyArray<Route> = []
+
+// Step 7: longest prefix first, then exact over regex; a tie between different targets is ambiguous.
+class Ranking {
+  best: Route | undefined = undefined
+  length = -1
+  tie = false
+
+  offer(route: Route, path: CanonicalPath): void {
+    if (route.prefix !== '' && (path.ambiguousSeparators || !prefixCovers(route.prefix, path.path))) return
+    const best = this.best
+    const length = route.prefix.length
+    if (best === undefined || length > this.length || (length === this.length && route._tag === 'ExactRoute' && best._tag === 'RegexRoute')) {
+      this.best = route
+      this.length = length
+      this.tie = false
+    } else if (length === this.length && route._tag === best._tag) {
+      this.tie ||= route.provider !== best.provider || route.connection !== best.connection
+    }
+  }
+}
 
 // -------------------------------------------------------------------------------------
 // resolution
@@ -84,34 +105,24 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
 
   // Step 5: candidates on this host and port; auth endpoints first, then path prefixes.
   const exact = table.exact.get(host)
+  const regex = port === 443 ? regexRoutesMatching(table, host) : NO_ROUTES
   let authKeys: ReadonlyArray<string> | undefined
-  const isAuthEndpoint = (route: Route): boolean =>
-    route.authPaths.length > 0 && isAuthEndpointOf(route, (authKeys ??= authKeysOf(path)))
-  if (exact !== undefined && exact.some((r) => r.port === port && isAuthEndpoint(r))) return miss('auth_endpoint')
-  if (port === 443 && someRegexRoute(table, host, isAuthEndpoint)) return miss('auth_endpoint')
-
-  // Step 7: longest prefix, then exact over regex; a tie between different targets is ambiguous.
-  let best: Route | undefined
-  let bestLength = -1
-  let tie = false
-  const consider = (route: Route): boolean => {
-    if (route.prefix !== '' && (path.ambiguousSeparators || !prefixCovers(route.prefix, path.path))) return false
-    const length = route.prefix.length
-    if (best === undefined || length > bestLength || (length === bestLength && route._tag === 'ExactRoute' && best._tag === 'RegexRoute')) {
-      best = route
-      bestLength = length
-      tie = false
-    } else if (length === bestLength && route._tag === best._tag) {
-      tie ||= route.provider !== best.provider || route.connection !== best.connection
+  if (exact !== undefined) {
+    for (const route of exact) {
+      if (route.port === port && route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(path)))) return miss('auth_endpoint')
     }
-    return false
   }
-  if (exact !== undefined) for (const route of exact) if (route.port === port) consider(route)
-  if (port === 443) someRegexRoute(table, host, consider)
+  for (const route of regex) {
+    if (route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(path)))) return miss('auth_endpoint')
+  }
 
-  // Step 6 and 7.
-  if (best === undefined) return unmatched(table, host)
-  return tie ? miss('ambiguous') : (best as Route).matched
+  const ranking = new Ranking()
+  if (exact !== undefined) for (const route of exact) if (route.port === port) ranking.offer(route, path)
+  for (const route of regex) ranking.offer(route, path)
+
+  // Steps 6 and 7.
+  if (ranking.best === undefined) return unmatched(table, host)
+  return ranking.tie ? miss('ambiguous') : ranking.best.matched
 }
 
 /**

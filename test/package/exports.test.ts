@@ -1,0 +1,46 @@
+// The built package, imported by name through its `exports` map in real Node processes, as a
+// consumer would: ESM and CommonJS, root and `./core`. Runs after `npm run build`.
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+
+const probe = `
+  const policy = { providers: [{ name: 'openai', apiUrl: 'https://api.openai.com/v1' }], connections: [{ provider: 'openai', name: 'default' }] }
+  const { table } = m.buildRouteTable(policy, 'connected')
+  const request = { scheme: 'https', host: 'api.openai.com', port: 443, path: '/v1/models', method: 'GET' }
+  const resolution = m.resolveRoute(table, request)
+  const out = m.decide({ mode: m.DEFAULT_MODE, request, resolution, credentials: { _tag: 'Available', headers: { Authorization: 'Bearer x' } } })
+  console.log(JSON.stringify([typeof m.parseMode, resolution._tag, out.decision._tag, out.audit[0].event]))
+`
+const expected = JSON.stringify(['function', 'Matched', 'Inject', 'proxy_inject'])
+
+const run = (args: ReadonlyArray<string>): string => execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }).trim()
+
+describe('the built package', () => {
+  it('has been built (run `npm run build` first)', () => {
+    expect(existsSync(`${root}/dist/core/index.js`)).toBe(true)
+  })
+
+  for (const entry of ['egress-guard', 'egress-guard/core']) {
+    it(`imports ${entry} as ESM`, () => {
+      expect(run(['--input-type=module', '-e', `import * as m from '${entry}'\nimport { decide } from '${entry}'\nif (typeof decide !== 'function') process.exit(1)\n${probe}`])).toBe(expected)
+    })
+    it(`requires ${entry} as CommonJS`, () => {
+      expect(run(['--input-type=commonjs', '-e', `const m = require('${entry}')\n${probe}`])).toBe(expected)
+    })
+  }
+
+  it('lists types first in every export condition and ships declaration files', () => {
+    const pkg = JSON.parse(readFileSync(`${root}/package.json`, 'utf8')) as { exports: Record<string, unknown> }
+    for (const [key, conditions] of Object.entries(pkg.exports)) {
+      if (key === './package.json') continue
+      for (const [, target] of Object.entries(conditions as Record<string, Record<string, string>>)) {
+        expect(Object.keys(target)[0]).toBe('types')
+        expect(existsSync(`${root}/${target['types']}`)).toBe(true)
+      }
+    }
+  })
+})
