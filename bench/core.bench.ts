@@ -3,8 +3,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-// The built package, as users run it (tsx's transform would add overhead of its own).
-import { buildRouteTable, decide, resolveRoute, type PolicyInput, type RequestFacts, type RouteTable } from 'egress-guard/core'
+import type * as Core from '../core/index.js'
+import type { PolicyInput, RequestFacts, RouteTable } from '../core/index.js'
+
+// The built package, as users run it (`npm run bench` builds it first), typed by its source.
+const builtCore: string = 'egress-guard/core'
+const { buildRouteTable, decide, resolveRoute } = (await import(builtCore)) as typeof Core
 
 const SAMPLES = Number(process.env['BENCH_SAMPLES'] ?? 15)
 const OPS = Number(process.env['BENCH_OPS'] ?? 200_000)
