@@ -52,6 +52,8 @@ export const usableCredentials = (outcome: unknown): CredentialOutcome => {
   const names = Object.keys(headers)
   if (names.length === 0) return unavailable('credentials have no headers')
   const seen = new Set<string>()
+  // INVARIANT: what is injected is the copy checked here, never the caller's (mutable) object.
+  const checked: Record<string, string> = {}
   for (const name of names) {
     if (!TOKEN.test(name)) return unavailable('a credential header name is not a legal HTTP header name')
     const lower = name.toLowerCase()
@@ -64,6 +66,8 @@ export const usableCredentials = (outcome: unknown): CredentialOutcome => {
     if (typeof value !== 'string' || !FIELD_VALUE.test(value)) {
       return unavailable(`credential header \`${name}\` has an illegal value (not a string, or CR, LF or NUL in it)`)
     }
+    checked[name] = value
   }
-  return outcome as unknown as Available
+  const expiresAt = outcome['expiresAt']
+  return { _tag: 'Available', headers: Object.freeze(checked), ...(expiresAt instanceof Date ? { expiresAt } : {}) }
 }

@@ -107,12 +107,20 @@ export const denyBody = (reason: DenyReason, provider: string | null, denyText?:
 const PASS: Pass = { _tag: 'Pass' }
 const isString = (value: unknown): value is string => typeof value === 'string'
 
+// A host that does not parse is shown without anything up to its last `@` (user info), shortened.
+const shownHost = (host: unknown): string => {
+  const parsed = parseHost(host)
+  if (E.isRight(parsed)) return parsed.right
+  if (!isString(host)) return ''
+  const bare = host.slice(host.lastIndexOf('@') + 1)
+  return bare.length > 255 ? `${bare.slice(0, 255)}…` : bare
+}
+
 // The request as records show it: normalised host when it parses, path without its query.
 const audited = (request: unknown): AuditedRequest & { readonly path: string } => {
   const r = typeof request === 'object' && request !== null ? (request as Partial<Record<keyof RequestFacts, unknown>>) : {}
-  const host = parseHost(r.host)
   return {
-    host: E.isRight(host) ? host.right : isString(r.host) ? r.host : '',
+    host: shownHost(r.host),
     method: isString(r.method) ? r.method : '',
     path: isString(r.path) ? withoutQuery(r.path) : ''
   }
@@ -202,7 +210,7 @@ const tunnelDeny = (reason: DenyReason, host: string): TunnelDecided => ({
 const decideTunnelUnsafe = ({ mode, table, host, port }: DecideTunnelInput): TunnelDecided => {
   const allow = unmatchedPolicyOf(mode) === 'allow'
   const parsed = parseHost(host)
-  const shown = E.isRight(parsed) ? parsed.right : isString(host) ? host : ''
+  const shown = shownHost(host)
   if (E.isLeft(parsed)) return allow ? tunnelMiss('no_match', shown) : tunnelDeny('no_match', shown)
   if (isLocalHost(parsed.right)) return allow ? tunnelMiss('local_destination', shown) : tunnelDeny('local_destination', shown)
   if (hostHasRoutesOnPort(table, parsed.right, port)) return { decision: { _tag: 'Intercept' }, audit: [] }

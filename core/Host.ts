@@ -92,6 +92,8 @@ const viaUrlParser = (wrapped: string): E.Either<HostError, Host> => {
     let host = url.hostname
     if (host.startsWith('[')) host = host.slice(1, -1)
     host = stripTrailingDot(host)
+    // One trailing dot is the root label; a second means an empty label, which no DNS name has.
+    if (host.endsWith('.')) return E.left(UNPARSABLE)
     return host === '' ? E.left(EMPTY) : E.right(host as Host)
   } catch {
     return E.left(UNPARSABLE)

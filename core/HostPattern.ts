@@ -36,6 +36,8 @@ export type PatternError =
 interface Scan {
   /** Literal characters (lower case) or `null` for anything else, after anchors are stripped. */
   readonly atoms: ReadonlyArray<string | null>
+  /** An escape the lexer does not fully read (`\x2e`, `\pL`, `\Q…\E`): no literal text can be trusted. */
+  readonly opaque: boolean
   readonly topLevelAlternation: boolean
   /** An unbounded quantifier applies to a group holding another unbounded quantifier or a `|`. */
   readonly nestedRepetition: boolean
@@ -50,6 +52,7 @@ const scan = (source: string): Scan => {
   const groups: Array<{ unbounded: boolean; alternation: boolean }> = [{ unbounded: false, alternation: false }]
   let topLevelAlternation = false
   let nestedRepetition = false
+  let opaque = false
   let lastGroup: { unbounded: boolean; alternation: boolean } | undefined
   let i = 0
   const body = source.startsWith('^') ? source.slice(1) : source
@@ -60,6 +63,9 @@ const scan = (source: string): Scan => {
     let closed: { unbounded: boolean; alternation: boolean } | undefined
     if (ch === '\\') {
       const next = body[i + 1] ?? ''
+      // Two-character class and assertion escapes are read; any other letter or digit escape
+      // (`\x2e`, `\056`, `\pL`, `\Q…\E`) may stand for literal text we would misread.
+      if (/[A-Za-z0-9]/.test(next) && !/[dDwWsSbBAz]/.test(next)) opaque = true
       atoms.push(/[A-Za-z0-9]/.test(next) || next === '' ? null : next.toLowerCase())
       i += 2
     } else if (ch === '[') {
@@ -118,7 +124,7 @@ const scan = (source: string): Scan => {
     }
     lastGroup = closed
   }
-  return { atoms, topLevelAlternation, nestedRepetition }
+  return { atoms, topLevelAlternation, nestedRepetition, opaque }
 }
 
 const literalRun = (atoms: ReadonlyArray<string | null>, fromEnd: boolean): string => {
@@ -155,14 +161,17 @@ export const compileHostPattern = (source: unknown): E.Either<PatternError, Host
     const message = error instanceof Error ? error.message : 'unparsable pattern'
     return E.left({ _tag: 'InvalidPattern', message })
   }
-  const { atoms, topLevelAlternation, nestedRepetition } = scan(source)
+  const { atoms, topLevelAlternation, nestedRepetition, opaque } = scan(source)
   if (nestedRepetition && backtracksCatastrophically(source)) return E.left({ _tag: 'CatastrophicPattern' })
-  const wholeLiteral = !topLevelAlternation && atoms.length > 0 && atoms.every((a) => a !== null)
+  // INVARIANT: the literal suffix is empty unless every character of the pattern was understood,
+  // so the suffix index can only ever over-approximate the routes a host may match.
+  const trusted = !topLevelAlternation && !opaque
+  const wholeLiteral = trusted && atoms.length > 0 && atoms.every((a) => a !== null)
   const literal = wholeLiteral ? parseHost(atoms.join('')) : undefined
   return E.right({
     source,
     matches: (host) => compiled.matches(host),
-    literalSuffix: topLevelAlternation ? '' : literalRun(atoms, true),
+    literalSuffix: trusted ? literalRun(atoms, true) : '',
     literalHost: literal !== undefined && E.isRight(literal) ? literal.right : undefined
   })
 }
@@ -183,23 +192,40 @@ const intendedDomain = (suffix: string): string | undefined => {
 /**
  * A look-alike host the pattern also matches (`.*githubusercontent\.com` matches
  * `evilgithubusercontent.com`), or `undefined`. Probes glue `evil` onto the pattern's literal
- * suffix, put it in a wildcard, append a foreign domain, and try unrelated hosts; a probe counts
- * when its last two labels differ from those the literal suffix names. Multi-label public
- * suffixes (`co.uk`) are not known to this check.
+ * suffix and onto every literal word, put it in a wildcard, append a foreign domain or TLD, and
+ * try unrelated hosts. A probe counts unless it is the suffix's domain or a subdomain of it, or
+ * its last two labels are those the suffix names. Multi-label public suffixes (`co.uk`) are not
+ * known to this check.
  */
 export const overbroadWitness = (pattern: HostPattern): string | undefined => {
-  const { atoms, topLevelAlternation } = scan(pattern.source)
-  const prefix = topLevelAlternation ? '' : literalRun(atoms, false)
+  const { atoms, topLevelAlternation, opaque } = scan(pattern.source)
+  const prefix = topLevelAlternation || opaque ? '' : literalRun(atoms, false)
   const suffix = pattern.literalSuffix
   const intended = intendedDomain(suffix)
+  // Every literal word of the pattern, e.g. `github` and `githubusercontent` in `(?:github|githubusercontent)`.
+  const words = new Set<string>()
+  let word = ''
+  for (const atom of [...atoms, null]) {
+    if (atom !== null) word += atom
+    else if (word !== '') {
+      words.add(word)
+      word = ''
+    }
+  }
+  const tld = suffix.split('.').pop() || 'com'
   const probes = [
     `${prefix}evil${suffix}`,
     `evil${suffix}`,
+    `evil-${suffix}`,
     `${prefix}${suffix}.evil.net`,
     `${prefix}evil.net`,
+    ...[...words].flatMap((w) => [`evil${w}${suffix}`, `evil-${w}${suffix}`, `evil${w}.${tld}`, `x${w}${w.endsWith('.') ? '' : '.'}evil`]),
     'evil.net',
     'evil.com'
   ]
-  const hostShaped = (probe: string) => probe.includes('.') && !probe.startsWith('.')
-  return probes.find((probe) => hostShaped(probe) && registrableOf(probe) !== intended && pattern.matches(probe))
+  const hostShaped = (probe: string) => probe.includes('.') && !probe.startsWith('.') && !probe.endsWith('.') && !probe.includes('..')
+  // The domain the suffix names, when it spans a dot: that domain and its subdomains are intended.
+  const base = suffix.replace(/^\./, '')
+  const intendedHost = (probe: string) => base.includes('.') && (probe === base || probe.endsWith(`.${base}`))
+  return probes.find((probe) => hostShaped(probe) && !intendedHost(probe) && registrableOf(probe) !== intended && pattern.matches(probe))
 }

@@ -6,7 +6,10 @@
 export interface CanonicalPath {
   /** Query and fragment dropped, unreserved escapes decoded, dot segments removed. */
   readonly path: string
-  /** The raw path had `%2f`, `%5c` or a raw `\`: it never matches a path-prefix route. */
+  /**
+   * The raw path had `%2f`, `%5c`, a raw `\`, or a dot segment with `;` parameters (`/..;/`, which
+   * Tomcat-style servers resolve): it never matches a path-prefix route.
+   */
   readonly ambiguousSeparators: boolean
   /** The raw target was not origin-form (`*`, an absolute URI): it matches no route at all. */
   readonly opaque: boolean
@@ -22,6 +25,7 @@ export type PathPrefix = string & { readonly PathPrefix: unique symbol }
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 const ESCAPE = /%([0-9A-Fa-f]{2})/g
 const SEPARATOR_ESCAPE = /%(?:2f|5c)/i
+const DOT_SEGMENT_PARAMETERS = /(?:^|\/)(?:\.|%2e){1,2}(?:;|%3b)/i
 
 /** Drops the query string and the fragment of a request target. */
 export const withoutQuery = (target: string): string => {
@@ -60,6 +64,7 @@ export const canonicalPath = (target: string): CanonicalPath => {
   let escapes = false
   let dotSegment = false
   let backslash = false
+  let parameters = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c >= 97 && c <= 122) continue
@@ -69,20 +74,28 @@ export const canonicalPath = (target: string): CanonicalPath => {
     }
     if (c === 37) escapes = true
     else if (c === 92) backslash = true
+    else if (c === 59) parameters = true
     else if (c === 46 && i > 0 && text.charCodeAt(i - 1) === 47) dotSegment = true
   }
   const raw = end === text.length ? text : text.slice(0, end)
   if (raw === '') return { path: '/', ambiguousSeparators: false, opaque: false }
   if (raw.charCodeAt(0) !== 47) return { path: raw, ambiguousSeparators: false, opaque: true }
-  const ambiguousSeparators = backslash || (escapes && SEPARATOR_ESCAPE.test(raw))
+  const ambiguousSeparators =
+    backslash || (escapes && SEPARATOR_ESCAPE.test(raw)) || ((parameters || escapes) && DOT_SEGMENT_PARAMETERS.test(raw))
   if (!escapes && !dotSegment) return { path: raw, ambiguousSeparators, opaque: false }
   return { path: removeDotSegments(decodeUnreserved(raw)), ambiguousSeparators, opaque: false }
 }
 
+/**
+ * The path as a lenient upstream may read it: encoded and backslash separators as `/`, `;`
+ * parameters dropped. Used to recognise auth endpoints however they are spelled.
+ */
+export const lenientPath = (path: string): string =>
+  canonicalPath(path.replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')).path
+
 /** Turns the path of an API URL into a route prefix (`/` and `''` become the empty prefix). */
 export const pathPrefixOf = (path: string): PathPrefix => {
-  const canonical = canonicalPath(path).path
-  return (canonical.endsWith('/') ? canonical.slice(0, -1) : canonical) as PathPrefix
+  return canonicalPath(path).path.replace(/\/+$/, '') as PathPrefix
 }
 
 /** The form auth endpoints are compared in: repeated `/` collapsed, no trailing `/`. */

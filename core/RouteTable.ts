@@ -116,12 +116,19 @@ interface Problem {
 
 /** An API URL as it may be shown: no user info, no query, no fragment, at most 120 characters. */
 export const redactUrl = (url: string): string => {
-  const cut = url.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1').replace(/[?#].*$/s, '')
+  // User info ends at the last `@` (a password may hold `@` or `/`); query and fragment go too.
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0] ?? ''
+  const at = url.lastIndexOf('@')
+  const rest = at >= 0 ? url.slice(at + 1) : url.slice(scheme.length)
+  const cut = `${scheme}${rest}`.replace(/[?#].*$/s, '')
   return cut.length > 120 ? `${cut.slice(0, 120)}…` : cut
 }
 
+/** A `regex:` source as it may be shown: patterns hold `?` and `#`, so they are only shortened. */
+const shownPattern = (source: string): string => (source.length > 120 ? `${source.slice(0, 120)}…` : source)
+
 const patternProblem = (source: string, error: PatternError): Problem => {
-  const shown = redactUrl(source)
+  const shown = shownPattern(source)
   switch (error._tag) {
     case 'EmptyPattern':
       return { code: 'invalid_pattern', detail: 'empty `regex:` pattern skipped: write a host regex after `regex:`' }
@@ -141,7 +148,7 @@ const parseApiUrl = (value: unknown): E.Either<Problem, RouteTarget> => {
   if (typeof value !== 'string') return E.left({ code: 'invalid_url', detail: 'API URL skipped: it is not a string' })
   const text = value.trim()
   if (text.startsWith('regex:')) {
-    const source = text.slice('regex:'.length)
+    const source = text.slice('regex:'.length).trim()
     const compiled = compileHostPattern(source)
     return E.isLeft(compiled) ? E.left(patternProblem(source, compiled.left)) : E.right({ _tag: 'Regex', pattern: compiled.right })
   }
@@ -331,7 +338,8 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
         warnings.push({ ...parsed.left, provider: name })
         continue
       }
-      const common = { provider: name, connection: connectionName, source: redactUrl(String(url).trim()), matched: target }
+      const text = String(url).trim()
+      const common = { provider: name, connection: connectionName, source: text.startsWith('regex:') ? shownPattern(text) : redactUrl(text), matched: target }
       if (parsed.right._tag === 'Exact') {
         const { host, port, prefix } = parsed.right
         const authPaths = endpoints.filter((e) => e.host === host).map((e) => e.key)
@@ -343,7 +351,7 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
           warnings.push({
             code: 'overbroad_pattern',
             provider: name,
-            detail: `pattern \`${redactUrl(pattern.source)}\` also matches the look-alike host \`${witness}\`; anchor it, e.g. \`(?:[a-z0-9-]+\\.)?example\\.com\``
+            detail: `pattern \`${shownPattern(pattern.source)}\` also matches the look-alike host \`${witness}\`; anchor it, e.g. \`(?:[a-z0-9-]+\\.)?example\\.com\``
           })
         }
         const authPaths = endpoints.filter((e) => pattern.matches(e.host)).map((e) => e.key)
@@ -366,10 +374,11 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
   const passthroughPatterns: Array<HostPattern> = []
   const passthrough = isDict(input) ? input['passthrough'] : undefined
   for (const entry of listOf(passthrough)) {
-    if (typeof entry === 'string' && entry.startsWith('regex:')) {
-      const compiled = compileHostPattern(entry.slice('regex:'.length))
+    if (typeof entry === 'string' && entry.trim().startsWith('regex:')) {
+      const source = entry.trim().slice('regex:'.length).trim()
+      const compiled = compileHostPattern(source)
       if (E.isRight(compiled)) passthroughPatterns.push(compiled.right)
-      else warnings.push(patternProblem(entry.slice('regex:'.length), compiled.left))
+      else warnings.push(patternProblem(source, compiled.left))
       continue
     }
     const host = parseHost(entry)

@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
-import { authEndpointKey, canonicalPath, prefixCovers, type CanonicalPath } from './RequestPath.js'
+import { authEndpointKey, canonicalPath, lenientPath, prefixCovers, type CanonicalPath } from './RequestPath.js'
 import { miss, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type RouteTable } from './RouteTable.js'
 
@@ -43,13 +43,12 @@ const hasHostMismatch = (request: RequestFacts, host: Host): boolean =>
 const unmatched = (table: RouteTable, host: Host): RouteResolution =>
   miss(isPassthroughHost(table, host) ? 'passthrough' : 'no_match')
 
-// Step 5, auth endpoints: compared on the canonical path, and, when the path has encoded or
-// backslash separators, also on the reading an upstream that decodes them would see.
+// Step 5, auth endpoints: compared on the canonical path, and also on the reading of an upstream
+// that decodes separators and drops `;` parameters.
 const authKeysOf = (path: CanonicalPath): ReadonlyArray<string> => {
   const key = authEndpointKey(path.path)
-  if (!path.ambiguousSeparators) return [key]
-  const decoded = canonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/')).path
-  return [key, authEndpointKey(decoded)]
+  const lenient = authEndpointKey(lenientPath(path.path))
+  return lenient === key ? [key] : [key, lenient]
 }
 
 const hitsAuthPath = (route: Route, keys: ReadonlyArray<string>): boolean => keys.some((k) => route.authPaths.includes(k))

@@ -4,13 +4,16 @@ import { describe, expect, it } from 'vitest'
 
 import { isLocalHost, parseAuthority, parseHost, type Host } from '../../core/Host.js'
 
-// The WHATWG URL parser, used directly: the definition parseHost's fast path must agree with.
+// The WHATWG URL parser, used directly: the definition parseHost's fast path must agree with,
+// less one deliberate difference: a name that still ends in a dot after one is removed
+// (`a..`, an empty label) is refused, so `localhost..` cannot slip past the local check.
 const viaUrl = (host: string): string | undefined => {
   try {
     const url = new URL(`https://${host}/`)
     if (url.pathname !== '/' || url.port !== '' || url.username !== '') return undefined
     const h = url.hostname.replace(/^\[(.*)\]$/, '$1')
-    return h.endsWith('.') ? h.slice(0, -1) : h
+    const once = h.endsWith('.') ? h.slice(0, -1) : h
+    return once.endsWith('.') ? undefined : once
   } catch {
     return undefined
   }

@@ -70,7 +70,8 @@ const decisionLaws: Record<string, (c: Case) => boolean> = {
     )
   },
   injectedHeadersAreExactlyTheCredentials: ({ credentials, decided }) =>
-    decided.decision._tag !== 'Inject' || (credentials?._tag === 'Available' && decided.decision.headers === credentials.headers),
+    decided.decision._tag !== 'Inject' ||
+    (credentials?._tag === 'Available' && JSON.stringify(decided.decision.headers) === JSON.stringify(credentials.headers)),
   denyModesNeverPassUnmatched: ({ mode, resolution, decided }) =>
     unmatchedPolicyOf(mode) === 'allow' ||
     decided.decision._tag !== 'Pass' ||

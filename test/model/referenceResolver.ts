@@ -14,7 +14,7 @@ export const modelCanonicalPath = (target: string): { path: string; ambiguous: b
   const raw = target.split(/[?#]/)[0] ?? ''
   if (raw === '') return { path: '/', ambiguous: false, opaque: false }
   if (!raw.startsWith('/')) return { path: raw, ambiguous: false, opaque: true }
-  const ambiguous = /%2f|%5c|\\/i.test(raw)
+  const ambiguous = /%2f|%5c|\\/i.test(raw) || /(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw)
   let input = raw.replace(/%[0-9a-fA-F]{2}/g, (m) => {
     const c = String.fromCharCode(parseInt(m.slice(1), 16))
     return /[A-Za-z0-9._~-]/.test(c) ? c : m.toUpperCase()
@@ -86,8 +86,8 @@ export const referenceResolve = (table: RouteTable, request: RequestFacts): Rout
   if (request.scheme.toLowerCase() !== 'https') return onHost.length > 0 ? miss('insecure_scheme') : passOrMiss()
   if (path.opaque) return passOrMiss()
   const candidates = onHost.filter((r) => portMatches(r, request.port))
-  const keys = [authKey(path.path)]
-  if (path.ambiguous) keys.push(authKey(modelCanonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/')).path))
+  const lenient = modelCanonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')).path
+  const keys = [authKey(path.path), authKey(lenient)]
   if (candidates.some((r) => keys.some((k) => r.authPaths.includes(k)))) return miss('auth_endpoint')
   const covering = candidates.filter((r) => r.prefix === '' || (!path.ambiguous && segmentsCover(r.prefix, path.path)))
   if (covering.length === 0) return passOrMiss()
