@@ -1,0 +1,203 @@
+import * as E from 'fp-ts/lib/Either.js'
+import * as t from 'io-ts'
+import { parse as parseYaml, YAMLParseError } from 'yaml'
+
+import { buildRouteTable, parseMode, PROXY_MODES, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
+import { formatErrors } from './reporter.js'
+
+// -------------------------------------------------------------------------------------
+// codecs
+// -------------------------------------------------------------------------------------
+
+const nonEmptyString = new t.Type<string, string, unknown>(
+  'a non-empty string',
+  (u): u is string => typeof u === 'string' && u.trim() !== '',
+  (u, c) => (typeof u === 'string' && u.trim() !== '' ? t.success(u) : t.failure(u, c)),
+  t.identity
+)
+
+const absoluteUrl = (what: string) =>
+  new t.Type<string, string, unknown>(
+    `an absolute ${what} URL`,
+    (u): u is string => typeof u === 'string',
+    (u, c) => {
+      if (typeof u !== 'string') return t.failure(u, c)
+      try {
+        const url = new URL(u)
+        return url.protocol === 'https:' || url.protocol === 'http:' ? t.success(u) : t.failure(u, c, `expected an http(s) URL for the ${what}`)
+      } catch {
+        return t.failure(u, c, `expected an absolute ${what} URL such as https://example.com/path`)
+      }
+    },
+    t.identity
+  )
+
+const modeCodec = new t.Type<ProxyMode, string, unknown>(
+  'a mode',
+  (u): u is ProxyMode => typeof u === 'string' && (PROXY_MODES as ReadonlyArray<string>).includes(u),
+  (u, c) => {
+    const mode = parseMode(u)
+    return E.isRight(mode) ? t.success(mode.right) : t.failure(u, c, mode.left.message)
+  },
+  t.identity
+)
+
+/** An object with required and optional keys; any other key is an error naming the allowed ones. */
+const closed = <R extends t.Props, O extends t.Props>(name: string, required: R, optional: O) => {
+  const inner = t.intersection([t.type(required), t.partial(optional)])
+  const requiredPart = t.type(required)
+  const optionalPart = t.partial(optional)
+  const known = [...Object.keys(required), ...Object.keys(optional)]
+  return new t.Type<t.TypeOf<typeof inner>, t.OutputOf<typeof inner>, unknown>(
+    name,
+    inner.is,
+    (u, c) => {
+      if (typeof u !== 'object' || u === null || Array.isArray(u)) return t.failure(u, c)
+      const unknownKeys = Object.keys(u).filter((k) => !known.includes(k))
+      if (unknownKeys.length > 0) {
+        return t.failures(
+          unknownKeys.map((k) => ({
+            value: (u as Record<string, unknown>)[k],
+            context: [...c, { key: k, type: t.never, actual: undefined }],
+            message: `unknown key \`${k}\`: expected one of ${known.map((x) => `\`${x}\``).join(', ')}`
+          }))
+        )
+      }
+      // Both parts validate against the same context, so error paths hold only real keys.
+      const left = requiredPart.validate(u, c)
+      const right = optionalPart.validate(u, c)
+      if (E.isLeft(left) || E.isLeft(right)) return t.failures([...(E.isLeft(left) ? left.left : []), ...(E.isLeft(right) ? right.left : [])])
+      return t.success({ ...left.right, ...right.right } as t.TypeOf<typeof inner>)
+    },
+    inner.encode
+  )
+}
+
+const apiUrls = t.union([nonEmptyString, t.array(nonEmptyString)], 'a URL, host or `regex:` pattern, or a list of them')
+const headerTemplates = t.record(t.string, t.string, 'an object of header names to values')
+
+const oauth = closed('OAuth URLs', {}, {
+  authorizationUrl: absoluteUrl('authorization'),
+  tokenUrl: absoluteUrl('token'),
+  revocationUrl: absoluteUrl('revocation'),
+  deviceAuthorizationUrl: absoluteUrl('device authorization')
+})
+
+/** Credentials as a reference: header templates, a JSON file, a helper command, or an HTTP endpoint. */
+const credentialVariants = {
+  headers: closed('header credentials', { headers: headerTemplates }, {}),
+  file: closed('a credential file', { file: nonEmptyString }, {}),
+  exec: closed('a credential helper', { exec: t.array(nonEmptyString, 'a command and its arguments as a list') }, {}),
+  url: closed('a credential endpoint', { url: absoluteUrl('credential endpoint') }, { headers: headerTemplates })
+}
+
+type CredentialRefOf<K extends keyof typeof credentialVariants> = t.TypeOf<(typeof credentialVariants)[K]>
+
+/** A connection's credential reference. */
+export type CredentialRef = CredentialRefOf<'headers'> | CredentialRefOf<'file'> | CredentialRefOf<'exec'> | CredentialRefOf<'url'>
+
+const credentialRef = new t.Type<CredentialRef, unknown, unknown>(
+  'a credential reference',
+  (u): u is CredentialRef => Object.values(credentialVariants).some((v) => v.is(u)),
+  (u, c) => {
+    const kinds = typeof u === 'object' && u !== null ? (Object.keys(credentialVariants) as Array<keyof typeof credentialVariants>).filter((k) => k in u) : []
+    const kind = kinds.length === 1 || (kinds.length === 2 && kinds.includes('url') && kinds.includes('headers')) ? (kinds.includes('url') ? 'url' : kinds[0]) : undefined
+    if (kind === undefined) {
+      return t.failure(u, c, 'expected exactly one of `headers` (templates such as "Bearer ${env:API_KEY}"), `file`, `exec` or `url`')
+    }
+    if (kind === 'exec' && Array.isArray((u as { exec?: unknown }).exec) && (u as { exec: Array<unknown> }).exec.length === 0) {
+      return t.failure(u, c, '`exec` needs the command and its arguments, e.g. ["my-helper", "get", "openai"]')
+    }
+    return credentialVariants[kind].validate(u, c) as t.Validation<CredentialRef>
+  },
+  t.identity
+)
+
+const provider = closed('a provider', { name: nonEmptyString }, { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString })
+const connection = closed(
+  'a connection',
+  { provider: nonEmptyString, name: nonEmptyString },
+  { isDefault: t.boolean, apiUrl: apiUrls, credentials: credentialRef }
+)
+
+/** The policy file, as decoded. */
+export const policyFileCodec = closed(
+  'a policy',
+  { providers: t.array(provider) },
+  {
+    mode: modeCodec,
+    connections: t.array(connection),
+    passthrough: t.array(nonEmptyString),
+    denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),
+    upstream: closed('upstream options', {}, { ca: t.array(nonEmptyString) }),
+    modeEndpoint: closed('a mode endpoint', { url: absoluteUrl('mode endpoint') }, { intervalMs: t.number })
+  }
+)
+
+/** A decoded policy file. */
+export type PolicyFile = t.TypeOf<typeof policyFileCodec>
+
+// -------------------------------------------------------------------------------------
+// loading
+// -------------------------------------------------------------------------------------
+
+/** Why a policy could not be loaded; every message names where and what to change. */
+export interface PolicyError {
+  readonly _tag: 'PolicyError'
+  readonly messages: ReadonlyArray<string>
+}
+
+/** A policy that loaded, with what the core needs and the warnings worth showing. */
+export interface LoadedPolicy {
+  readonly file: PolicyFile
+  readonly input: PolicyInput
+  readonly warnings: ReadonlyArray<RouteWarning>
+}
+
+const policyError = (messages: ReadonlyArray<string>): PolicyError => ({ _tag: 'PolicyError', messages })
+
+// Route warnings that mean the file says something that cannot be carried out.
+const ERROR_CODES = new Set(['invalid_pattern', 'invalid_url', 'insecure_url', 'conflicting_defaults', 'unknown_provider', 'duplicate_provider', 'invalid_policy'])
+
+/** The core's view of a policy file. */
+export const toPolicyInput = (file: PolicyFile): PolicyInput => ({
+  providers: file.providers.map((p) => ({
+    name: p.name,
+    ...(p.apiUrl === undefined ? {} : { apiUrl: p.apiUrl }),
+    ...(p.oauth === undefined ? {} : { oauth: p.oauth })
+  })),
+  connections: (file.connections ?? []).map((c) => ({
+    provider: c.provider,
+    name: c.name,
+    ...(c.isDefault === undefined ? {} : { isDefault: c.isDefault }),
+    ...(c.apiUrl === undefined ? {} : { apiUrl: c.apiUrl })
+  })),
+  ...(file.passthrough === undefined ? {} : { passthrough: file.passthrough })
+})
+
+/** Decodes an already-parsed policy document and checks what only the route table can see. */
+export const decodePolicy = (document: unknown): E.Either<PolicyError, LoadedPolicy> => {
+  const decoded = policyFileCodec.decode(document)
+  if (E.isLeft(decoded)) return E.left(policyError(formatErrors(decoded.left)))
+  const file = decoded.right
+  const input = toPolicyInput(file)
+  const { warnings } = buildRouteTable(input, 'configured')
+  const errors = warnings.filter((w) => ERROR_CODES.has(w.code))
+  if (errors.length > 0) return E.left(policyError(errors.map((w) => w.detail)))
+  return E.right({ file, input, warnings })
+}
+
+/** Parses JSON or YAML text (YAML is a superset of JSON) and decodes it; errors never quote the text. */
+export const parsePolicyText = (text: string, origin = 'policy'): E.Either<PolicyError, LoadedPolicy> => {
+  let document: unknown
+  try {
+    document = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
+  } catch (error) {
+    const where = error instanceof YAMLParseError && error.linePos !== undefined ? `:${error.linePos[0].line}:${error.linePos[0].col}` : ''
+    const code = error instanceof YAMLParseError ? error.code.toLowerCase().replace(/_/g, ' ') : 'unreadable document'
+    return E.left(policyError([`${origin}${where}: not valid JSON or YAML (${code}); fix the syntax there`]))
+  }
+  if (document === null || document === undefined) return E.left(policyError([`${origin}: the file is empty; a policy needs at least \`providers: []\``]))
+  const decoded = decodePolicy(document)
+  return E.isLeft(decoded) ? E.left(policyError(decoded.left.messages.map((m) => `${origin}: ${m}`))) : decoded
+}

@@ -1,0 +1,83 @@
+import { unavailable, type CredentialOutcome } from '../../core/index.js'
+import type { Clock, CredentialSource } from '../ports.js'
+
+/** Options of the credential cache (SPEC.md §7). */
+export interface CredentialCacheOptions {
+  readonly source: CredentialSource
+  readonly clock: Clock
+  /** Refresh this long before `expiresAt` (default 300 s). */
+  readonly refreshWindowMs?: number
+  /** A resolution slower than this is `Unavailable` (default 5 s). */
+  readonly timeoutMs?: number
+}
+
+/** Cached, single-flight credential resolution. */
+export interface CredentialCache {
+  readonly get: (provider: string, connection: string) => Promise<CredentialOutcome>
+  /** Forgets everything, including resolutions still under way (the policy or source changed). */
+  readonly clear: () => void
+}
+
+interface Entry {
+  readonly outcome: CredentialOutcome
+  /** When to resolve again; `undefined` keeps it until the next `clear`. */
+  readonly refreshAt: number | undefined
+}
+
+/** A cache in front of a credential source: until `expiresAt − refreshWindow`, one resolution per key at a time, failures not kept. */
+export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000, timeoutMs = 5_000 }: CredentialCacheOptions): CredentialCache => {
+  let generation = 0
+  const entries = new Map<string, Entry>()
+  const inFlight = new Map<string, Promise<CredentialOutcome>>()
+
+  const resolveWithTimeout = async (provider: string, connection: string): Promise<CredentialOutcome> => {
+    const controller = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<CredentialOutcome>((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort()
+        resolve(unavailable(`credential source for \`${provider}/${connection}\` did not answer within ${timeoutMs} ms`))
+      }, timeoutMs)
+    })
+    try {
+      const resolved = source.resolve(provider, connection, controller.signal).catch(() =>
+        unavailable(`credential source for \`${provider}/${connection}\` failed`)
+      )
+      return await Promise.race([resolved, timedOut])
+    } catch {
+      return unavailable(`credential source for \`${provider}/${connection}\` failed`)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  const get = (provider: string, connection: string): Promise<CredentialOutcome> => {
+    const key = `${provider}\u0000${connection}`
+    const now = clock.now().getTime()
+    const cached = entries.get(key)
+    if (cached !== undefined && (cached.refreshAt === undefined || now < cached.refreshAt)) return Promise.resolve(cached.outcome)
+    const pending = inFlight.get(key)
+    if (pending !== undefined) return pending
+    const started = generation
+    const resolution = resolveWithTimeout(provider, connection).then((outcome) => {
+      // INVARIANT: only the resolution of the current generation is kept, and only a success.
+      if (started === generation) {
+        inFlight.delete(key)
+        const refreshAt = outcome._tag === 'Available' && outcome.expiresAt !== undefined ? outcome.expiresAt.getTime() - refreshWindowMs : undefined
+        if (outcome._tag === 'Available' && (refreshAt === undefined || clock.now().getTime() < refreshAt)) entries.set(key, { outcome, refreshAt })
+        else entries.delete(key)
+      }
+      return outcome
+    })
+    inFlight.set(key, resolution)
+    return resolution
+  }
+
+  const clear = (): void => {
+    generation++
+    entries.clear()
+    inFlight.clear()
+  }
+
+  return { get, clear }
+}

@@ -1,0 +1,140 @@
+import { createWriteStream, type WriteStream } from 'node:fs'
+
+import type { AuditEntry, AuditSink, Logger } from '../ports.js'
+
+/** Bounds shared by the sinks. */
+export interface SinkOptions {
+  /** Entries waiting for delivery before new ones are dropped (and counted). Default 10,000. */
+  readonly maxQueue?: number
+  readonly log?: Logger
+}
+
+/** JSON lines to a file (appended, created 0600) or to a stream such as stdout; never blocks a request. */
+export const jsonLinesSink = (target: { readonly path: string } | { readonly stream: NodeJS.WritableStream }, options: SinkOptions = {}): AuditSink => {
+  const maxQueue = options.maxQueue ?? 10_000
+  const file: WriteStream | undefined = 'path' in target ? createWriteStream(target.path, { flags: 'a', mode: 0o600 }) : undefined
+  const stream: NodeJS.WritableStream = file ?? (target as { readonly stream: NodeJS.WritableStream }).stream
+  let pending = 0
+  let dropped = 0
+  let broken = false
+  let waiters: Array<() => void> = []
+  const settle = () => {
+    if (pending === 0) {
+      for (const w of waiters) w()
+      waiters = []
+    }
+  }
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (!broken) options.log?.('error', `audit sink${'path' in target ? ` ${target.path}` : ''} failed (${error.code ?? 'error'}); further records are dropped and counted`)
+    broken = true
+    dropped += pending
+    pending = 0
+    settle()
+  })
+  return {
+    write: (entry) => {
+      if (broken || pending >= maxQueue) {
+        dropped++
+        return
+      }
+      pending++
+      stream.write(`${JSON.stringify(entry)}\n`, () => {
+        if (pending > 0) pending--
+        settle()
+      })
+    },
+    flush: () => (pending === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
+    close: async () => {
+      if (pending > 0) await new Promise<void>((resolve) => waiters.push(resolve))
+      if (file !== undefined) await new Promise<void>((resolve) => file.end(resolve))
+    },
+    dropped: () => dropped
+  }
+}
+
+/** Options of the HTTP sink. */
+export interface HttpSinkOptions extends SinkOptions {
+  readonly url: string
+  readonly headers?: Readonly<Record<string, string>>
+  /** Entries per POST (default 100). */
+  readonly batchSize?: number
+  /** Wait after a failed delivery before trying again (default 1 s). */
+  readonly retryMs?: number
+}
+
+/** POSTs batches of entries as a JSON array; keeps them queued while the endpoint is down. */
+export const httpSink = (options: HttpSinkOptions): AuditSink => {
+  const maxQueue = options.maxQueue ?? 10_000
+  const batchSize = options.batchSize ?? 100
+  const retryMs = options.retryMs ?? 1_000
+  const queue: Array<AuditEntry> = []
+  let dropped = 0
+  let sending: Promise<void> | undefined
+  let closed = false
+  let failing = false
+
+  const deliver = async (): Promise<void> => {
+    while (queue.length > 0) {
+      const batch = queue.slice(0, batchSize)
+      try {
+        const response = await fetch(options.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...options.headers },
+          body: JSON.stringify(batch),
+          signal: AbortSignal.timeout(10_000)
+        })
+        await response.arrayBuffer()
+        if (!response.ok) throw new Error(`HTTP ${response.status}`)
+        queue.splice(0, batch.length)
+        if (failing) options.log?.('info', `audit endpoint ${options.url} is back; delivering ${queue.length} queued records`)
+        failing = false
+      } catch (error) {
+        if (!failing) options.log?.('warn', `audit endpoint ${options.url} failed (${error instanceof Error ? error.message : 'error'}); records stay queued (at most ${maxQueue})`)
+        failing = true
+        if (closed) return
+        await new Promise((resolve) => setTimeout(resolve, retryMs).unref())
+      }
+    }
+  }
+  const kick = () => {
+    sending ??= deliver().finally(() => {
+      sending = undefined
+      if (queue.length > 0 && !closed) kick()
+    })
+  }
+  return {
+    write: (entry) => {
+      if (closed || queue.length >= maxQueue) {
+        dropped++
+        return
+      }
+      queue.push(entry)
+      kick()
+    },
+    // Waits while deliveries succeed; returns at once when the endpoint is failing.
+    flush: async () => {
+      while (sending !== undefined && queue.length > 0 && !failing) await Promise.race([sending, new Promise((resolve) => setTimeout(resolve, retryMs).unref())])
+    },
+    close: async () => {
+      closed = true
+      await sending
+      dropped += queue.length
+      queue.length = 0
+    },
+    dropped: () => dropped
+  }
+}
+
+/** Writes each entry to every sink. */
+export const fanOut = (sinks: ReadonlyArray<AuditSink>): AuditSink => ({
+  write: (entry) => {
+    for (const sink of sinks) sink.write(entry)
+  },
+  flush: async () => {
+    await Promise.all(sinks.map((s) => s.flush()))
+  },
+  close: async () => {
+    await Promise.all(sinks.map((s) => s.close()))
+  },
+  dropped: () => sinks.reduce((n, s) => n + s.dropped(), 0)
+})

@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import {
+  buildRouteTable,
+  decide,
+  decideTunnel,
+  DEFAULT_MODE,
+  failClosed,
+  resolveRoute,
+  scopeOf,
+  type AuditRecord,
+  type Decided,
+  type DenyText,
+  type ProxyMode,
+  type RequestFacts,
+  type RouteTable,
+  type RouteWarning,
+  type TunnelDecided
+} from '../../core/index.js'
+import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
+import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
+import { fanOut } from './auditSinks.js'
+import { createCredentialCache } from './CredentialCache.js'
+import { policyCredentialSource } from './credentialSources.js'
+
+/** What the guard is built from. */
+export interface GuardOptions {
+  readonly policy: LoadedPolicy
+  /** Where credentials come from; by default each connection's `credentials` reference. */
+  readonly credentials?: CredentialSource
+  readonly audit?: AuditSink | ReadonlyArray<AuditSink>
+  readonly clock?: Clock
+  /** Overrides the policy's mode (as `--mode` does). */
+  readonly mode?: ProxyMode
+  readonly refreshWindowMs?: number
+  readonly credentialTimeoutMs?: number
+  readonly log?: Logger
+  /** The environment `${env:NAME}` references read (default `process.env`). */
+  readonly env?: NodeJS.ProcessEnv
+  /** Loads the policy again for `reload()`; without it, `reload()` rebuilds from the current policy. */
+  readonly loadPolicy?: () => Promise<E.Either<PolicyError, LoadedPolicy>>
+}
+
+/** A request decision with its id and the mode it was made under. */
+export interface Verdict extends Decided {
+  readonly decisionId: string
+  readonly mode: ProxyMode
+}
+
+/** A tunnel decision with its id and the mode it was made under. */
+export interface TunnelVerdict extends TunnelDecided {
+  readonly decisionId: string
+  readonly mode: ProxyMode
+}
+
+/** What a reload did. */
+export type ReloadResult =
+  | { readonly _tag: 'Reloaded'; readonly mode: ProxyMode; readonly routes: number; readonly warnings: ReadonlyArray<RouteWarning> }
+  | { readonly _tag: 'KeptLastGood'; readonly messages: ReadonlyArray<string> }
+
+/** The guard: the policy engine with credentials, audit and reload around it. */
+export interface Guard {
+  readonly evaluate: (request: RequestFacts) => Promise<Verdict>
+  readonly evaluateTunnel: (host: string, port: number) => TunnelVerdict
+  /** The fail-closed verdict for a request an adapter could not even describe. */
+  readonly failClosed: (request: Partial<RequestFacts>) => Verdict
+  readonly reload: () => Promise<ReloadResult>
+  /** Switches the mode at run time (a mode endpoint, a signal); `undefined` returns to the policy's. */
+  readonly setMode: (mode: ProxyMode | undefined) => void
+  readonly mode: () => ProxyMode
+  readonly policy: () => LoadedPolicy
+  /** Audit entries dropped by the sinks so far. */
+  readonly dropped: () => number
+  readonly close: () => Promise<void>
+}
+
+// Everything one decision reads, swapped as a whole so a request never sees half a reload.
+interface Snapshot {
+  readonly policy: LoadedPolicy
+  readonly mode: ProxyMode
+  readonly table: RouteTable
+  readonly loginCommands: ReadonlyMap<string, string>
+}
+
+const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined): Snapshot => {
+  const mode = override ?? policy.file.mode ?? DEFAULT_MODE
+  const loginCommands = new Map<string, string>()
+  for (const p of policy.file.providers) if (p.loginCommand !== undefined) loginCommands.set(p.name, p.loginCommand)
+  return { policy, mode, table: buildRouteTable(policy.input, scopeOf(mode)).table, loginCommands }
+}
+
+const denyTextFor = (snapshot: Snapshot, provider: string | undefined): DenyText => {
+  const base = snapshot.policy.file.denyText ?? {}
+  const loginCommand = (provider === undefined ? undefined : snapshot.loginCommands.get(provider)) ?? base.loginCommand
+  return {
+    ...(loginCommand === undefined ? {} : { loginCommand }),
+    ...(base.dashboardUrl === undefined ? {} : { dashboardUrl: base.dashboardUrl })
+  }
+}
+
+/** Builds a guard: `evaluate` is facts → resolveRoute → credentials → decide → audit, from core functions only. */
+export const createGuard = (options: GuardOptions): Guard => {
+  const clock = options.clock ?? systemClock
+  const log = options.log ?? stderrLogger
+  const sinks = options.audit === undefined ? [] : Array.isArray(options.audit) ? options.audit : [options.audit as AuditSink]
+  const audit = fanOut(sinks)
+  let modeOverride = options.mode
+  let snapshot = snapshotOf(options.policy, modeOverride)
+  let source = options.credentials ?? policyCredentialSource(options.policy.file, options.env)
+  const cacheOptions = {
+    clock,
+    ...(options.refreshWindowMs === undefined ? {} : { refreshWindowMs: options.refreshWindowMs }),
+    ...(options.credentialTimeoutMs === undefined ? {} : { timeoutMs: options.credentialTimeoutMs })
+  }
+  let cache = createCredentialCache({ source, ...cacheOptions })
+
+  const record = (records: ReadonlyArray<AuditRecord>, mode: ProxyMode, decisionId: string): void => {
+    const time = clock.now().toISOString()
+    for (const r of records) audit.write({ time, mode, decisionId, ...r })
+  }
+
+  const swap = (next: Snapshot, policyChanged: boolean): void => {
+    // INVARIANT: one assignment; in-flight decisions keep the snapshot they started with.
+    snapshot = next
+    if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
+    cache.clear()
+    cache = createCredentialCache({ source, ...cacheOptions })
+  }
+
+  const failClosedVerdict = (request: unknown, mode: ProxyMode): Verdict => {
+    const decisionId = randomUUID()
+    const decided = failClosed({ mode, request })
+    record(decided.audit, mode, decisionId)
+    return { ...decided, decisionId, mode }
+  }
+
+  const evaluate = async (request: RequestFacts): Promise<Verdict> => {
+    const current = snapshot
+    const decisionId = randomUUID()
+    try {
+      const resolution = resolveRoute(current.table, request)
+      const credentials = resolution._tag === 'Matched' ? await cache.get(resolution.provider, resolution.connection) : undefined
+      const decided = decide({
+        mode: current.mode,
+        request,
+        resolution,
+        ...(credentials === undefined ? {} : { credentials }),
+        denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
+      })
+      record(decided.audit, current.mode, decisionId)
+      return { ...decided, decisionId, mode: current.mode }
+    } catch {
+      log('error', `decision ${decisionId} failed inside the guard; answered fail-closed`)
+      return failClosedVerdict(request, current.mode)
+    }
+  }
+
+  const evaluateTunnel = (host: string, port: number): TunnelVerdict => {
+    const current = snapshot
+    const decisionId = randomUUID()
+    const decided = decideTunnel({ mode: current.mode, table: current.table, host, port })
+    record(decided.audit, current.mode, decisionId)
+    return { ...decided, decisionId, mode: current.mode }
+  }
+
+  const reload = async (): Promise<ReloadResult> => {
+    const loaded = options.loadPolicy === undefined ? E.right(snapshot.policy) : await options.loadPolicy()
+    if (E.isLeft(loaded)) {
+      log('error', `policy reload failed; keeping the last good policy:\n  ${loaded.left.messages.join('\n  ')}`)
+      return { _tag: 'KeptLastGood', messages: loaded.left.messages }
+    }
+    const next = snapshotOf(loaded.right, modeOverride)
+    swap(next, true)
+    log('info', `policy reloaded: mode ${next.mode}, ${next.table.routes.length} routes, ${loaded.right.warnings.length} warnings`)
+    return { _tag: 'Reloaded', mode: next.mode, routes: next.table.routes.length, warnings: loaded.right.warnings }
+  }
+
+  const setMode = (mode: ProxyMode | undefined): void => {
+    modeOverride = mode
+    const next = snapshotOf(snapshot.policy, modeOverride)
+    if (next.mode !== snapshot.mode) {
+      swap(next, false)
+      log('info', `mode is now ${next.mode}`)
+    }
+  }
+
+  return {
+    evaluate,
+    evaluateTunnel,
+    failClosed: (request) => failClosedVerdict(request, snapshot.mode),
+    reload,
+    setMode,
+    mode: () => snapshot.mode,
+    policy: () => snapshot.policy,
+    dropped: () => audit.dropped(),
+    close: () => audit.close()
+  }
+}

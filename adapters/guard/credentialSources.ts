@@ -1,0 +1,141 @@
+import { spawn } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+
+import * as E from 'fp-ts/lib/Either.js'
+import * as t from 'io-ts'
+
+import { unavailable, type CredentialOutcome } from '../../core/index.js'
+import type { CredentialRef, PolicyFile } from '../config/PolicyFile.js'
+import type { CredentialSource } from '../ports.js'
+
+// Every failure here becomes `Unavailable` with a message that names the reference (variable,
+// file, command, endpoint) and never a value read from it.
+
+/** The document a credential file, helper or endpoint returns: `{"headers": {...}, "expiresAt": "..."}`. */
+const credentialDocument = t.intersection([
+  t.type({ headers: t.record(t.string, t.string) }),
+  t.partial({ expiresAt: t.union([t.string, t.null]) })
+])
+
+const MAX_DOCUMENT_BYTES = 64 * 1024
+
+/** Reads a credential document; errors say what is wrong without quoting the text. */
+export const parseCredentialDocument = (text: string, origin: string): CredentialOutcome => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return unavailable(`${origin} did not return JSON of the form {"headers": {...}, "expiresAt": "..."}`)
+  }
+  const decoded = credentialDocument.decode(json)
+  if (E.isLeft(decoded)) return unavailable(`${origin} returned JSON without a "headers" object of strings`)
+  const { headers, expiresAt } = decoded.right
+  if (expiresAt === undefined || expiresAt === null) return { _tag: 'Available', headers }
+  const when = new Date(expiresAt)
+  if (Number.isNaN(when.getTime())) return unavailable(`${origin} returned an "expiresAt" that is not an ISO 8601 date`)
+  return { _tag: 'Available', headers, expiresAt: when }
+}
+
+const PLACEHOLDER = /\$\{(env|file):([^}]+)\}/g
+
+/** Expands `${env:NAME}` and `${file:PATH}` in a header template. */
+export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv): Promise<E.Either<string, string>> => {
+  const parts: Array<string> = []
+  let last = 0
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const [whole, kind, name = ''] = match
+    parts.push(template.slice(last, match.index))
+    last = match.index + whole.length
+    if (kind === 'env') {
+      const value = env[name]
+      if (value === undefined || value === '') return E.left(`environment variable \`${name}\` is not set`)
+      parts.push(value)
+    } else {
+      try {
+        parts.push((await readFile(name, 'utf8')).trim())
+      } catch {
+        return E.left(`credential file \`${name}\` cannot be read`)
+      }
+    }
+  }
+  parts.push(template.slice(last))
+  return E.right(parts.join(''))
+}
+
+const expandHeaders = async (templates: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv): Promise<E.Either<string, Record<string, string>>> => {
+  const headers: Record<string, string> = {}
+  for (const [name, template] of Object.entries(templates)) {
+    const value = await expandTemplate(template, env)
+    if (E.isLeft(value)) return value
+    headers[name] = value.right
+  }
+  return E.right(headers)
+}
+
+const runHelper = (command: ReadonlyArray<string>, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<CredentialOutcome> =>
+  new Promise((resolve) => {
+    const [file = '', ...args] = command
+    const name = `credential helper \`${file}\``
+    let stdout = ''
+    let settled = false
+    const done = (outcome: CredentialOutcome) => {
+      if (!settled) resolve(outcome)
+      settled = true
+    }
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], signal, env })
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (chunk: string) => {
+      stdout += chunk
+      if (stdout.length > MAX_DOCUMENT_BYTES) {
+        child.kill()
+        done(unavailable(`${name} printed more than ${MAX_DOCUMENT_BYTES} bytes`))
+      }
+    })
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      done(unavailable(error.name === 'AbortError' ? `${name} was stopped` : `${name} could not be started (${error.code ?? 'error'})`))
+    )
+    child.on('close', (code) => done(code === 0 ? parseCredentialDocument(stdout, name) : unavailable(`${name} exited with code ${code}`)))
+  })
+
+const fetchEndpoint = async (url: string, templates: Readonly<Record<string, string>> | undefined, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<CredentialOutcome> => {
+  const shown = `credential endpoint \`${new URL(url).origin}${new URL(url).pathname}\``
+  const headers = templates === undefined ? E.right({}) : await expandHeaders(templates, env)
+  if (E.isLeft(headers)) return unavailable(`${shown}: ${headers.left}`)
+  try {
+    const response = await fetch(url, { headers: { accept: 'application/json', ...headers.right }, signal, redirect: 'error' })
+    if (!response.ok) return unavailable(`${shown} answered HTTP ${response.status}`)
+    const text = await response.text()
+    return text.length > MAX_DOCUMENT_BYTES ? unavailable(`${shown} returned more than ${MAX_DOCUMENT_BYTES} bytes`) : parseCredentialDocument(text, shown)
+  } catch (error) {
+    return unavailable(signal.aborted ? `${shown} was stopped` : `${shown} could not be reached (${(error as { cause?: { code?: string } }).cause?.code ?? 'error'})`)
+  }
+}
+
+/** Resolves one credential reference. */
+export const resolveReference = async (ref: CredentialRef, signal: AbortSignal, env: NodeJS.ProcessEnv = process.env): Promise<CredentialOutcome> => {
+  if ('exec' in ref) return runHelper(ref.exec, signal, env)
+  if ('url' in ref) return fetchEndpoint(ref.url, ref.headers, signal, env)
+  if ('file' in ref) {
+    try {
+      return parseCredentialDocument(await readFile(ref.file, { encoding: 'utf8', signal }), `credential file \`${ref.file}\``)
+    } catch {
+      return unavailable(`credential file \`${ref.file}\` cannot be read`)
+    }
+  }
+  const headers = await expandHeaders(ref.headers, env)
+  return E.isLeft(headers) ? unavailable(headers.left) : { _tag: 'Available', headers: headers.right }
+}
+
+/** The credential source a policy file describes: each connection's `credentials` reference. */
+export const policyCredentialSource = (file: PolicyFile, env: NodeJS.ProcessEnv = process.env): CredentialSource => {
+  const refs = new Map<string, CredentialRef>()
+  for (const c of file.connections ?? []) if (c.credentials !== undefined) refs.set(`${c.provider}\u0000${c.name}`, c.credentials)
+  return {
+    resolve: async (provider, connection, signal) => {
+      const ref = refs.get(`${provider}\u0000${connection}`)
+      return ref === undefined
+        ? unavailable(`connection \`${connection}\` of provider \`${provider}\` has no credentials configured`)
+        : resolveReference(ref, signal, env)
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
+import { join } from 'node:path'
+import { webcrypto } from 'node:crypto'
+
+import * as x509 from '@peculiar/x509'
+
+/** The proxy's own certificate authority, kept in a config directory. */
+export interface CertificateAuthority {
+  /** Path of the CA certificate clients must trust. */
+  readonly certPath: string
+  readonly certPem: string
+  /** Issues (once per host, then from memory) a leaf certificate for a host; never blocks the event loop. */
+  readonly leafFor: (host: string) => Promise<{ readonly cert: string; readonly key: string }>
+}
+
+const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const
+const DAY = 24 * 60 * 60 * 1000
+// x509 takes a WebCrypto implementation; Node's is the one to use.
+const provider = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1]
+type KeyPair = webcrypto.CryptoKeyPair
+
+const pem = (label: string, der: ArrayBuffer): string =>
+  `-----BEGIN ${label}-----\n${Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').trimEnd()}\n-----END ${label}-----\n`
+
+const derOf = (text: string): ArrayBuffer => {
+  const bytes = Buffer.from(text.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64')
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+}
+
+const serial = (): string => {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(16))
+  bytes[0] = (bytes[0] ?? 0) & 0x7f
+  return Buffer.from(bytes).toString('hex')
+}
+
+/**
+ * Loads the CA from `dir`, or creates one (RSA 2048, 5 years) with the directory at 0700 and the
+ * private key at 0600. The layout (`certs/ca.pem`, `keys/ca.private.key`, `keys/ca.public.key`)
+ * is the one http-mitm-proxy loads, so it never generates a CA of its own.
+ */
+export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority> => {
+  const certPath = join(dir, 'certs', 'ca.pem')
+  const keyPath = join(dir, 'keys', 'ca.private.key')
+  await mkdir(join(dir, 'certs'), { recursive: true, mode: 0o700 })
+  await mkdir(join(dir, 'keys'), { recursive: true, mode: 0o700 })
+  await chmod(dir, 0o700)
+  await chmod(join(dir, 'keys'), 0o700)
+  let certPem: string
+  let keyPem: string
+  try {
+    ;[certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
+  } catch {
+    const keys = (await webcrypto.subtle.generateKey({ ...RSA, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['sign', 'verify'])) as KeyPair
+    const now = Date.now()
+    const cert = await x509.X509CertificateGenerator.createSelfSigned(
+      {
+        serialNumber: serial(),
+        name: 'CN=egress-guard local CA, O=egress-guard',
+        notBefore: new Date(now - DAY),
+        notAfter: new Date(now + 5 * 365 * DAY),
+        signingAlgorithm: RSA,
+        keys,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+        ]
+      },
+      provider
+    )
+    certPem = cert.toString('pem')
+    keyPem = pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey))
+    await writeFile(keyPath, keyPem, { mode: 0o600 })
+    await writeFile(join(dir, 'keys', 'ca.public.key'), pem('PUBLIC KEY', await webcrypto.subtle.exportKey('spki', keys.publicKey)), { mode: 0o644 })
+    await writeFile(certPath, certPem, { mode: 0o644 })
+  }
+  await chmod(keyPath, 0o600)
+  const caCert = new x509.X509Certificate(certPem)
+  const caKey = await webcrypto.subtle.importKey('pkcs8', derOf(keyPem), RSA, false, ['sign'])
+  const leaves = new Map<string, Promise<{ cert: string; key: string }>>()
+
+  const issue = async (host: string): Promise<{ cert: string; key: string }> => {
+    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as KeyPair
+    const now = Date.now()
+    const cert = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: serial(),
+        subject: `CN=${isIP(host) === 0 ? host : 'egress-guard'}`,
+        issuer: caCert.subject,
+        notBefore: new Date(now - DAY),
+        notAfter: new Date(now + 90 * DAY),
+        signingAlgorithm: RSA,
+        publicKey: keys.publicKey,
+        signingKey: caKey,
+        extensions: [
+          new x509.SubjectAlternativeNameExtension([{ type: isIP(host) === 0 ? 'dns' : 'ip', value: host }]),
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+          await x509.AuthorityKeyIdentifierExtension.create(caCert, false, provider)
+        ]
+      },
+      provider
+    )
+    return { cert: cert.toString('pem'), key: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) }
+  }
+
+  return {
+    certPath,
+    certPem,
+    leafFor: (host) => {
+      const key = host.toLowerCase()
+      let leaf = leaves.get(key)
+      if (leaf === undefined) {
+        leaf = issue(key)
+        leaves.set(key, leaf)
+        leaf.catch(() => leaves.delete(key))
+      }
+      return leaf
+    }
+  }
+}

@@ -1,0 +1,323 @@
+import { lookup } from 'node:dns/promises'
+import http from 'node:http'
+import https from 'node:https'
+import { connect, isIP, type Socket } from 'node:net'
+import { join } from 'node:path'
+import type { Duplex } from 'node:stream'
+import { rootCertificates, type TLSSocket } from 'node:tls'
+
+import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
+import type { Guard, Verdict } from '../guard/createGuard.js'
+import { stderrLogger, type Logger } from '../ports.js'
+import { hostForUrl, upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
+import { loadOrCreateCa } from './certificates.js'
+
+/** How to run the proxy. */
+export interface HttpMitmProxyOptions {
+  readonly guard: Guard
+  /** Holds the CA (key 0600, directory 0700); created on first start. */
+  readonly configDir: string
+  /** Listen address; loopback by default. */
+  readonly host?: string
+  /** Listen port; 0 (the default) picks a free one. */
+  readonly port?: number
+  /** Extra CAs (PEM) trusted for upstream TLS, on top of Node's bundled roots. Verification is never off. */
+  readonly upstreamCa?: ReadonlyArray<string>
+  /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
+  readonly connectTo?: ReadonlyArray<ConnectTo>
+  readonly log?: Logger
+}
+
+/** A running proxy. */
+export interface RunningProxy {
+  readonly url: string
+  readonly port: number
+  readonly caCertPath: string
+  readonly caCertPem: string
+  readonly close: () => Promise<void>
+}
+
+interface Target {
+  readonly host: string
+  readonly port: number
+}
+
+interface Destination {
+  readonly target: Target
+  readonly upstream: Upstream
+  readonly dialed: string | undefined
+  /** False when the name could not be resolved ahead: such a request is never sent credentials. */
+  readonly resolved: boolean
+}
+
+// The authority of a CONNECT request: `host:port` or `[v6]:port`.
+const connectTarget = (authority: string | undefined): Target | undefined => {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(authority ?? '')
+  const port = Number(match?.[3])
+  const host = match?.[1] ?? match?.[2]
+  return host === undefined || !(port >= 1 && port <= 65535) ? undefined : { host, port }
+}
+
+const absoluteUriHost = (target: string): string | undefined => {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return undefined
+  try {
+    return new URL(target).host
+  } catch {
+    return '' // an unreadable absolute URI: the core counts an empty name as a mismatch
+  }
+}
+
+const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
+  value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : (value as string)
+
+/** Sets the credential headers, replacing any header of the same name (in any case) the client sent. */
+const injectHeaders = (headers: Record<string, unknown>, credentials: Readonly<Record<string, string>>): void => {
+  const names = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
+  for (const name of Object.keys(headers)) if (names.has(name.toLowerCase())) delete headers[name]
+  Object.assign(headers, credentials)
+}
+
+const stripProxyHeaders = (headers: Record<string, unknown>): void => {
+  for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]
+}
+
+const PLAIN_TEXT = 'text/plain; charset=utf-8'
+
+interface RefusableWebSocket {
+  readonly upgradeReq: http.IncomingMessage
+  readonly close: (code: number, reason: string) => void
+  readonly terminate: () => void
+  readonly removeAllListeners: (event: string) => void
+  readonly on: (event: string, listener: () => void) => void
+  readonly _socket: Socket
+}
+
+/**
+ * Closes a client WebSocket the policy refused (1008). http-mitm-proxy accepts the upgrade before
+ * any hook runs, and its frame and close handlers assume an upstream socket exists: they throw,
+ * and kill the process, on a refused one. Its listeners are detached first; the paused socket is
+ * resumed so the close handshake can finish, and cut after two seconds if it does not.
+ */
+const refuseWebSocket = (socket: RefusableWebSocket, reason: string): void => {
+  for (const event of ['message', 'ping', 'pong', 'close', 'error']) socket.removeAllListeners(event)
+  socket.on('error', () => undefined)
+  socket.close(1008, reason.slice(0, 120))
+  socket._socket.resume()
+  setTimeout(() => socket.terminate(), 2_000).unref()
+}
+
+const answer = (ctx: IContext, status: number, body: string): void => {
+  const response = ctx.proxyToClientResponse
+  ctx.clientToProxyRequest.resume()
+  if (response.headersSent) {
+    response.destroy()
+    return
+  }
+  response.writeHead(status, { 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
+  response.end(body)
+}
+
+/** Starts http-mitm-proxy with every CONNECT, request and WebSocket upgrade decided by the guard. */
+export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise<RunningProxy> => {
+  const { guard } = options
+  const log = options.log ?? stderrLogger
+  const rules = options.connectTo ?? []
+  const ca = await loadOrCreateCa(options.configDir)
+  const extraCa = options.upstreamCa ?? []
+  // Upstream TLS is verified by the agent; per-request `ca` would be ignored once the agent has one.
+  const httpsAgent = new https.Agent({ keepAlive: true, ...(extraCa.length === 0 ? {} : { ca: [...rootCertificates, ...extraCa] }) })
+  const httpAgent = new http.Agent({ keepAlive: true })
+  const proxy = new Proxy()
+
+  // Leaf certificates come from our CA, asynchronously; nothing is read from or written to disk.
+  const nowhere = join(options.configDir, '.leaf-certificates-are-kept-in-memory')
+  proxy.onCertificateRequired = (hostname, callback) => callback(null, { keyFile: nowhere, certFile: nowhere, hosts: [hostname] })
+  proxy.onCertificateMissing = (ctx, _files, callback) => {
+    ca.leafFor(ctx.hostname).then(
+      (leaf) => callback(null, { keyFileData: leaf.key, certFileData: leaf.cert, hosts: [ctx.hostname] } as never),
+      (error: Error) => callback(error, undefined as never)
+    )
+  }
+
+  // Where a request goes: the CONNECT authority (never its Host header), or the absolute URI of a
+  // plain proxy request, dialled in its normalised form. For TLS requests (the only ones that can
+  // receive credentials) the name is resolved first and the connection pinned to that address,
+  // which the policy checks as the dialled address. A `connectTo` rule is the operator's choice
+  // of address and is not checked.
+  const destination = async (ctx: IContext | IWebSocketContext, fallback: Target | undefined): Promise<Destination | undefined> => {
+    const raw = ctx.connectRequest === undefined ? fallback : connectTarget(ctx.connectRequest.url)
+    if (raw === undefined) return undefined
+    const normalised = parseHost(raw.host)
+    const host = E.isRight(normalised) ? normalised.right : raw.host
+    const target = { host, port: raw.port }
+    const mapped = upstreamFor(rules, host, raw.port)
+    if (mapped.overridden) return { target, upstream: mapped, dialed: undefined, resolved: true }
+    if (isIP(host) !== 0) return { target, upstream: mapped, dialed: host, resolved: true }
+    if (!ctx.isSSL) return { target, upstream: mapped, dialed: undefined, resolved: false }
+    try {
+      const { address } = await lookup(host)
+      return { target, upstream: { host: address, port: raw.port, overridden: false }, dialed: address, resolved: true }
+    } catch {
+      return { target, upstream: mapped, dialed: undefined, resolved: false }
+    }
+  }
+
+  const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: Destination, method: string): RequestFacts => {
+    const servername = isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
+    const hostHeader = headerText(request.headers.host)
+    const absolute = absoluteUriHost(request.url ?? '')
+    return {
+      scheme: isSSL ? 'https' : 'http',
+      host: where.target.host,
+      port: where.target.port,
+      path: request.url ?? '/',
+      method,
+      ...(hostHeader === undefined ? {} : { hostHeader }),
+      ...(typeof servername === 'string' && servername !== '' ? { sni: servername } : {}),
+      ...(absolute === undefined ? {} : { absoluteUriHost: absolute }),
+      ...(where.dialed === undefined ? {} : { dialedAddress: where.dialed })
+    }
+  }
+
+  proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
+    try {
+      const target = connectTarget(request.url)
+      const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
+      if (target === undefined || verdict === undefined || verdict.decision._tag === 'Deny') {
+        socket.destroy() // SPEC.md §5: a denied CONNECT is closed without a response
+        return
+      }
+      if (verdict.decision._tag === 'Intercept') {
+        callback()
+        return
+      }
+      tunnel(socket, head, upstreamFor(rules, target.host, target.port))
+    } catch {
+      socket.destroy() // an adapter failure never tunnels or intercepts
+    }
+  })
+
+  const tunnel = (client: Duplex, head: Buffer, upstream: Upstream): void => {
+    const server: Socket = connect({ host: upstream.host, port: upstream.port })
+    server.once('connect', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      if (head.length > 0) server.write(head)
+      client.pipe(server)
+      server.pipe(client)
+    })
+    server.on('error', () => client.destroy())
+    client.on('error', () => server.destroy())
+    client.on('close', () => server.destroy())
+  }
+
+  const deny = (ctx: IContext, decision: Deny): void => answer(ctx, decision.status, decision.body)
+
+  proxy.onRequest((ctx, callback) => {
+    const request = ctx.clientToProxyRequest
+    const options_ = ctx.proxyToServerRequestOptions
+    const handle = async (): Promise<boolean> => {
+      if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
+      const where = await destination(ctx, { host: options_.host, port: Number(options_.port) })
+      if (where === undefined) throw new Error('unreadable CONNECT authority')
+      const verdict: Verdict = await guard.evaluate(factsOf(request, ctx.isSSL, where, request.method ?? 'GET'))
+      const headers = options_.headers as Record<string, unknown>
+      stripProxyHeaders(headers)
+      switch (verdict.decision._tag) {
+        case 'Deny':
+          deny(ctx, verdict.decision)
+          return false
+        case 'Inject':
+          if (!where.resolved) {
+            answer(ctx, 502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
+            return false
+          }
+          injectHeaders(headers, verdict.decision.headers)
+          break
+        case 'Pass':
+          break
+      }
+      // INVARIANT: the request goes to the destination the policy judged, whatever Host says.
+      const pinned = options_ as typeof options_ & https.RequestOptions
+      pinned.host = where.upstream.host
+      pinned.port = where.upstream.port
+      if (ctx.isSSL && isIP(where.target.host) === 0) pinned.servername = where.target.host
+      return true
+    }
+    handle().then(
+      (forward) => {
+        if (forward) callback()
+      },
+      () => {
+        // An adapter failure never injects: deny modes deny, allow modes pass nothing on either.
+        const verdict = guard.failClosed({ scheme: ctx.isSSL ? 'https' : 'http', host: options_?.host ?? '', method: request.method ?? '', path: request.url ?? '' })
+        answer(ctx, verdict.decision._tag === 'Deny' ? 403 : 502, verdict.decision._tag === 'Deny' ? verdict.decision.body : 'Bad gateway: egress-guard could not forward this request')
+      }
+    )
+  })
+
+  proxy.onWebSocketConnection((ctx, callback) => {
+    const socket = ctx.clientToProxyWebSocket as unknown as RefusableWebSocket
+    const request = socket.upgradeReq
+    const wsOptions = ctx.proxyToServerWebSocketOptions
+    const handle = async (): Promise<boolean> => {
+      if (wsOptions === undefined) throw new Error('http-mitm-proxy gave no WebSocket options')
+      const hostHeader = headerText(request.headers.host) ?? ''
+      const fallback = connectTarget(hostHeader.includes(':') ? hostHeader : `${hostHeader}:${ctx.isSSL ? 443 : 80}`)
+      const where = await destination(ctx, fallback)
+      if (where === undefined) throw new Error('unreadable destination')
+      const verdict = await guard.evaluate(factsOf(request, ctx.isSSL, where, 'GET'))
+      const headers = (wsOptions.headers ?? {}) as Record<string, unknown>
+      stripProxyHeaders(headers)
+      if (verdict.decision._tag === 'Deny') {
+        refuseWebSocket(socket, verdict.decision.body)
+        return false
+      }
+      if (verdict.decision._tag === 'Inject') {
+        if (!where.resolved) throw new Error('unresolved destination')
+        injectHeaders(headers, verdict.decision.headers)
+      }
+      wsOptions.headers = headers as Record<string, string>
+      wsOptions.url = `${ctx.isSSL ? 'wss' : 'ws'}://${hostForUrl(where.upstream.host)}:${where.upstream.port}${request.url ?? '/'}`
+      if (ctx.isSSL && isIP(where.target.host) === 0) (wsOptions as { servername?: string }).servername = where.target.host
+      return true
+    }
+    handle().then(
+      (forward) => {
+        if (forward) callback()
+      },
+      () => refuseWebSocket(socket, 'Forbidden by egress-guard proxy policy (internal_error)')
+    )
+  })
+
+  // Upstream failures (refused, reset, a certificate that does not verify) get our own 502; the
+  // library would otherwise answer 504 with its internal error text.
+  proxy.onError((ctx, error, kind) => {
+    if (ctx === null || ctx === undefined || ctx.proxyToClientResponse === undefined) return
+    const code = /^[A-Z0-9_]{2,60}$/.test((error as NodeJS.ErrnoException | undefined)?.code ?? '') ? (error as NodeJS.ErrnoException).code : (kind ?? 'ERROR')
+    log('warn', `upstream request failed: ${code}`)
+    answer(ctx, 502, `Bad gateway: egress-guard could not complete the request upstream (${code})`)
+  })
+
+  await new Promise<void>((resolve, reject) => {
+    proxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0, sslCaDir: options.configDir, keepAlive: true, httpsAgent, httpAgent }, (error?: Error | null) =>
+      error ? reject(error) : resolve()
+    )
+  })
+  const port = (proxy as unknown as { httpPort: number }).httpPort
+  const host = options.host ?? '127.0.0.1'
+  return {
+    url: `http://${hostForUrl(host)}:${port}`,
+    port,
+    caCertPath: ca.certPath,
+    caCertPem: ca.certPem,
+    close: async () => {
+      proxy.close()
+      httpsAgent.destroy()
+      httpAgent.destroy()
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import type { AuditRecord, CredentialOutcome, ProxyMode } from '../core/index.js'
+
+/** Where credentials for a (provider, connection) come from. Never throws; failures are `Unavailable`. */
+export interface CredentialSource {
+  readonly resolve: (provider: string, connection: string, signal: AbortSignal) => Promise<CredentialOutcome>
+}
+
+/** An audit record as sinks write it: the core record plus when, under which mode, and which decision. */
+export interface AuditEntry extends AuditRecord {
+  readonly time: string
+  readonly mode: ProxyMode
+  readonly decisionId: string
+}
+
+/** Somewhere audit entries go. `write` never blocks or throws; a full queue drops and counts. */
+export interface AuditSink {
+  readonly write: (entry: AuditEntry) => void
+  /** Resolves once everything queued so far was delivered, or given up on. */
+  readonly flush: () => Promise<void>
+  readonly close: () => Promise<void>
+  /** Entries dropped because the queue was full or delivery failed for good. */
+  readonly dropped: () => number
+}
+
+/** The time, injectable for tests. */
+export interface Clock {
+  readonly now: () => Date
+}
+
+/** The system clock. */
+export const systemClock: Clock = { now: () => new Date() }
+
+/** Operational messages (reloads, sink trouble). Never given a credential value. */
+export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void
+
+/** Writes log lines to stderr. */
+export const stderrLogger: Logger = (level, message) => {
+  process.stderr.write(`egress-guard ${level}: ${message}\n`)
+}

@@ -1,0 +1,116 @@
+// The known traps of http-mitm-proxy 1.1.0, each shown to be closed through the real proxy.
+import { statSync } from 'node:fs'
+import { join } from 'node:path'
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
+import http from 'node:http'
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { curl, nodeFetch } from './support/clients.js'
+import { SECRETS, startHarness, type Harness } from './support/harness.js'
+import { startUpstream } from './support/upstream.js'
+import { websocketThrough } from './support/websocket.js'
+
+describe('http-mitm-proxy traps', () => {
+  let deny: Harness
+  let allow: Harness
+  beforeAll(async () => {
+    deny = await startHarness({
+      mode: 'connected_deny',
+      // A guard whose evaluation throws for one path: the hook must not kill the proxy.
+      wrapGuard: (guard) => ({
+        ...guard,
+        evaluate: (facts) => (facts.path.startsWith('/v1/explode') ? Promise.reject(new Error(`boom ${SECRETS.alpha}`)) : guard.evaluate(facts))
+      })
+    })
+    allow = await startHarness({ mode: 'connected_allow' })
+  })
+  afterAll(async () => {
+    await deny.close()
+    await allow.close()
+  })
+
+  it('an exception inside a hook answers our own body, echoes nothing, and the proxy keeps serving', async () => {
+    const failed = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/explode')
+    expect(failed).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (internal_error)' })
+    const next = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')
+    expect(next.status).toBe(200)
+    expect(deny.upstreams.alpha.received.at(-1)?.path).toBe('/v1/models')
+  })
+
+  it('keeps connections alive (no `connection: close` on responses)', async () => {
+    const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
+    expect(answer.status).toBe(200)
+    expect(answer.headers?.['connection']).toBe('keep-alive')
+  })
+
+  it('decides WebSocket upgrades too: credentials are injected into the upgrade', async () => {
+    const result = await websocketThrough(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', '/v1/realtime', { authorization: 'Bearer client' })
+    expect(result).toMatchObject({ opened: true, echo: 'alpha:ping' })
+    const upgrade = deny.upstreams.alpha.received.filter((r) => r.websocket).at(-1)
+    expect(upgrade?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+  })
+
+  it('decides WebSocket upgrades too: a denied upgrade is closed (1008) and never reaches the upstream', async () => {
+    const before = deny.upstreams.alpha.received.filter((r) => r.websocket).length
+    const result = await websocketThrough(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', '/v2/realtime')
+    expect(result.closeCode).toBe(1008)
+    expect(result.echo).toBeUndefined()
+    expect(deny.upstreams.alpha.received.filter((r) => r.websocket)).toHaveLength(before)
+  })
+
+  it('verifies upstream TLS: an upstream whose CA is not trusted gets nothing, the client a clear 502', async () => {
+    const untrusting = await startHarness({ mode: 'connected_allow', trustUpstreamCa: false })
+    try {
+      const answer = await curl(untrusting.proxy.url, untrusting.proxyCaPath, 'https://api.alpha.test/v1/models')
+      expect(answer.status).toBe(502)
+      expect(answer.body).toMatch(/^Bad gateway: egress-guard could not complete the request upstream \([A-Z_]+\)$/)
+      expect(untrusting.upstreams.alpha.received).toHaveLength(0)
+    } finally {
+      await untrusting.close()
+    }
+  })
+
+  it('verifies upstream TLS: a certificate for another name is refused', async () => {
+    // Point api.alpha.test at the beta upstream, whose certificate does not name it.
+    const harness = await startHarness({ mode: 'connected_allow' })
+    const impostor = await startUpstream('impostor', harness.pki.leaf(['not-alpha.test']))
+    try {
+      const rules = [{ host: 'api.alpha.test', port: 443, toHost: '127.0.0.1', toPort: impostor.port }]
+      const { startHttpMitmProxy } = await import('../../adapters/http-mitm-proxy/httpMitmProxy.js')
+      const proxy = await startHttpMitmProxy({ guard: harness.guard, configDir: join(harness.dir, 'config2'), upstreamCa: [harness.pki.caPem], connectTo: rules, log: () => undefined })
+      const answer = await curl(proxy.url, proxy.caCertPath, 'https://api.alpha.test/v1/models')
+      await proxy.close()
+      expect(answer.status).toBe(502)
+      expect(answer.body).toContain('ERR_TLS_CERT_ALTNAME_INVALID')
+      expect(impostor.received).toHaveLength(0)
+    } finally {
+      await impostor.close()
+      await harness.close()
+    }
+  })
+
+  it('issues leaf certificates from its own CA with EC keys, not the library’s synchronous RSA', async () => {
+    const certificate = await new Promise<PeerCertificate>((resolve, reject) => {
+      const request = http.request({ host: '127.0.0.1', port: allow.proxy.port, method: 'CONNECT', path: 'api.alpha.test:443' })
+      request.on('connect', (_response, socket) => {
+        const tls = tlsConnect({ socket, servername: 'api.alpha.test', ca: allow.proxy.caCertPem }, () => {
+          resolve(tls.getPeerCertificate())
+          tls.destroy()
+        })
+        tls.on('error', reject)
+      })
+      request.on('error', reject)
+      request.end()
+    })
+    expect(certificate.subjectaltname).toBe('DNS:api.alpha.test')
+    expect(certificate.issuer.CN).toBe('egress-guard local CA')
+    expect((certificate as PeerCertificate & { asn1Curve?: string }).asn1Curve).toBe('prime256v1')
+  })
+
+  it('keeps its CA key in the config directory, readable by the owner only', () => {
+    const keys = join(allow.dir, 'config', 'keys')
+    expect(statSync(join(keys, 'ca.private.key')).mode & 0o777).toBe(0o600)
+    expect(statSync(join(allow.dir, 'config')).mode & 0o777).toBe(0o700)
+  })
+})

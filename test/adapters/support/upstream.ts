@@ -1,0 +1,65 @@
+// Stand-in upstreams on 127.0.0.1: HTTPS (and plain HTTP) servers that record every request and
+// WebSocket upgrade they receive, so tests can check what really left the proxy.
+import http from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
+
+import { WebSocketServer } from 'ws'
+
+/** One request as the upstream saw it. */
+export interface Received {
+  readonly method: string
+  readonly path: string
+  readonly headers: http.IncomingHttpHeaders
+  /** Raw header names, to count duplicates. */
+  readonly rawNames: ReadonlyArray<string>
+  readonly websocket: boolean
+}
+
+export interface Upstream {
+  readonly name: string
+  readonly port: number
+  readonly received: Array<Received>
+  readonly close: () => Promise<void>
+}
+
+const record = (into: Array<Received>, request: http.IncomingMessage, websocket: boolean): void => {
+  into.push({
+    method: request.method ?? '',
+    path: request.url ?? '',
+    headers: request.headers,
+    rawNames: request.rawHeaders.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase()),
+    websocket
+  })
+}
+
+/** Starts an upstream; with `tls` it serves HTTPS with that key and certificate. */
+export const startUpstream = async (name: string, tls?: { readonly key: string; readonly cert: string }): Promise<Upstream> => {
+  const received: Array<Received> = []
+  const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
+    record(received, request, false)
+    request.resume()
+    request.on('end', () => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.end(JSON.stringify({ upstream: name, path: request.url }))
+    })
+  }
+  const server = tls === undefined ? http.createServer(handler) : https.createServer(tls, handler)
+  const wss = new WebSocketServer({ server })
+  wss.on('connection', (socket, request) => {
+    record(received, request, true)
+    socket.on('message', (data) => socket.send(`${name}:${data.toString()}`))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    name,
+    port: (server.address() as AddressInfo).port,
+    received,
+    close: async () => {
+      for (const client of wss.clients) client.terminate()
+      wss.close()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
