@@ -1,0 +1,86 @@
+import * as E from 'fp-ts/lib/Either.js'
+import { describe, expect, it } from 'vitest'
+
+import { parsePolicyText } from '../../../adapters/config/PolicyFile.js'
+
+const errorsOf = (text: string): ReadonlyArray<string> => {
+  const result = parsePolicyText(text, 'policy.yaml')
+  return E.isLeft(result) ? result.left.messages : []
+}
+
+const COMPLETE = `
+mode: configured_deny
+denyText:
+  loginCommand: authsome login {provider}
+  dashboardUrl: http://127.0.0.1:7998
+upstream:
+  ca: [/etc/egress-guard/extra-ca.pem]
+modeEndpoint: { url: "http://127.0.0.1:7998/mode", intervalMs: 5000 }
+providers:
+  - name: openai
+    apiUrl: https://api.openai.com/v1
+    loginCommand: openai-login
+  - name: github
+    apiUrl: [https://api.github.com, "regex:(?:[a-z0-9-]+\\\\.)?githubusercontent\\\\.com"]
+    oauth:
+      authorizationUrl: https://github.com/login/oauth/authorize
+      tokenUrl: https://github.com/login/oauth/access_token
+connections:
+  - provider: openai
+    name: default
+    credentials: { headers: { Authorization: "Bearer \${env:OPENAI_API_KEY}" } }
+  - provider: github
+    name: work
+    isDefault: true
+    credentials: { exec: [gh-credential-helper, get] }
+passthrough: [pypi.org, "regex:(?:[a-z0-9-]+\\\\.)?pythonhosted\\\\.org"]
+`
+
+describe('policy files', () => {
+  it('decode a complete YAML policy', () => {
+    const result = parsePolicyText(COMPLETE)
+    expect(E.isRight(result) && result.right.input.providers.map((p) => p.name)).toEqual(['openai', 'github'])
+    expect(E.isRight(result) && result.right.warnings).toEqual([])
+  })
+
+  it('decode the same policy written as JSON', () => {
+    const json = JSON.stringify({ providers: [{ name: 'openai', apiUrl: 'https://api.openai.com/v1' }], connections: [{ provider: 'openai', name: 'default', credentials: { file: '/run/secrets/openai.json' } }] })
+    expect(E.isRight(parsePolicyText(json))).toBe(true)
+  })
+
+  it.each<[string, string, string]>([
+    ['an unknown mode', 'mode: strict\nproviders: []', 'policy.yaml: mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny'],
+    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`'],
+    ['an unknown provider key', 'providers: [{name: a, apiURL: x.com}]', 'policy.yaml: providers[0].apiURL: unknown key `apiURL`: expected one of `name`, `apiUrl`, `oauth`, `loginCommand`'],
+    ['a missing provider list', 'mode: connected_deny', 'policy.yaml: providers: expected Array<a provider>, got nothing'],
+    ['a malformed API URL', 'providers: [{name: a, apiUrl: "https://exa mple.com"}]', 'policy.yaml: API URL `https://exa mple.com` skipped: it is not a URL or host[:port][/path]'],
+    ['an http API URL', 'providers: [{name: a, apiUrl: "http://api.a.com"}]', 'policy.yaml: API URL `http://api.a.com` skipped: credentials are only sent over https'],
+    ['an invalid regex', 'providers: [{name: a, apiUrl: "regex:(a+)+"}]', 'policy.yaml: pattern `(a+)+` skipped: it can backtrack catastrophically; avoid nesting repetition, e.g. use `(?:[a-z0-9-]+\\.)?` rather than `(.*\\.)*`'],
+    ['a malformed OAuth URL', 'providers: [{name: a, oauth: {tokenUrl: "/token"}}]', 'policy.yaml: providers[0].oauth.tokenUrl: expected an absolute token URL such as https://example.com/path'],
+    ['two default connections', 'providers: [{name: a, apiUrl: a.com}]\nconnections: [{provider: a, name: default}, {provider: a, name: b, isDefault: true}]', 'policy.yaml: provider `a` skipped: connections `default`, `b` are all marked default; keep one'],
+    ['a connection of an unknown provider', 'providers: []\nconnections: [{provider: ghost, name: default}]', 'policy.yaml: connection `default` name provider `ghost`, which is not configured; ignored'],
+    ['a credential reference of two kinds', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {file: /x, exec: [y]}}]', 'policy.yaml: connections[0].credentials: expected exactly one of `headers` (templates such as "Bearer ${env:API_KEY}"), `file`, `exec` or `url`'],
+    ['an empty exec', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {exec: []}}]', 'policy.yaml: connections[0].credentials: `exec` needs the command and its arguments, e.g. ["my-helper", "get", "openai"]'],
+    ['a duplicated key', 'providers: []\nproviders: []', 'policy.yaml:2:1: not valid JSON or YAML (duplicate key); fix the syntax there'],
+    ['an empty file', '', 'policy.yaml: the file is empty; a policy needs at least `providers: []`']
+  ])('reject %s with a message naming where and what to do', (_, text, message) => {
+    expect(errorsOf(text)).toContain(message)
+  })
+
+  it('reject broken syntax with its line and column', () => {
+    expect(errorsOf('providers: [ {name: ')).toEqual([expect.stringMatching(/^policy\.yaml:1:\d+: not valid JSON or YAML \([a-z ]+\); fix the syntax there$/)])
+  })
+
+  it('never quote a value in an error, so inline secrets stay out of logs', () => {
+    const texts = [
+      'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {headers: {Authorization: 3}, token: "sk-live-1"}}]',
+      '{"providers": [{"name": "a", "apiUrl": "sk-live-1" ]}',
+      'providers: [{name: a, apiUrl: ["https://user:sk-live-1@api.a.com"]}]'
+    ]
+    for (const text of texts) {
+      const errors = errorsOf(text)
+      expect(errors.length).toBeGreaterThan(0)
+      expect(errors.join('\n')).not.toContain('sk-live-1')
+    }
+  })
+})
