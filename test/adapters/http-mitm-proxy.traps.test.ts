@@ -4,10 +4,16 @@ import { join } from 'node:path'
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
 import http from 'node:http'
 
+import { lookup } from 'node:dns/promises'
+import { hostname } from 'node:os'
+
+import * as E from 'fp-ts/lib/Either.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { isLocalHost, parseHost } from '../../core/index.js'
+
 import { curl, nodeFetch } from './support/clients.js'
-import { SECRETS, startHarness, type Harness } from './support/harness.js'
+import { policyText, SECRETS, startHarness, type Harness } from './support/harness.js'
 import { startUpstream } from './support/upstream.js'
 import { websocketThrough } from './support/websocket.js'
 
@@ -106,6 +112,29 @@ describe('http-mitm-proxy traps', () => {
     expect(certificate.subjectaltname).toBe('DNS:api.alpha.test')
     expect(certificate.issuer.CN).toBe('egress-guard local CA')
     expect((certificate as PeerCertificate & { asn1Curve?: string }).asn1Curve).toBe('prime256v1')
+  })
+
+  // This machine's own name resolves (through /etc/hosts) to a local address: a route for it
+  // must never receive credentials, because the address the proxy would dial is checked.
+  const self = hostname()
+  const selfAddress = lookup(self).then((r) => r.address, () => undefined)
+  it('checks the address it dials: a routed name that resolves to a local address is local_destination', async (context) => {
+    const address = await selfAddress
+    const parsed = parseHost(address)
+    if (address === undefined || E.isLeft(parsed) || !isLocalHost(parsed.right)) return context.skip()
+    const harness = await startHarness({
+      mode: 'connected_deny',
+      policy: policyText('connected_deny')
+        .replace('providers:\n', `providers:\n  - name: self\n    apiUrl: https://${self}/\n`)
+        .replace('passthrough:', '  - provider: self\n    name: default\n    credentials: { headers: { Authorization: "Bearer ${env:EG_ALPHA_KEY}" } }\npassthrough:')
+    })
+    try {
+      const answer = await curl(harness.proxy.url, harness.proxyCaPath, `https://${self}/v1/models`)
+      expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (local_destination)' })
+      expect(await harness.auditText()).toContain('"reason":"local_destination"')
+    } finally {
+      await harness.close()
+    }
   })
 
   it('keeps its CA key in the config directory, readable by the owner only', () => {

@@ -33,6 +33,17 @@ describe('the built package', () => {
     })
   }
 
+  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy']) {
+    for (const type of ['module', 'commonjs']) {
+      it(`loads ${entry} as ${type === 'module' ? 'ESM' : 'CommonJS'}`, () => {
+        const load = type === 'module' ? `const m = await import('${entry}')` : `const m = require('${entry}')`
+        const names = entry.endsWith('guard') ? ['createGuard', 'parsePolicyText', 'jsonLinesSink', 'openPolicyFile'] : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
+        const code = `${type === 'module' ? '' : '(async () => {'}${load}\nconsole.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))${type === 'module' ? '' : '})()'}`
+        expect(run([`--input-type=${type}`, '-e', code])).toBe(JSON.stringify(names.map(() => 'function')))
+      })
+    }
+  }
+
   it('lists types first in every export condition and ships declaration files', () => {
     const pkg = JSON.parse(readFileSync(`${root}/package.json`, 'utf8')) as { exports: Record<string, unknown> }
     for (const [key, conditions] of Object.entries(pkg.exports)) {

@@ -1,0 +1,10 @@
+/** egress-guard/guard: the shell around the core (credentials, audit, policy files, reload). Re-exports only. */
+export * from '../config/PolicyFile.js'
+export * from '../config/readPolicyFile.js'
+export * from '../ports.js'
+export * from './auditSinks.js'
+export * from './createGuard.js'
+export * from './CredentialCache.js'
+export * from './credentialSources.js'
+export * from './openPolicyFile.js'
+export * from './reloadSources.js'

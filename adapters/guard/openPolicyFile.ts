@@ -1,0 +1,69 @@
+import { readFile } from 'node:fs/promises'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import type { ProxyMode } from '../../core/index.js'
+import type { PolicyError } from '../config/PolicyFile.js'
+import { readPolicyFile } from '../config/readPolicyFile.js'
+import { stderrLogger, type AuditSink, type Logger } from '../ports.js'
+import { createGuard, type Guard } from './createGuard.js'
+import { pollModeEndpoint, watchPolicyFile } from './reloadSources.js'
+
+/** A guard running from a policy file, with everything the file asks for started. */
+export interface OpenedPolicy {
+  readonly guard: Guard
+  /** The PEM text of the policy's `upstream.ca` files. */
+  readonly upstreamCa: ReadonlyArray<string>
+  /** Stops the file watcher and the mode poller, and closes the audit sinks. */
+  readonly stop: () => Promise<void>
+}
+
+/** Options for opening a policy file. */
+export interface OpenPolicyOptions {
+  readonly mode?: ProxyMode
+  readonly audit?: ReadonlyArray<AuditSink>
+  readonly log?: Logger
+  readonly env?: NodeJS.ProcessEnv
+  /** Reload when the file changes (default true). */
+  readonly watch?: boolean
+  readonly credentialTimeoutMs?: number
+}
+
+/**
+ * Loads a policy file into a guard that reloads when the file changes, follows the policy's
+ * `modeEndpoint` if it has one, and reads its `upstream.ca` files.
+ */
+export const openPolicyFile = async (path: string, options: OpenPolicyOptions = {}): Promise<E.Either<PolicyError, OpenedPolicy>> => {
+  const log = options.log ?? stderrLogger
+  const loaded = await readPolicyFile(path)
+  if (E.isLeft(loaded)) return loaded
+  const upstreamCa: Array<string> = []
+  for (const [i, caPath] of (loaded.right.file.upstream?.ca ?? []).entries()) {
+    try {
+      upstreamCa.push(await readFile(caPath, 'utf8'))
+    } catch {
+      return E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[${i}]: cannot read \`${caPath}\`; give the path of a PEM certificate`] })
+    }
+  }
+  const guard = createGuard({
+    policy: loaded.right,
+    loadPolicy: () => readPolicyFile(path),
+    log,
+    ...(options.mode === undefined ? {} : { mode: options.mode }),
+    ...(options.audit === undefined ? {} : { audit: options.audit }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.credentialTimeoutMs === undefined ? {} : { credentialTimeoutMs: options.credentialTimeoutMs })
+  })
+  const watcher = options.watch === false ? undefined : watchPolicyFile(path, guard, { log })
+  const endpoint = loaded.right.file.modeEndpoint
+  const poller = endpoint === undefined ? undefined : pollModeEndpoint(endpoint.url, guard, { log, ...(endpoint.intervalMs === undefined ? {} : { intervalMs: endpoint.intervalMs }) })
+  return E.right({
+    guard,
+    upstreamCa,
+    stop: async () => {
+      watcher?.stop()
+      poller?.stop()
+      await guard.close()
+    }
+  })
+}

@@ -1,0 +1,46 @@
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import * as E from 'fp-ts/lib/Either.js'
+import { describe, expect, it } from 'vitest'
+
+import { openPolicyFile } from '../../../adapters/guard/openPolicyFile.js'
+
+describe('openPolicyFile', () => {
+  it('starts what the file asks for: its mode endpoint and its upstream CA files', async () => {
+    const server = http.createServer((_request, response) => response.end('{"mode": "configured_deny"}'))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const dir = mkdtempSync(join(tmpdir(), 'eg-open-'))
+    writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+    const path = join(dir, 'policy.yaml')
+    writeFileSync(path, `mode: connected_allow\nupstream: { ca: ["${join(dir, 'ca.pem')}"] }\nmodeEndpoint: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}/mode", intervalMs: 60000 }\nproviders: []\n`)
+    const opened = await openPolicyFile(path, { log: () => undefined })
+    if (E.isLeft(opened)) throw new Error(opened.left.messages.join())
+    try {
+      expect(opened.right.upstreamCa).toHaveLength(1)
+      for (let i = 0; i < 100 && opened.right.guard.mode() !== 'configured_deny'; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(opened.right.guard.mode()).toBe('configured_deny')
+    } finally {
+      await opened.right.stop()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
+  it('names a CA file it cannot read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-open-'))
+    const path = join(dir, 'policy.yaml')
+    writeFileSync(path, 'upstream: { ca: [/nonexistent/ca.pem] }\nproviders: []\n')
+    expect(await openPolicyFile(path, { watch: false })).toEqual(
+      E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[0]: cannot read \`/nonexistent/ca.pem\`; give the path of a PEM certificate`] })
+    )
+  })
+
+  it('names a policy file it cannot read', async () => {
+    expect(await openPolicyFile('/nonexistent/policy.yaml')).toEqual(
+      E.left({ _tag: 'PolicyError', messages: ['/nonexistent/policy.yaml: cannot read the policy file (ENOENT); check the path and its permissions'] })
+    )
+  })
+})
