@@ -1,6 +1,7 @@
 import { defineConfig } from 'tsup'
 
-export default defineConfig({
+export default defineConfig([
+  {
   entry: {
     index: 'index.ts',
     'core/index': 'core/index.ts',
@@ -14,4 +15,15 @@ export default defineConfig({
   target: 'node20',
   splitting: true,
   treeshake: true
-})
+  },
+  {
+    // The command line: one ESM file with a shebang, run as `egress-guard` or `node dist/cli.js`.
+    entry: { cli: 'adapters/cli/bin.ts' },
+    format: ['esm'],
+    clean: false,
+    sourcemap: true,
+    target: 'node20',
+    banner: { js: '#!/usr/bin/env node' },
+    skipNodeModulesBundle: true
+  }
+])

@@ -113,7 +113,12 @@ const credentialRef = new t.Type<CredentialRef, unknown, unknown>(
   t.identity
 )
 
-const provider = closed('a provider', { name: nonEmptyString }, { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString })
+const provider = closed(
+  'a provider',
+  { name: nonEmptyString },
+  // envVar: the variable the provider's SDK reads its key from; `run` fills it with a placeholder.
+  { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString, envVar: nonEmptyString }
+)
 const connection = closed(
   'a connection',
   { provider: nonEmptyString, name: nonEmptyString },

@@ -130,12 +130,17 @@ export const resolveReference = async (ref: CredentialRef, signal: AbortSignal, 
 export const policyCredentialSource = (file: PolicyFile, env: NodeJS.ProcessEnv = process.env): CredentialSource => {
   const refs = new Map<string, CredentialRef>()
   for (const c of file.connections ?? []) if (c.credentials !== undefined) refs.set(`${c.provider}\u0000${c.name}`, c.credentials)
+  const envVars = new Map(file.providers.flatMap((p) => (p.envVar === undefined ? [] : [[p.name, p.envVar] as const])))
   return {
     resolve: async (provider, connection, signal) => {
       const ref = refs.get(`${provider}\u0000${connection}`)
-      return ref === undefined
-        ? unavailable(`connection \`${connection}\` of provider \`${provider}\` has no credentials configured`)
-        : resolveReference(ref, signal, env)
+      if (ref !== undefined) return resolveReference(ref, signal, env)
+      const variable = envVars.get(provider)
+      return unavailable(
+        variable === undefined
+          ? `connection \`${connection}\` of provider \`${provider}\` has no credentials configured`
+          : `provider \`${provider}\` has no credentials: set ${variable}`
+      )
     }
   }
 }

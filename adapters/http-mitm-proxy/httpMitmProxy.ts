@@ -10,7 +10,7 @@ import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
+import { denyBody, parseHost, type Deny, type DenyReason, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { stderrLogger, type Logger } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
@@ -183,12 +183,26 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     }
   }
 
+  // A refused CONNECT gets a 403 status line and the deny body, then the socket is closed: the
+  // tunnel is never opened. SPEC.md §5 says "close without a response", but undici's ProxyAgent
+  // (7.30) retries a silently closed CONNECT without end (4,746 attempts in 2 s here), spinning
+  // the client and flooding the audit log; with a status line it fails at once.
+  const refuseTunnel = (socket: Duplex, reason: DenyReason): void => {
+    const body = denyBody(reason, null)
+    socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+    socket.on('error', () => socket.destroy())
+  }
+
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
     try {
       const target = connectTarget(request.url)
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
-      if (target === undefined || verdict === undefined || verdict.decision._tag === 'Deny') {
-        socket.destroy() // SPEC.md §5: a denied CONNECT is closed without a response
+      if (target === undefined || verdict === undefined) {
+        refuseTunnel(socket, 'no_match')
+        return
+      }
+      if (verdict.decision._tag === 'Deny') {
+        refuseTunnel(socket, verdict.decision.reason)
         return
       }
       if (verdict.decision._tag === 'Intercept') {
@@ -197,7 +211,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       }
       tunnel(socket, head, upstreamFor(rules, target.host, target.port))
     } catch {
-      socket.destroy() // an adapter failure never tunnels or intercepts
+      refuseTunnel(socket, 'internal_error') // an adapter failure never tunnels or intercepts
     }
   })
 

@@ -1,0 +1,71 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { decodePolicy, type LoadedPolicy } from '../config/PolicyFile.js'
+
+/** A widely used API provider: where its API lives, how it authenticates, where its SDK looks for a key. */
+export interface CatalogProvider {
+  readonly name: string
+  readonly apiUrl: ReadonlyArray<string>
+  readonly oauth?: { readonly authorizationUrl?: string; readonly tokenUrl?: string; readonly revocationUrl?: string; readonly deviceAuthorizationUrl?: string }
+  /** The header the API expects, and how the key is written into it. */
+  readonly header: string
+  readonly scheme: 'Bearer' | 'raw'
+  /** The variable the SDK reads, which also holds the real key for the proxy. */
+  readonly envVar: string
+}
+
+const bearer = (name: string, apiUrl: ReadonlyArray<string>, envVar: string, oauth?: CatalogProvider['oauth']): CatalogProvider => ({
+  name,
+  apiUrl,
+  header: 'Authorization',
+  scheme: 'Bearer',
+  envVar,
+  ...(oauth === undefined ? {} : { oauth })
+})
+
+/** The embedded default policy's providers. */
+export const CATALOG: ReadonlyArray<CatalogProvider> = [
+  bearer('openai', ['https://api.openai.com/v1'], 'OPENAI_API_KEY', { tokenUrl: 'https://auth.openai.com/oauth/token', authorizationUrl: 'https://auth.openai.com/authorize' }),
+  { name: 'anthropic', apiUrl: ['https://api.anthropic.com/v1'], header: 'x-api-key', scheme: 'raw', envVar: 'ANTHROPIC_API_KEY' },
+  bearer('github', ['https://api.github.com', 'https://uploads.github.com', 'regex:(?:[a-z0-9-]+\\.)?githubusercontent\\.com'], 'GITHUB_TOKEN', {
+    authorizationUrl: 'https://github.com/login/oauth/authorize',
+    tokenUrl: 'https://github.com/login/oauth/access_token',
+    deviceAuthorizationUrl: 'https://github.com/login/device/code'
+  }),
+  { name: 'gitlab', apiUrl: ['https://gitlab.com/api/v4'], header: 'PRIVATE-TOKEN', scheme: 'raw', envVar: 'GITLAB_TOKEN' },
+  { name: 'gemini', apiUrl: ['https://generativelanguage.googleapis.com'], header: 'x-goog-api-key', scheme: 'raw', envVar: 'GEMINI_API_KEY' },
+  bearer('mistral', ['https://api.mistral.ai/v1'], 'MISTRAL_API_KEY'),
+  bearer('groq', ['https://api.groq.com/openai/v1'], 'GROQ_API_KEY'),
+  bearer('huggingface', ['https://huggingface.co', 'https://router.huggingface.co', 'https://api-inference.huggingface.co'], 'HF_TOKEN', {
+    authorizationUrl: 'https://huggingface.co/oauth/authorize',
+    tokenUrl: 'https://huggingface.co/oauth/token'
+  }),
+  bearer('stripe', ['https://api.stripe.com', 'https://files.stripe.com'], 'STRIPE_API_KEY', { tokenUrl: 'https://connect.stripe.com/oauth/token' }),
+  bearer('slack', ['https://slack.com/api'], 'SLACK_BOT_TOKEN', {
+    authorizationUrl: 'https://slack.com/oauth/v2/authorize',
+    tokenUrl: 'https://slack.com/api/oauth.v2.access',
+    revocationUrl: 'https://slack.com/api/auth.revoke'
+  }),
+  bearer('openrouter', ['https://openrouter.ai/api/v1'], 'OPENROUTER_API_KEY'),
+  bearer('cohere', ['https://api.cohere.com'], 'CO_API_KEY'),
+  bearer('deepseek', ['https://api.deepseek.com'], 'DEEPSEEK_API_KEY')
+]
+
+/**
+ * The catalog as a policy. A provider has a (default) connection only when its variable is set
+ * in `env`, so connected scope routes exactly the providers whose keys are present.
+ */
+export const catalogPolicy = (env: NodeJS.ProcessEnv): LoadedPolicy => {
+  const document = {
+    providers: CATALOG.map((p) => ({ name: p.name, apiUrl: p.apiUrl, envVar: p.envVar, ...(p.oauth === undefined ? {} : { oauth: p.oauth }) })),
+    connections: CATALOG.filter((p) => (env[p.envVar] ?? '') !== '').map((p) => ({
+      provider: p.name,
+      name: 'default',
+      credentials: { headers: { [p.header]: `${p.scheme === 'Bearer' ? 'Bearer ' : ''}\${env:${p.envVar}}` } }
+    }))
+  }
+  const decoded = decodePolicy(document)
+  // INVARIANT: the catalog is data of this package; a test decodes it with every variable set.
+  if (E.isLeft(decoded)) throw new Error(`the bundled catalog does not decode: ${decoded.left.messages.join('; ')}`)
+  return decoded.right
+}

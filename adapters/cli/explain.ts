@@ -1,0 +1,72 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { buildRouteTable, DEFAULT_MODE, explainRoute, scopeOf, type Decision, type RequestFacts } from '../../core/index.js'
+import { createGuard } from '../guard/createGuard.js'
+import type { Io } from './io.js'
+import type { CommonOptions } from './options.js'
+import { loadPolicy } from './policySource.js'
+
+const factsOf = (text: string, method: string): E.Either<string, RequestFacts> => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return E.left(`\`${text}\` is not a URL: write it in full, e.g. https://api.openai.com/v1/models`)
+  }
+  const scheme = url.protocol.replace(/:$/, '')
+  const port = url.port !== '' ? Number(url.port) : scheme === 'https' ? 443 : 80
+  return E.right({ scheme, host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port, path: `${url.pathname}${url.search}`, method: method.toUpperCase() })
+}
+
+// Credential values never leave the proxy, not even in a dry run: only header names are shown.
+const shownDecision = (decision: Decision): Record<string, unknown> =>
+  decision._tag === 'Inject' ? { _tag: 'Inject', headers: Object.keys(decision.headers) } : { ...decision }
+
+const decisionLine = (decision: Decision): string => {
+  switch (decision._tag) {
+    case 'Inject':
+      return `inject ${Object.keys(decision.headers).join(', ')} (values from the credential source, not shown)`
+    case 'Pass':
+      return 'pass untouched'
+    case 'Deny':
+      return `deny ${decision.reason}: ${decision.closeTunnel ? 'close the tunnel' : `${decision.status} "${decision.body}"`}`
+  }
+}
+
+/** `egress-guard explain <url>`: the resolution, decision and audit records a request would get, and why. */
+export const explain = async (options: CommonOptions, io: Io): Promise<number> => {
+  const [url, ...extra] = options.positionals
+  if (url === undefined || extra.length > 0) {
+    io.err('usage: egress-guard explain <url> [--method M] [--mode M] [--policy F] [--json]')
+    return 2
+  }
+  const facts = factsOf(url, options.method ?? 'GET')
+  if (E.isLeft(facts)) {
+    io.err(`error: ${facts.left}`)
+    return 2
+  }
+  const loaded = await loadPolicy(options, io.env)
+  if (E.isLeft(loaded)) {
+    for (const message of loaded.left) io.err(`error: ${message}`)
+    return 1
+  }
+  const mode = options.mode ?? loaded.right.file.mode ?? DEFAULT_MODE
+  const guard = createGuard({ policy: loaded.right, mode, env: io.env, log: () => undefined })
+  const verdict = await guard.evaluate(facts.right)
+  const { resolution, routes } = explainRoute(buildRouteTable(loaded.right.input, scopeOf(mode)).table, facts.right)
+  const onHost = routes.filter((r) => r.ruledOut === undefined || !/^(host .* is not|pattern does not match)/.test(r.ruledOut))
+  if (options.json) {
+    io.out(JSON.stringify({ request: facts.right, mode, resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
+    return 0
+  }
+  io.out(`${facts.right.method} ${url}  (mode ${mode}, ${options.policy ?? 'bundled catalog'})`)
+  io.out(`resolution: ${resolution._tag === 'Matched' ? `matched ${resolution.provider}/${resolution.connection}` : `miss (${resolution.reason})`}`)
+  io.out(`decision:   ${decisionLine(verdict.decision)}`)
+  io.out('audit:')
+  for (const record of verdict.audit) io.out(`  ${JSON.stringify(record)}`)
+  io.out(onHost.length === 0 ? 'routes:     no route is for this host' : 'routes for this host:')
+  for (const r of onHost) io.out(`  ${r.ruledOut === undefined ? '✓' : '✗'} ${r.route}${r.ruledOut === undefined ? '' : `: ${r.ruledOut}`}`)
+  const others = routes.length - onHost.length
+  if (others > 0) io.out(`  (${others} other route${others === 1 ? '' : 's'} are for other hosts)`)
+  return 0
+}

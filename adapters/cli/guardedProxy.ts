@@ -1,0 +1,74 @@
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import { DEFAULT_MODE, type ProxyMode } from '../../core/index.js'
+import { jsonLinesSink } from '../guard/auditSinks.js'
+import { createGuard, type Guard } from '../guard/createGuard.js'
+import { openPolicyFile } from '../guard/openPolicyFile.js'
+import { startHttpMitmProxy, type RunningProxy } from '../http-mitm-proxy/httpMitmProxy.js'
+import type { AuditSink, Logger } from '../ports.js'
+import { catalogPolicy } from './catalog.js'
+import type { Io } from './io.js'
+import type { CommonOptions } from './options.js'
+import { readCaFiles } from './policySource.js'
+
+/** A proxy started from the command line's options. */
+export interface GuardedProxy {
+  readonly proxy: RunningProxy
+  readonly guard: Guard
+  readonly mode: () => ProxyMode
+  readonly stop: () => Promise<void>
+}
+
+/** Where the CA lives: `--config-dir`, `$EGRESS_GUARD_CONFIG_DIR`, or `$XDG_CONFIG_HOME/egress-guard`. */
+export const configDirOf = (options: Pick<CommonOptions, 'configDir'>, env: NodeJS.ProcessEnv): string =>
+  options.configDir ?? env['EGRESS_GUARD_CONFIG_DIR'] ?? join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'egress-guard')
+
+/** Starts guard and proxy from `--policy` (watched for changes) or the bundled catalog. */
+export const startGuardedProxy = async (
+  options: CommonOptions,
+  io: Io,
+  extra: { readonly sinks?: ReadonlyArray<AuditSink>; readonly log: Logger; readonly port?: number }
+): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
+  const cliCa = await readCaFiles(options.upstreamCa)
+  if (E.isLeft(cliCa)) return E.left([cliCa.left])
+  const sinks = [...(extra.sinks ?? []), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
+  let guard: Guard
+  let policyCa: ReadonlyArray<string> = []
+  let stopGuard: () => Promise<void>
+  if (options.policy !== undefined) {
+    const opened = await openPolicyFile(options.policy, { audit: sinks, log: extra.log, env: io.env, ...(options.mode === undefined ? {} : { mode: options.mode }) })
+    if (E.isLeft(opened)) return E.left(opened.left.messages)
+    guard = opened.right.guard
+    policyCa = opened.right.upstreamCa
+    stopGuard = opened.right.stop
+  } else {
+    guard = createGuard({ policy: catalogPolicy(io.env), mode: options.mode ?? DEFAULT_MODE, audit: sinks, env: io.env, log: extra.log })
+    stopGuard = () => guard.close()
+  }
+  try {
+    const proxy = await startHttpMitmProxy({
+      guard,
+      configDir: configDirOf(options, io.env),
+      port: extra.port ?? options.port ?? 0,
+      upstreamCa: [...policyCa, ...cliCa.right],
+      connectTo: options.connectTo,
+      log: extra.log
+    })
+    return E.right({
+      proxy,
+      guard,
+      mode: () => guard.mode(),
+      stop: async () => {
+        await proxy.close()
+        await stopGuard()
+      }
+    })
+  } catch (error) {
+    await stopGuard()
+    const code = (error as NodeJS.ErrnoException).code
+    return E.left([`cannot start the proxy: ${code === 'EADDRINUSE' ? 'the port is in use; choose another with --port' : code === 'EACCES' ? 'permission denied (the config directory, or a port below 1024)' : (error as Error).message}`])
+  }
+}

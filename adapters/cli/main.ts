@@ -1,0 +1,66 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { check } from './check.js'
+import { explain } from './explain.js'
+import { processIo, type Io } from './io.js'
+import { parseOptions, type CommonOptions } from './options.js'
+import { run } from './run.js'
+import { serve } from './serve.js'
+
+const USAGE = `egress-guard: a credential-injecting egress proxy
+
+usage:
+  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--json]
+  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... -- <command...>
+  egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
+  egress-guard check   [--policy FILE] [--mode MODE] [--json]
+  egress-guard demo
+
+Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
+environment variable its SDK reads (OPENAI_API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, ...).
+Modes: connected_allow (default), connected_deny, configured_allow, configured_deny.`
+
+type Command = (options: CommonOptions, io: Io) => Promise<number>
+
+const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
+  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir'], run: serve },
+  explain: { options: ['policy', 'mode', 'method', 'json'], run: explain },
+  check: { options: ['policy', 'mode', 'json'], run: check }
+}
+
+/** The command line: returns the exit code. */
+export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Promise<number> => {
+  const [name, ...rest] = argv
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    io.out(USAGE)
+    return name === undefined ? 2 : 0
+  }
+  if (name === 'demo') {
+    const { demo } = await import('./demo.js')
+    return demo(io)
+  }
+  if (name === 'run') {
+    const split = rest.indexOf('--')
+    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir'])
+    if (E.isLeft(parsed)) return usageError(io, parsed.left)
+    if (parsed.right.help) return help(io)
+    if (split < 0 || parsed.right.positionals.length > 0) return usageError(io, 'put the command after `--`: egress-guard run [options] -- <command...>')
+    return run(parsed.right, rest.slice(split + 1), io)
+  }
+  const command = COMMANDS[name]
+  if (command === undefined) return usageError(io, `unknown command \`${name}\`: expected serve, run, explain, check or demo`)
+  const parsed = parseOptions(rest, command.options)
+  if (E.isLeft(parsed)) return usageError(io, parsed.left)
+  if (parsed.right.help) return help(io)
+  return command.run(parsed.right, io)
+}
+
+const help = (io: Io): number => {
+  io.out(USAGE)
+  return 0
+}
+
+const usageError = (io: Io, message: string): number => {
+  io.err(`error: ${message}\nrun \`egress-guard help\` for usage`)
+  return 2
+}

@@ -1,0 +1,77 @@
+import { parseArgs } from 'node:util'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import { parseMode, type ProxyMode } from '../../core/index.js'
+import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
+
+/** Options shared by `serve`, `run`, `explain`, `check` and `decision-service`, in the words scripts rely on. */
+export interface CommonOptions {
+  readonly policy: string | undefined
+  readonly mode: ProxyMode | undefined
+  readonly port: number | undefined
+  readonly audit: string | undefined
+  readonly upstreamCa: ReadonlyArray<string>
+  readonly connectTo: ReadonlyArray<ConnectTo>
+  readonly json: boolean
+  readonly method: string | undefined
+  readonly configDir: string | undefined
+  readonly positionals: ReadonlyArray<string>
+}
+
+const SPEC = {
+  policy: { type: 'string' },
+  mode: { type: 'string' },
+  port: { type: 'string' },
+  audit: { type: 'string' },
+  'upstream-ca': { type: 'string', multiple: true },
+  'connect-to': { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  method: { type: 'string' },
+  'config-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+/** Parses the shared options; an unknown option or a bad value is an error that says what to write. */
+export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray<keyof typeof SPEC>): E.Either<string, CommonOptions & { readonly help: boolean }> => {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof SPEC; allowPositionals: true; strict: true; args: Array<string> }>>
+  try {
+    parsed = parseArgs({ args: [...args], options: SPEC, allowPositionals: true, strict: true })
+  } catch (error) {
+    return E.left(error instanceof Error ? error.message.replace(/\. To specify a positional argument.*$/s, '') : 'unreadable options')
+  }
+  const values = parsed.values
+  for (const key of Object.keys(values) as Array<keyof typeof SPEC>) {
+    if (key !== 'help' && !allowed.includes(key)) return E.left(`option --${key} does not apply here`)
+  }
+  let mode: ProxyMode | undefined
+  if (values.mode !== undefined) {
+    const m = parseMode(values.mode)
+    if (E.isLeft(m)) return E.left(`--mode: ${m.left.message}`)
+    mode = m.right
+  }
+  let port: number | undefined
+  if (values.port !== undefined) {
+    if (!/^[0-9]{1,5}$/.test(values.port) || Number(values.port) > 65535) return E.left(`--port \`${values.port}\`: expected a port number from 0 to 65535`)
+    port = Number(values.port)
+  }
+  const connectTo: Array<ConnectTo> = []
+  for (const spec of values['connect-to'] ?? []) {
+    const rule = parseConnectTo(spec)
+    if (E.isLeft(rule)) return rule
+    connectTo.push(rule.right)
+  }
+  return E.right({
+    policy: values.policy,
+    mode,
+    port,
+    audit: values.audit,
+    upstreamCa: values['upstream-ca'] ?? [],
+    connectTo,
+    json: values.json ?? false,
+    method: values.method,
+    configDir: values['config-dir'],
+    positionals: parsed.positionals,
+    help: values.help ?? false
+  })
+}

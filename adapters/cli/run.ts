@@ -1,0 +1,86 @@
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { rootCertificates } from 'node:tls'
+import { constants } from 'node:os'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import { buildRouteTable, scopeOf } from '../../core/index.js'
+import { startGuardedProxy } from './guardedProxy.js'
+import type { Io } from './io.js'
+import type { CommonOptions } from './options.js'
+
+/** The value SDKs find in their key variable under `run`: enough to start, worthless to steal. */
+export const PLACEHOLDER = 'egress-guard-placeholder'
+
+const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem']
+const FORWARDED: ReadonlyArray<NodeJS.Signals> = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']
+
+/** NO_PROXY with the user's entries kept and the loopback names added. */
+export const mergeNoProxy = (existing: string | undefined): string => {
+  const entries = (existing ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '')
+  for (const local of ['localhost', '127.0.0.1', '::1']) if (!entries.includes(local)) entries.push(local)
+  return entries.join(',')
+}
+
+const systemBundle = async (): Promise<string> => {
+  for (const path of SYSTEM_BUNDLES) if (existsSync(path)) return readFile(path, 'utf8')
+  return rootCertificates.join('\n')
+}
+
+/** `egress-guard run [options] -- <command...>`: runs a command whose traffic goes through the guard. */
+export const run = async (options: CommonOptions, command: ReadonlyArray<string>, io: Io): Promise<number> => {
+  const [file, ...args] = command
+  if (file === undefined) {
+    io.err('usage: egress-guard run [--policy F] [--mode M] [--audit F] [--upstream-ca F] [--connect-to H:P:H2:P2] -- <command...>')
+    return 2
+  }
+  const quiet = (level: 'info' | 'warn' | 'error', message: string) => {
+    if (level !== 'info') io.err(`egress-guard ${level}: ${message}`)
+  }
+  const started = await startGuardedProxy(options, io, { log: quiet, port: 0 })
+  if (E.isLeft(started)) {
+    for (const message of started.left) io.err(`error: ${message}`)
+    return 1
+  }
+  const { proxy, guard, stop } = started.right
+  const dir = await mkdtemp(join(tmpdir(), 'egress-guard-run-'))
+  try {
+    const bundle = join(dir, 'ca-bundle.pem')
+    await writeFile(bundle, `${await systemBundle()}\n${proxy.caCertPem}`, { mode: 0o600 })
+    const env: NodeJS.ProcessEnv = { ...io.env }
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) env[name] = proxy.url
+    const noProxy = mergeNoProxy(io.env['NO_PROXY'] ?? io.env['no_proxy'])
+    env['NO_PROXY'] = noProxy
+    env['no_proxy'] = noProxy
+    for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) env[name] = bundle
+    env['NODE_EXTRA_CA_CERTS'] = proxy.caCertPath // Node adds it to its own roots
+    // Every routed provider's SDK finds a placeholder, never the real key.
+    const routed = new Set(buildRouteTable(guard.policy().input, scopeOf(guard.mode())).table.routes.map((r) => r.provider))
+    for (const p of guard.policy().file.providers) if (p.envVar !== undefined && routed.has(p.name)) env[p.envVar] = PLACEHOLDER
+    return await new Promise<number>((resolve) => {
+      const child = spawn(file, args, { stdio: 'inherit', env })
+      const forward = (signal: NodeJS.Signals) => () => child.kill(signal)
+      const handlers = FORWARDED.map((signal) => [signal, forward(signal)] as const)
+      for (const [signal, handler] of handlers) process.on(signal, handler)
+      let finished = false
+      const done = (code: number) => {
+        if (finished) return
+        finished = true
+        for (const [signal, handler] of handlers) process.off(signal, handler)
+        resolve(code)
+      }
+      child.on('error', (error: NodeJS.ErrnoException) => {
+        io.err(`error: cannot run \`${file}\`: ${error.code === 'ENOENT' ? 'command not found' : error.code === 'EACCES' ? 'permission denied' : error.message}`)
+        done(error.code === 'ENOENT' ? 127 : 126)
+      })
+      child.on('exit', (code, signal) => done(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0))))
+    })
+  } finally {
+    await stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
