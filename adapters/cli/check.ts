@@ -22,6 +22,7 @@ export const check = async (options: CommonOptions, io: Io): Promise<number> => 
     return 0
   }
   for (const w of loaded.right.warnings) io.out(`warning [${w.code}]${w.provider === undefined ? '' : ` ${w.provider}`}: ${w.detail}`)
-  io.out(`${source}: ${loaded.right.file.providers.length} providers, ${table.routes.length} routes in mode ${mode} (${configured} when configured), ${loaded.right.warnings.length} warnings`)
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
+  io.out(`${source}: ${count(loaded.right.file.providers.length, 'provider')}, ${count(table.routes.length, 'route')} in mode ${mode} (${configured} when configured), ${count(loaded.right.warnings.length, 'warning')}`)
   return 0
 }

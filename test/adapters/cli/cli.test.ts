@@ -1,0 +1,216 @@
+// The command line through real processes: `node dist/cli.js …` (built by `npm test` first).
+import { execFile, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { createPki } from '../support/pki.js'
+import { startUpstream, type Upstream } from '../support/upstream.js'
+
+const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), 'eg-cli-'))
+const KEY = 'sk-cli-test-51d2a9'
+
+interface Result {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const cli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}): Promise<Result> =>
+  new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: dir, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr })
+    })
+  })
+
+const POLICY = `
+mode: connected_deny
+denyText: { loginCommand: "authsome login {provider}" }
+providers:
+  - name: alpha
+    apiUrl: https://api.alpha.test/v1
+    envVar: ALPHA_API_KEY
+    oauth: { tokenUrl: "https://api.alpha.test/oauth/token" }
+  - name: gamma
+    apiUrl: https://api.gamma.test/
+    envVar: GAMMA_API_KEY
+  - name: tie-a
+    apiUrl: https://shared.test/api
+  - name: tie-b
+    apiUrl: https://shared.test/api
+connections:
+  - provider: alpha
+    name: default
+    credentials: { headers: { Authorization: "Bearer \${env:ALPHA_API_KEY}" } }
+  - { provider: tie-a, name: default, credentials: { headers: { x: "\${env:ALPHA_API_KEY}" } } }
+  - { provider: tie-b, name: default, credentials: { headers: { x: "\${env:ALPHA_API_KEY}" } } }
+passthrough: [pypi.test]
+`
+const policyPath = join(dir, 'policy.yaml')
+writeFileSync(policyPath, POLICY)
+
+describe('egress-guard check', () => {
+  it('finds the bundled catalog clean', async () => {
+    const result = await cli(['check'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(/^the bundled catalog: 13 providers, 0 routes in mode connected_allow \(\d+ when configured\), 0 warnings$/m)
+  })
+
+  it('reports an over-broad pattern as a warning', async () => {
+    const path = join(dir, 'broad.yaml')
+    writeFileSync(path, 'providers: [{name: gh, apiUrl: "regex:.*githubusercontent\\\\.com"}]\n')
+    const result = await cli(['check', '--policy', path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain('warning [overbroad_pattern] gh: pattern `.*githubusercontent\\.com` also matches the look-alike host `evilgithubusercontent.com`')
+  })
+
+  it('exits 1 on an invalid policy, naming the problem', async () => {
+    const path = join(dir, 'broken.yaml')
+    writeFileSync(path, 'providers: []\ncolour: red\n')
+    const result = await cli(['check', '--policy', path])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(`error: ${path}: colour: unknown key \`colour\``)
+  })
+
+  it('exits 2 on a bad option, naming the four modes', async () => {
+    const result = await cli(['check', '--mode', 'strict'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('--mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny')
+  })
+})
+
+describe('egress-guard explain, for each row of SPEC.md §5 a URL can express', () => {
+  // A URL cannot carry a different Host header or SNI, so host_mismatch is covered by the proxy tests.
+  const rows: ReadonlyArray<[string, string, string, string, ReadonlyArray<string>]> = [
+    // url, mode, decision, reason, audit events
+    ['https://api.alpha.test/v1/models', 'connected_deny', 'Inject', '', ['proxy_inject']],
+    ['https://api.gamma.test/x', 'configured_allow', 'Pass', '', ['proxy_no_credentials']],
+    ['https://api.gamma.test/x', 'configured_deny', 'Deny', 'no_credentials', ['proxy_no_credentials', 'proxy_deny']],
+    ['https://api.alpha.test/v2/x', 'connected_allow', 'Pass', '', ['proxy_miss']],
+    ['https://api.alpha.test/v2/x', 'connected_deny', 'Deny', 'no_match', ['proxy_deny']],
+    ['https://shared.test/api/x', 'connected_deny', 'Deny', 'ambiguous', ['proxy_deny']],
+    ['http://api.alpha.test/v1/models', 'connected_deny', 'Deny', 'insecure_scheme', ['proxy_deny']],
+    ['https://127.0.0.1/v1', 'connected_deny', 'Deny', 'local_destination', ['proxy_deny']],
+    ['https://api.alpha.test/oauth/token?code=x', 'connected_deny', 'Pass', '', ['proxy_miss']],
+    ['https://pypi.test/simple', 'configured_deny', 'Pass', '', ['proxy_miss']]
+  ]
+  it.each(rows)('%s in %s: %s %s', async (url, mode, decision, reason, events) => {
+    const result = await cli(['explain', url, '--mode', mode, '--policy', policyPath, '--json'], { ALPHA_API_KEY: KEY })
+    expect(result.code).toBe(0)
+    const out = JSON.parse(result.stdout) as { decision: { _tag: string; reason?: string; headers?: unknown }; audit: Array<{ event: string }> }
+    expect(out.decision._tag).toBe(decision)
+    if (reason !== '') expect(out.decision.reason).toBe(reason)
+    if (decision === 'Inject') expect(out.decision.headers).toEqual(['Authorization'])
+    expect(out.audit.map((r) => r.event)).toEqual(events)
+    expect(result.stdout).not.toContain(KEY)
+  })
+
+  it('says what ruled out the routes of the host on a miss', async () => {
+    const result = await cli(['explain', 'https://api.alpha.test/v2/x', '--policy', policyPath, '--method', 'post'], { ALPHA_API_KEY: KEY })
+    expect(result.stdout).toContain('POST https://api.alpha.test/v2/x  (mode connected_deny')
+    expect(result.stdout).toContain('resolution: miss (no_match)')
+    expect(result.stdout).toContain('decision:   deny no_match: 403 "Forbidden by egress-guard proxy policy (no_match)"')
+    expect(result.stdout).toContain('✗ alpha/default api.alpha.test:443/v1: path `/v2/x` is not under `/v1`')
+  })
+})
+
+describe('egress-guard run and serve, with a stand-in upstream', () => {
+  let upstream: Upstream
+  let caPath = ''
+  let common: Array<string> = []
+  beforeAll(async () => {
+    const pki = createPki()
+    upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test']))
+    caPath = join(dir, 'upstream-ca.pem')
+    writeFileSync(caPath, pki.caPem)
+    common = ['--policy', policyPath, '--upstream-ca', caPath, '--connect-to', `api.alpha.test:443:127.0.0.1:${upstream.port}`]
+  })
+  afterAll(async () => {
+    await upstream.close()
+  })
+  const env = { ALPHA_API_KEY: KEY, EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'), NO_PROXY: 'internal.corp' }
+  const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('egress-guard-run-'))
+
+  it('gives the child the proxy, the CA bundle and placeholders, never the key', async () => {
+    const script = "console.log(JSON.stringify(Object.fromEntries(['HTTP_PROXY','HTTPS_PROXY','http_proxy','https_proxy','NO_PROXY','no_proxy','SSL_CERT_FILE','REQUESTS_CA_BUNDLE','CURL_CA_BUNDLE','NODE_EXTRA_CA_CERTS','ALPHA_API_KEY','GAMMA_API_KEY'].map((k) => [k, process.env[k]]))))"
+    const result = await cli(['run', ...common, '--', process.execPath, '-e', script], env)
+    expect(result.code).toBe(0)
+    const seen = JSON.parse(result.stdout) as Record<string, string | undefined>
+    expect(seen['HTTPS_PROXY']).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    for (const k of ['HTTP_PROXY', 'http_proxy', 'https_proxy']) expect(seen[k]).toBe(seen['HTTPS_PROXY'])
+    expect(seen['NO_PROXY']).toBe('internal.corp,localhost,127.0.0.1,::1')
+    expect(seen['no_proxy']).toBe(seen['NO_PROXY'])
+    expect(seen['REQUESTS_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
+    expect(seen['CURL_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
+    expect(seen['NODE_EXTRA_CA_CERTS']).toBe(join(dir, 'config', 'certs', 'ca.pem'))
+    expect(seen['ALPHA_API_KEY']).toBe('egress-guard-placeholder')
+    expect(seen['GAMMA_API_KEY']).toBeUndefined() // gamma is not routed in connected_deny
+    expect(result.stdout).not.toContain(KEY)
+    expect(existsSync(seen['SSL_CERT_FILE'] ?? '')).toBe(false) // removed after the child exited
+  })
+
+  it('sends the child’s traffic through the proxy, which injects the key', async () => {
+    const before = upstream.received.length
+    const result = await cli(['run', ...common, '--', 'curl', '-sS', 'https://api.alpha.test/v1/models'], env)
+    expect(result.code).toBe(0)
+    expect(upstream.received).toHaveLength(before + 1)
+    expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
+  })
+
+  it('exits with the child’s exit code and passes its output through', async () => {
+    const result = await cli(['run', ...common, '--', process.execPath, '-e', 'process.stdout.write("out"); process.stderr.write("err"); process.exit(3)'], env)
+    expect(result).toEqual({ code: 3, stdout: 'out', stderr: 'err' })
+  })
+
+  it('forwards signals to the child', async () => {
+    const child = spawn(process.execPath, [CLI, 'run', ...common, '--', process.execPath, '-e', "process.on('SIGTERM', () => process.exit(42)); console.log('ready'); setInterval(() => {}, 1000)"], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ...env }
+    })
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()))
+    child.kill('SIGTERM')
+    expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(42)
+  })
+
+  it('cleans up and exits 127 when the command cannot start', async () => {
+    const before = runDirs()
+    const result = await cli(['run', ...common, '--', '/nonexistent/agent'], env)
+    expect(result.code).toBe(127)
+    expect(result.stderr).toContain('error: cannot run `/nonexistent/agent`: command not found')
+    expect(runDirs()).toEqual(before)
+  })
+
+  it('exits 2 when no command follows `--`', async () => {
+    expect((await cli(['run', ...common], env)).code).toBe(2)
+  })
+
+  it('serve prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async () => {
+    const audit = join(dir, 'serve-audit.jsonl')
+    const server = spawn(process.execPath, [CLI, 'serve', ...common, '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config')], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
+    })
+    let stdout = ''
+    server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const listening = await new Promise<{ proxy: string; caCert: string; mode: string }>((resolve) => {
+      server.stdout.on('data', () => {
+        const first = stdout.split('\n')[0] ?? ''
+        if (first.endsWith('}')) resolve(JSON.parse(first))
+      })
+    })
+    expect(listening.mode).toBe('connected_deny')
+    const answer = await new Promise<string>((resolve) =>
+      execFile('curl', ['-sS', '--proxy', listening.proxy, '--cacert', listening.caCert, 'https://api.alpha.test/v1/models'], (_e, out) => resolve(out))
+    )
+    expect(JSON.parse(answer)).toMatchObject({ upstream: 'alpha' })
+    for (let i = 0; i < 50 && !stdout.includes('proxy_inject'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    server.kill('SIGTERM')
+    expect(await new Promise((resolve) => server.on('exit', resolve))).toBe(0)
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string })
+    expect(lines.map((l) => l.event)).toEqual(['listening', 'proxy_inject', 'stopped'])
+    expect(readFileSync(audit, 'utf8')).toContain('"event":"proxy_inject"')
+    expect(stdout + readFileSync(audit, 'utf8')).not.toContain(KEY)
+  })
+})
