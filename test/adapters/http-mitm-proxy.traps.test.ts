@@ -44,6 +44,13 @@ describe('http-mitm-proxy traps', () => {
     expect(deny.upstreams.alpha.received.at(-1)?.path).toBe('/v1/models')
   })
 
+  it('refuses a denied CONNECT with a status line, so Node fetch fails at once instead of retrying', async () => {
+    const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://other.test/')
+    expect(answer.status).toBe(0)
+    const records = (await deny.auditEntries()).filter((e) => e.metadata['host'] === 'other.test')
+    expect(records.map((r) => [r.event, r.metadata['reason']])).toEqual([['proxy_deny', 'no_match']])
+  })
+
   it('keeps connections alive (no `connection: close` on responses)', async () => {
     const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
     expect(answer.status).toBe(200)
