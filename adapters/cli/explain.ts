@@ -54,7 +54,7 @@ export const explain = async (options: CommonOptions, io: Io): Promise<number> =
   const guard = createGuard({ policy: loaded.right, mode, env: io.env, log: () => undefined })
   const verdict = await guard.evaluate(facts.right)
   const { resolution, routes } = explainRoute(buildRouteTable(loaded.right.input, scopeOf(mode)).table, facts.right)
-  const onHost = routes.filter((r) => r.ruledOut === undefined || !/^(host .* is not|pattern does not match)/.test(r.ruledOut))
+  const onHost = routes.filter((r) => r.ruledOut?.by !== 'host')
   if (options.json) {
     io.out(JSON.stringify({ request: facts.right, mode, resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
     return 0
@@ -65,7 +65,7 @@ export const explain = async (options: CommonOptions, io: Io): Promise<number> =
   io.out('audit:')
   for (const record of verdict.audit) io.out(`  ${JSON.stringify(record)}`)
   io.out(onHost.length === 0 ? 'routes:     no route is for this host' : 'routes for this host:')
-  for (const r of onHost) io.out(`  ${r.ruledOut === undefined ? '✓' : '✗'} ${r.route}${r.ruledOut === undefined ? '' : `: ${r.ruledOut}`}`)
+  for (const r of onHost) io.out(`  ${r.ruledOut === undefined ? '✓' : '✗'} ${r.route}${r.ruledOut === undefined ? '' : `: ${r.ruledOut.why}`}`)
   const others = routes.length - onHost.length
   if (others > 0) io.out(`  (${others} other route${others === 1 ? '' : 's'} are for other hosts)`)
   return 0

@@ -217,13 +217,19 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
 
   const tunnel = (client: Duplex, head: Buffer, upstream: Upstream): void => {
     const server: Socket = connect({ host: upstream.host, port: upstream.port })
+    let established = false
     server.once('connect', () => {
+      established = true
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       if (head.length > 0) server.write(head)
       client.pipe(server)
       server.pipe(client)
     })
-    server.on('error', () => client.destroy())
+    // Before the tunnel exists, a failure gets a status line (a silent close makes undici retry).
+    server.on('error', (error: NodeJS.ErrnoException) => {
+      if (established) client.destroy()
+      else client.end(`HTTP/1.1 502 Bad Gateway\r\nContent-Type: ${PLAIN_TEXT}\r\nConnection: close\r\n\r\nBad gateway: egress-guard could not open the tunnel (${error.code ?? 'ERROR'})`)
+    })
     client.on('error', () => server.destroy())
     client.on('close', () => server.destroy())
   }
@@ -329,7 +335,11 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
     close: async () => {
+      // The library closes its listening servers but leaves kept-alive connections open.
+      const internals = proxy as unknown as { httpServer?: http.Server; sslServers?: Record<string, { server?: http.Server }> }
+      const servers = [internals.httpServer, ...Object.values(internals.sslServers ?? {}).map((s) => s.server)]
       proxy.close()
+      for (const server of servers) server?.closeAllConnections()
       httpsAgent.destroy()
       httpAgent.destroy()
     }

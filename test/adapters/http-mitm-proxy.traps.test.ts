@@ -51,6 +51,22 @@ describe('http-mitm-proxy traps', () => {
     expect(records.map((r) => [r.event, r.metadata['reason']])).toEqual([['proxy_deny', 'no_match']])
   })
 
+  it('answers a tunnel whose upstream cannot be reached with 502, so Node fetch does not retry', async () => {
+    const { startHttpMitmProxy } = await import('../../adapters/http-mitm-proxy/httpMitmProxy.js')
+    const proxy = await startHttpMitmProxy({
+      guard: allow.guard,
+      configDir: join(allow.dir, 'config-dead'),
+      connectTo: [{ host: 'dead.test', port: 443, toHost: '127.0.0.1', toPort: 9 }],
+      log: () => undefined
+    })
+    try {
+      expect((await nodeFetch(proxy.url, proxy.caCertPem, 'https://dead.test/')).status).toBe(0)
+    } finally {
+      await proxy.close()
+    }
+    expect((await allow.auditEntries()).filter((e) => e.metadata['host'] === 'dead.test')).toHaveLength(1)
+  })
+
   it('keeps connections alive (no `connection: close` on responses)', async () => {
     const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
     expect(answer.status).toBe(200)
