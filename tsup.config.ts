@@ -6,7 +6,8 @@ export default defineConfig([
     index: 'index.ts',
     'core/index': 'core/index.ts',
     'guard/index': 'adapters/guard/index.ts',
-    'http-mitm-proxy/index': 'adapters/http-mitm-proxy/index.ts'
+    'http-mitm-proxy/index': 'adapters/http-mitm-proxy/index.ts',
+    'undici/index': 'adapters/undici/index.ts'
   },
   format: ['esm', 'cjs'],
   dts: true,

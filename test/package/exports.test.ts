@@ -33,11 +33,15 @@ describe('the built package', () => {
     })
   }
 
-  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy']) {
+  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/undici']) {
     for (const type of ['module', 'commonjs']) {
       it(`loads ${entry} as ${type === 'module' ? 'ESM' : 'CommonJS'}`, () => {
         const load = type === 'module' ? `const m = await import('${entry}')` : `const m = require('${entry}')`
-        const names = entry.endsWith('guard') ? ['createGuard', 'parsePolicyText', 'jsonLinesSink', 'openPolicyFile'] : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
+        const names = entry.endsWith('guard')
+          ? ['createGuard', 'parsePolicyText', 'jsonLinesSink', 'openPolicyFile']
+          : entry.endsWith('undici')
+            ? ['installGlobalGuard', 'GuardedDispatcher', 'EgressGuardDenied']
+            : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
         const code = `${type === 'module' ? '' : '(async () => {'}${load}\nconsole.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))${type === 'module' ? '' : '})()'}`
         expect(run([`--input-type=${type}`, '-e', code])).toBe(JSON.stringify(names.map(() => 'function')))
       })

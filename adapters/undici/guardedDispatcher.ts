@@ -1,0 +1,138 @@
+import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'undici'
+
+import type { DenyReason, RequestFacts } from '../../core/index.js'
+import type { Guard } from '../guard/createGuard.js'
+
+/** The error a denied request fails with: the deny reason and the body a proxy would answer. */
+export class EgressGuardDenied extends Error {
+  readonly reason: DenyReason
+  readonly status = 403
+  readonly body: string
+
+  constructor(reason: DenyReason, body: string) {
+    super(`egress-guard denied the request (${reason}): ${body}`)
+    this.name = 'EgressGuardDenied'
+    this.reason = reason
+    this.body = body
+  }
+}
+
+type Headers = Dispatcher.DispatchOptions['headers']
+type HeaderPairs = Array<[string, string]>
+
+// undici accepts headers as an object, a flat [name, value, …] array or an iterable of pairs.
+const pairsOf = (headers: Headers): HeaderPairs => {
+  if (headers === undefined || headers === null) return []
+  if (Array.isArray(headers)) {
+    const flat = headers as ReadonlyArray<unknown>
+    if (flat.every((h) => typeof h === 'string')) {
+      const pairs: HeaderPairs = []
+      for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([String(flat[i]), String(flat[i + 1])])
+      return pairs
+    }
+  }
+  if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    return [...(headers as Iterable<[string, string | ReadonlyArray<string>]>)].flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)]]))
+  }
+  return Object.entries(headers as Record<string, string | ReadonlyArray<string> | undefined>).flatMap(([k, v]) =>
+    v === undefined ? [] : Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)] as [string, string]]
+  )
+}
+
+const withCredentials = (headers: Headers, credentials: Readonly<Record<string, string>>): Array<string> => {
+  const replaced = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
+  const kept = pairsOf(headers).filter(([name]) => !replaced.has(name.toLowerCase()) && !/^proxy-/i.test(name))
+  return [...kept, ...Object.entries(credentials)].flat()
+}
+
+const factsOf = (options: Dispatcher.DispatchOptions): RequestFacts => {
+  const origin = new URL(String(options.origin))
+  const scheme = origin.protocol.replace(/:$/, '')
+  const host = pairsOf(options.headers).find(([name]) => name.toLowerCase() === 'host')?.[1]
+  return {
+    scheme,
+    host: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: origin.port !== '' ? Number(origin.port) : scheme === 'https' ? 443 : 80,
+    path: options.path,
+    method: options.method,
+    ...(host === undefined ? {} : { hostHeader: host })
+  }
+}
+
+// Handlers come in undici 7's style (onResponseError) or the legacy one (onError) that Node's
+// bundled undici uses for the global fetch: a denial is reported in whichever the handler speaks.
+const fail = (handler: Dispatcher.DispatchHandler, error: Error): void => {
+  const h = handler as { onResponseError?: (controller: unknown, error: Error) => void; onError?: (error: Error) => void }
+  if (typeof h.onResponseError === 'function') h.onResponseError(null, error)
+  else h.onError?.(error)
+}
+
+/**
+ * A dispatcher that applies the guard to every request made through it, in process: credential
+ * headers are set (replacing the caller's), denied requests fail with `EgressGuardDenied`, and
+ * everything else goes to `base` unchanged. There is no proxy, so the dialled address is not
+ * checked (undici resolves names itself); use the proxy adapter where that matters.
+ */
+export class GuardedDispatcher extends Dispatcher {
+  readonly #guard: Guard
+  readonly #base: Dispatcher
+
+  constructor(guard: Guard, base: Dispatcher = new Agent()) {
+    super()
+    this.#guard = guard
+    this.#base = base
+  }
+
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    let facts: RequestFacts
+    try {
+      facts = factsOf(options)
+    } catch {
+      fail(handler, new EgressGuardDenied('internal_error', 'Forbidden by egress-guard proxy policy (internal_error)'))
+      return true
+    }
+    this.#guard.evaluate(facts).then(
+      (verdict) => {
+        switch (verdict.decision._tag) {
+          case 'Deny':
+            fail(handler, new EgressGuardDenied(verdict.decision.reason, verdict.decision.body))
+            return
+          case 'Inject':
+            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, verdict.decision.headers) }, handler)
+            return
+          case 'Pass':
+            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, {}) }, handler)
+        }
+      },
+      (error: unknown) => fail(handler, error instanceof Error ? error : new Error('egress-guard failed'))
+    )
+    return true
+  }
+
+  override close(): Promise<void>
+  override close(callback: () => void): void
+  override close(callback?: () => void): Promise<void> | void {
+    return callback === undefined ? this.#base.close() : this.#base.close(callback)
+  }
+
+  override destroy(): Promise<void>
+  override destroy(error: Error | null): Promise<void>
+  override destroy(callback: () => void): void
+  override destroy(error: Error | null, callback: () => void): void
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    if (typeof a === 'function') return this.#base.destroy(a)
+    if (b !== undefined) return this.#base.destroy(a ?? null, b)
+    return this.#base.destroy(a ?? null)
+  }
+}
+
+/**
+ * Makes every `fetch` and undici request of this process go through the guard, Node's built-in
+ * `fetch` included (both read the same global dispatcher). Returns a function that restores the
+ * previous dispatcher.
+ */
+export const installGlobalGuard = (guard: Guard, base: Dispatcher = getGlobalDispatcher()): (() => void) => {
+  const previous = getGlobalDispatcher()
+  setGlobalDispatcher(new GuardedDispatcher(guard, base))
+  return () => setGlobalDispatcher(previous)
+}

@@ -1,0 +1,101 @@
+// The in-process adapter with real fetch calls (undici's and Node's built-in) to a local HTTPS
+// upstream. Test names reach 127.0.0.1 through the base Agent's `lookup`, never /etc/hosts.
+import type { LookupAddress } from 'node:dns'
+
+import * as E from 'fp-ts/lib/Either.js'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { parsePolicyText } from '../../adapters/config/PolicyFile.js'
+import { createGuard, type Guard } from '../../adapters/guard/createGuard.js'
+import type { AuditEntry } from '../../adapters/ports.js'
+import { EgressGuardDenied, GuardedDispatcher, installGlobalGuard } from '../../adapters/undici/guardedDispatcher.js'
+import type { ProxyMode } from '../../core/index.js'
+import { createPki } from './support/pki.js'
+import { startUpstream, type Upstream } from './support/upstream.js'
+
+const KEY = 'sk-undici-8c1f'
+
+let upstream: Upstream
+let base: Agent
+beforeAll(async () => {
+  const pki = createPki()
+  upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test', 'other.test']))
+  const lookup = (_host: string, options: { all?: boolean }, callback: (e: Error | null, a: string | ReadonlyArray<LookupAddress>, f?: number) => void) =>
+    options.all === true ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4)
+  base = new Agent({ connect: { ca: pki.caPem, lookup: lookup as never } })
+})
+afterAll(async () => {
+  await base.close()
+  await upstream.close()
+})
+
+const guardFor = (mode: ProxyMode, audit: Array<AuditEntry> = []): Guard => {
+  const loaded = parsePolicyText(`
+mode: ${mode}
+providers:
+  - { name: alpha, apiUrl: "https://api.alpha.test:${upstream.port}/v1" }
+connections:
+  - { provider: alpha, name: default, credentials: { headers: { Authorization: "Bearer \${env:KEY}" } } }
+`)
+  if (E.isLeft(loaded)) throw new Error(loaded.left.messages.join())
+  return createGuard({ policy: loaded.right, env: { KEY }, log: () => undefined, audit: { write: (e) => audit.push(e), flush: async () => undefined, close: async () => undefined, dropped: () => 0 } })
+}
+
+const url = (host: string, path: string, scheme = 'https') => `${scheme}://${host}:${upstream.port}${path}`
+
+describe('GuardedDispatcher with undici fetch', () => {
+  it('injects credentials, replacing the caller’s header, and audits it', async () => {
+    const audit: Array<AuditEntry> = []
+    const dispatcher = new GuardedDispatcher(guardFor('connected_deny', audit), base)
+    const response = await undiciFetch(url('api.alpha.test', '/v1/models'), { dispatcher, headers: { Authorization: 'Bearer caller' } })
+    expect(response.status).toBe(200)
+    await response.text()
+    const seen = upstream.received.at(-1)
+    expect(seen?.headers.authorization).toBe(`Bearer ${KEY}`)
+    expect(seen?.rawNames.filter((n) => n === 'authorization')).toHaveLength(1)
+    expect(audit.map((e) => e.event)).toEqual(['proxy_inject'])
+    expect(JSON.stringify(audit)).not.toContain(KEY)
+  })
+
+  it('fails a denied request with the reason and body, without sending it', async () => {
+    const dispatcher = new GuardedDispatcher(guardFor('connected_deny'), base)
+    const before = upstream.received.length
+    const error = await undiciFetch(url('api.alpha.test', '/v2/x'), { dispatcher }).then(() => undefined, (e: unknown) => e)
+    const cause = (error as { cause?: unknown }).cause
+    expect(cause).toBeInstanceOf(EgressGuardDenied)
+    expect(cause).toMatchObject({ reason: 'no_match', status: 403, body: 'Forbidden by egress-guard proxy policy (no_match)' })
+    expect(upstream.received).toHaveLength(before)
+  })
+
+  it('passes other requests untouched in allow modes, and never injects over plain http', async () => {
+    const dispatcher = new GuardedDispatcher(guardFor('connected_allow'), base)
+    const response = await undiciFetch(url('other.test', '/x'), { dispatcher, headers: { authorization: 'Bearer caller' } })
+    await response.text()
+    expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer caller')
+    const denied = new GuardedDispatcher(guardFor('connected_deny'), base)
+    const error = await undiciFetch(url('api.alpha.test', '/v1/models', 'http'), { dispatcher: denied }).then(() => undefined, (e: unknown) => (e as { cause?: unknown }).cause)
+    expect(error).toMatchObject({ reason: 'insecure_scheme' })
+  })
+})
+
+describe('installGlobalGuard', () => {
+  it('guards Node’s built-in fetch and undici’s, and restores the previous dispatcher', async () => {
+    const restore = installGlobalGuard(guardFor('connected_deny'), base)
+    try {
+      const builtIn = await globalThis.fetch(url('api.alpha.test', '/v1/builtin'))
+      expect(builtIn.status).toBe(200)
+      await builtIn.text()
+      expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
+      const viaUndici = await undiciFetch(url('api.alpha.test', '/v1/undici'))
+      await viaUndici.text()
+      expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
+      const denied = await globalThis.fetch(url('other.test', '/x')).then(() => undefined, (e: unknown) => (e as { cause?: unknown }).cause)
+      expect(denied).toMatchObject({ name: 'EgressGuardDenied', reason: 'no_match' })
+    } finally {
+      restore()
+    }
+    const after = await globalThis.fetch('https://api.alpha.test:1/').then(() => 'answered', (e: unknown) => ((e as { cause?: { name?: string } }).cause?.name ?? 'failed'))
+    expect(after).not.toBe('EgressGuardDenied')
+  })
+})
