@@ -7,7 +7,8 @@ export default defineConfig([
     'core/index': 'core/index.ts',
     'guard/index': 'adapters/guard/index.ts',
     'http-mitm-proxy/index': 'adapters/http-mitm-proxy/index.ts',
-    'undici/index': 'adapters/undici/index.ts'
+    'undici/index': 'adapters/undici/index.ts',
+    'decision-service/index': 'adapters/decision-service/index.ts'
   },
   format: ['esm', 'cjs'],
   dts: true,

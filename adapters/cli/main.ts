@@ -1,6 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { check } from './check.js'
+import { decisionService } from './decisionServiceCommand.js'
 import { explain } from './explain.js'
 import { processIo, type Io } from './io.js'
 import { parseOptions, type CommonOptions } from './options.js'
@@ -14,6 +15,7 @@ usage:
   egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--json]
+  egress-guard decision-service [--policy FILE] [--mode MODE] [--port N] [--token T] [--audit FILE] [--json]
   egress-guard demo
 
 Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
@@ -25,7 +27,8 @@ type Command = (options: CommonOptions, io: Io) => Promise<number>
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
   serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir'], run: serve },
   explain: { options: ['policy', 'mode', 'method', 'json'], run: explain },
-  check: { options: ['policy', 'mode', 'json'], run: check }
+  check: { options: ['policy', 'mode', 'json'], run: check },
+  'decision-service': { options: ['policy', 'mode', 'port', 'audit', 'token', 'json'], run: decisionService }
 }
 
 /** The command line: returns the exit code. */
@@ -48,7 +51,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
     return run(parsed.right, rest.slice(split + 1), io)
   }
   const command = COMMANDS[name]
-  if (command === undefined) return usageError(io, `unknown command \`${name}\`: expected serve, run, explain, check or demo`)
+  if (command === undefined) return usageError(io, `unknown command \`${name}\`: expected serve, run, explain, check, decision-service or demo`)
   const parsed = parseOptions(rest, command.options)
   if (E.isLeft(parsed)) return usageError(io, parsed.left)
   if (parsed.right.help) return help(io)

@@ -16,6 +16,7 @@ export interface CommonOptions {
   readonly json: boolean
   readonly method: string | undefined
   readonly configDir: string | undefined
+  readonly token: string | undefined
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -29,6 +30,7 @@ const SPEC = {
   json: { type: 'boolean' },
   method: { type: 'string' },
   'config-dir': { type: 'string' },
+  token: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -71,6 +73,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     json: values.json ?? false,
     method: values.method,
     configDir: values['config-dir'],
+    token: values.token,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

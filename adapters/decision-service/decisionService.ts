@@ -1,0 +1,154 @@
+import { timingSafeEqual } from 'node:crypto'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import type { Decision, RequestFacts } from '../../core/index.js'
+import type { Guard } from '../guard/createGuard.js'
+import { decodeFacts, decodeTunnel } from './codecs.js'
+
+/** How to run the decision service. */
+export interface DecisionServiceOptions {
+  readonly guard: Guard
+  readonly host?: string
+  readonly port?: number
+  /** When set, every call needs `Authorization: Bearer <token>` or `X-Egress-Guard-Token: <token>`. */
+  readonly token?: string
+}
+
+/** A running decision service. */
+export interface RunningDecisionService {
+  readonly url: string
+  readonly port: number
+  readonly close: () => Promise<void>
+}
+
+const MAX_BODY = 64 * 1024
+const NGINX_HEADER_PREFIX = 'x-egress-guard-header-'
+
+const header = (request: http.IncomingMessage, name: string): string | undefined => {
+  const value = request.headers[name]
+  return Array.isArray(value) ? value.join(', ') : value
+}
+
+const send = (response: http.ServerResponse, status: number, body: string | object, headers: Record<string, string> = {}): void => {
+  const text = typeof body === 'string' ? body : JSON.stringify(body)
+  response.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    'content-length': String(Buffer.byteLength(text)),
+    'cache-control': 'no-store',
+    ...headers
+  })
+  response.end(text)
+}
+
+const readBody = (request: http.IncomingMessage): Promise<string | undefined> =>
+  new Promise((resolve) => {
+    let size = 0
+    const chunks: Array<Buffer> = []
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_BODY) {
+        resolve(undefined)
+        request.destroy()
+      } else chunks.push(chunk)
+    })
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    request.on('error', () => resolve(undefined))
+  })
+
+const tokenMatches = (expected: string, request: http.IncomingMessage): boolean => {
+  const bearer = /^Bearer (.+)$/.exec(header(request, 'authorization') ?? '')?.[1]
+  const given = header(request, 'x-egress-guard-token') ?? bearer ?? ''
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+// Gateways tell the service the upstream they will call; without a declared https upstream the
+// request counts as plain http, which never receives credentials (fail closed).
+const gatewayFacts = (request: http.IncomingMessage, path: string, prefix: 'x-original-' | 'x-egress-guard-upstream-'): E.Either<string, RequestFacts> => {
+  const host = header(request, `${prefix}host`) ?? (prefix === 'x-egress-guard-upstream-' ? header(request, 'host') : undefined)
+  if (host === undefined || host === '') return E.left(`missing ${prefix}host header: set it to the upstream host in the gateway configuration`)
+  const scheme = header(request, `${prefix}scheme`) ?? 'http'
+  const port = Number(header(request, `${prefix}port`) ?? (scheme === 'https' ? 443 : 80))
+  const method = (prefix === 'x-original-' ? header(request, 'x-original-method') : request.method) ?? 'GET'
+  return E.right({ scheme, host: host.replace(/:\d+$/, ''), port, path, method })
+}
+
+const credentialHeaders = (decision: Decision): Readonly<Record<string, string>> => (decision._tag === 'Inject' ? decision.headers : {})
+
+/**
+ * Starts the decision service: "what should happen to this request?" for proxies that are not
+ * Node. JSON (`/v1/decide`, `/v1/tunnel`), nginx `auth_request` (`/v1/nginx`) and Envoy `ext_authz`
+ * (`/v1/envoy/…`). Credentials are returned only in an Inject decision, which the core makes only
+ * for a matched request.
+ */
+export const startDecisionService = async (options: DecisionServiceOptions): Promise<RunningDecisionService> => {
+  const { guard } = options
+  const server = http.createServer((request, response) => {
+    void handle(request, response).catch(() => {
+      if (!response.headersSent) send(response, 500, { error: 'the decision service failed; the caller should deny' })
+    })
+  })
+
+  const handle = async (request: http.IncomingMessage, response: http.ServerResponse): Promise<void> => {
+    const url = new URL(request.url ?? '/', 'http://decision-service')
+    if (url.pathname === '/healthz') return send(response, 200, { mode: guard.mode() })
+    if (options.token !== undefined && !tokenMatches(options.token, request)) {
+      return send(response, 401, { error: 'missing or wrong token: send Authorization: Bearer <token> or X-Egress-Guard-Token' }, { 'www-authenticate': 'Bearer' })
+    }
+    if (url.pathname === '/v1/decide' || url.pathname === '/v1/tunnel') {
+      if (request.method !== 'POST') return send(response, 405, { error: `use POST for ${url.pathname}` }, { allow: 'POST' })
+      const body = await readBody(request)
+      if (body === undefined) return send(response, 413, { error: `the body must be JSON of at most ${MAX_BODY} bytes` })
+      let json: unknown
+      try {
+        json = JSON.parse(body)
+      } catch {
+        return send(response, 400, { error: 'the body is not JSON', details: [] })
+      }
+      if (url.pathname === '/v1/tunnel') {
+        const query = decodeTunnel(json)
+        if (E.isLeft(query)) return send(response, 400, { error: 'malformed tunnel query', details: query.left })
+        const verdict = guard.evaluateTunnel(query.right.host, query.right.port)
+        return send(response, 200, { decision: verdict.decision, audit: verdict.audit, decisionId: verdict.decisionId })
+      }
+      const facts = decodeFacts(json)
+      if (E.isLeft(facts)) return send(response, 400, { error: 'malformed request facts', details: facts.left })
+      const verdict = await guard.evaluate(facts.right)
+      return send(response, 200, { decision: verdict.decision, audit: verdict.audit, decisionId: verdict.decisionId })
+    }
+    if (url.pathname === '/v1/nginx') {
+      const facts = gatewayFacts(request, header(request, 'x-original-uri') ?? '/', 'x-original-')
+      if (E.isLeft(facts)) return send(response, 400, facts.left)
+      const { decision } = await guard.evaluate(facts.right)
+      const reason = decision._tag === 'Deny' ? decision.reason : ''
+      // nginx cannot forward an auth subrequest's body: the deny body travels in a header too.
+      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-decision': 'deny', 'x-egress-guard-reason': reason, 'x-egress-guard-body': decision.body })
+      const headers = Object.fromEntries(Object.entries(credentialHeaders(decision)).map(([k, v]) => [`${NGINX_HEADER_PREFIX}${k.toLowerCase()}`, v]))
+      return send(response, 200, '', { 'x-egress-guard-decision': decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })
+    }
+    if (url.pathname === '/v1/envoy' || url.pathname.startsWith('/v1/envoy/')) {
+      const path = `${url.pathname.slice('/v1/envoy'.length) || '/'}${url.search}`
+      const facts = gatewayFacts(request, path, 'x-egress-guard-upstream-')
+      if (E.isLeft(facts)) return send(response, 403, `Forbidden: ${facts.left}`)
+      const { decision } = await guard.evaluate(facts.right)
+      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-reason': decision.reason })
+      return send(response, 200, '', { ...credentialHeaders(decision) })
+    }
+    return send(response, 404, { error: `no endpoint ${url.pathname}: use /v1/decide, /v1/tunnel, /v1/nginx, /v1/envoy/<path> or /healthz` })
+  }
+
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  return {
+    url: `http://${options.host ?? '127.0.0.1'}:${port}`,
+    port,
+    close: async () => {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
