@@ -118,6 +118,32 @@ describe('egress-guard explain, for each row of SPEC.md §5 a URL can express', 
   })
 })
 
+describe('egress-guard decision-service', () => {
+  it('serves decisions with a required token until SIGTERM', async () => {
+    const server = spawn(process.execPath, [CLI, 'decision-service', '--policy', policyPath, '--port', '0', '--token', 'tok-1', '--json'], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
+    })
+    let stdout = ''
+    const listening = await new Promise<{ url: string; mode: string; token: boolean }>((resolve) => {
+      server.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString()
+        const first = stdout.split('\n')[0] ?? ''
+        if (first.endsWith('}')) resolve(JSON.parse(first))
+      })
+    })
+    expect(listening).toMatchObject({ mode: 'connected_deny', token: true })
+    const body = JSON.stringify({ scheme: 'https', host: 'api.alpha.test', port: 443, path: '/v1/x', method: 'GET' })
+    const refused = await fetch(`${listening.url}/v1/decide`, { method: 'POST', body })
+    expect(refused.status).toBe(401)
+    const answer = await fetch(`${listening.url}/v1/decide`, { method: 'POST', body, headers: { authorization: 'Bearer tok-1' } })
+    expect(((await answer.json()) as { decision: { _tag: string } }).decision._tag).toBe('Inject')
+    server.kill('SIGTERM')
+    expect(await new Promise((resolve) => server.on('exit', resolve))).toBe(0)
+    expect(stdout).toContain('"event":"proxy_inject"')
+    expect(stdout).not.toContain(KEY)
+  })
+})
+
 describe('egress-guard run and serve, with a stand-in upstream', () => {
   let upstream: Upstream
   let caPath = ''

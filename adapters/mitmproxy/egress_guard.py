@@ -1,0 +1,103 @@
+"""egress-guard for mitmproxy: ask egress-guard's decision service about every CONNECT and every
+request, and apply the answer. Python standard library only.
+
+    mitmdump -s egress_guard.py --set connection_strategy=lazy \\
+        --set egress_guard_url=http://127.0.0.1:8181 --set egress_guard_token=TOKEN
+
+- CONNECT (`http_connect`): a denied tunnel is answered 403 and never opened. With
+  `connection_strategy=lazy`, mitmproxy has not connected upstream yet at that point.
+- Requests (`request`): credential headers are set (replacing the client's), denied requests are
+  answered 403 with the policy's body, `Proxy-*` headers never go upstream. The destination the
+  service is asked about is the CONNECT authority, and the Host header and SNI are reported, so
+  the service catches a mismatch.
+- A decision service that cannot be reached, or answers something unreadable, denies: fail closed.
+
+Upstream TLS stays verified by mitmproxy (add CAs with `ssl_verify_upstream_trusted_ca`). The
+`egress_guard_connect_to` option (curl's HOST:PORT:HOST2:PORT2, comma-separated) dials stand-ins
+for tests; the policy and TLS still see HOST.
+"""
+
+import json
+import urllib.error
+import urllib.request
+
+from mitmproxy import ctx, http
+
+FORBIDDEN = "Forbidden by egress-guard proxy policy"
+
+
+def _forbidden(body):
+    return http.Response.make(403, body, {"content-type": "text/plain; charset=utf-8"})
+
+
+class EgressGuard:
+    def __init__(self):
+        self.tunnels = {}  # client connection id -> CONNECT (host, port)
+
+    def load(self, loader):
+        loader.add_option("egress_guard_url", str, "http://127.0.0.1:8181", "URL of egress-guard's decision service")
+        loader.add_option("egress_guard_token", str, "", "shared token of the decision service (--token)")
+        loader.add_option("egress_guard_connect_to", str, "", "HOST:PORT:HOST2:PORT2[,...]: dial HOST2:PORT2 for HOST:PORT")
+
+    def _ask(self, path, payload):
+        headers = {"content-type": "application/json"}
+        if ctx.options.egress_guard_token:
+            headers["authorization"] = "Bearer " + ctx.options.egress_guard_token
+        request = urllib.request.Request(
+            ctx.options.egress_guard_url.rstrip("/") + path, data=json.dumps(payload).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                decision = json.load(response)["decision"]
+            return decision if decision.get("_tag") in ("Inject", "Pass", "Deny", "Intercept", "Tunnel") else None
+        except (OSError, ValueError, KeyError, AttributeError, urllib.error.URLError):
+            return None
+
+    def http_connect(self, flow):
+        host, port = flow.request.host, flow.request.port
+        decision = self._ask("/v1/tunnel", {"host": host, "port": port})
+        if decision is None or decision["_tag"] == "Deny":
+            reason = "internal_error" if decision is None else decision.get("reason", "internal_error")
+            flow.response = _forbidden(f"{FORBIDDEN} ({reason})")
+            return
+        self.tunnels[flow.client_conn.id] = (host, port)
+
+    def client_disconnected(self, client):
+        self.tunnels.pop(client.id, None)
+
+    def server_connect(self, data):
+        rules = [r.strip() for r in ctx.options.egress_guard_connect_to.split(",") if r.strip()]
+        host, port = data.server.address
+        for rule in rules:
+            from_host, from_port, to_host, to_port = rule.rsplit(":", 3)
+            if from_host.lower() == str(host).lower() and int(from_port) == port:
+                data.server.sni = data.server.sni or host
+                data.server.address = (to_host, int(to_port))
+                return
+
+    def request(self, flow):
+        host, port = self.tunnels.get(flow.client_conn.id, (flow.request.host, flow.request.port))
+        facts = {
+            "scheme": flow.request.scheme,
+            "host": host,
+            "port": port,
+            "path": flow.request.path,
+            "method": flow.request.method,
+        }
+        if flow.request.host_header:
+            facts["hostHeader"] = flow.request.host_header
+        if flow.client_conn.sni:
+            facts["sni"] = flow.client_conn.sni
+        for name in [k for k in flow.request.headers.keys() if k.lower().startswith("proxy-")]:
+            del flow.request.headers[name]
+        decision = self._ask("/v1/decide", facts)
+        if decision is None:
+            flow.response = _forbidden(f"{FORBIDDEN} (internal_error)")
+        elif decision["_tag"] == "Deny":
+            flow.response = _forbidden(decision.get("body", f"{FORBIDDEN} ({decision.get('reason', 'internal_error')})"))
+        elif decision["_tag"] == "Inject":
+            for name, value in decision.get("headers", {}).items():
+                flow.request.headers[name] = value  # replaces any header of that name, in any case
+
+
+addons = [EgressGuard()]
