@@ -70,7 +70,7 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
   afterAll(async () => {
     mitmdump.kill('SIGTERM')
     await new Promise((resolve) => mitmdump.once('exit', resolve))
-    await service.close()
+    await service.close().catch(() => undefined)
     await upstream.close()
   })
 
@@ -111,5 +111,13 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
     const answer = await curl(proxy, ca, 'https://api.alpha.test/v1/models', ['Host: other.test'])
     if (mode.endsWith('deny')) expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (host_mismatch)' })
     else expect(upstream.received.at(-1)?.headers.authorization).toBeUndefined()
+  })
+
+  it('fails closed when the decision service cannot be reached', async () => {
+    const before = upstream.received.length
+    await service.close() // the last test of this block: the service is gone for good
+    const answer = await curl(proxy, ca, 'https://api.alpha.test/v1/models')
+    expect(answer.status).toBe(0) // the CONNECT itself is refused
+    expect(upstream.received).toHaveLength(before)
   })
 })
