@@ -13,7 +13,11 @@ import type { CommonOptions } from './options.js'
 
 /** `egress-guard decision-service`: the guard over HTTP until SIGINT or SIGTERM. */
 export const decisionService = async (options: CommonOptions, io: Io): Promise<number> => {
-  const token = options.token ?? io.env['EGRESS_GUARD_TOKEN']
+  const token = options.token ?? io.env['EGRESS_GUARD_TOKEN'] ?? ''
+  if (token.length < 16) {
+    io.err('error: the decision service hands out credentials, so callers must present a token: give --token T or set EGRESS_GUARD_TOKEN (at least 16 characters)')
+    return 2
+  }
   const sinks: Array<AuditSink> = [decisionLogSink(io.out, options.json), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit })])]
   let guard: Guard
   let stop: () => Promise<void>
@@ -29,9 +33,9 @@ export const decisionService = async (options: CommonOptions, io: Io): Promise<n
     guard = createGuard({ policy: catalogPolicy(io.env), mode: options.mode ?? DEFAULT_MODE, audit: sinks, env: io.env, log: stderrLogger })
     stop = () => guard.close()
   }
-  const service = await startDecisionService({ guard, port: options.port ?? 8181, ...(token === undefined || token === '' ? {} : { token }) })
-  if (options.json) io.out(JSON.stringify({ event: 'listening', url: service.url, mode: guard.mode(), token: token !== undefined && token !== '' }))
-  else io.out(`egress-guard decision service: ${service.url} (mode ${guard.mode()}${token === undefined || token === '' ? ', no token required' : ', token required'})`)
+  const service = await startDecisionService({ guard, port: options.port ?? 8181, token })
+  if (options.json) io.out(JSON.stringify({ event: 'listening', url: service.url, mode: guard.mode() }))
+  else io.out(`egress-guard decision service: ${service.url} (mode ${guard.mode()}; callers present the token)`)
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())

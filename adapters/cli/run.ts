@@ -9,6 +9,7 @@ import { constants } from 'node:os'
 import * as E from 'fp-ts/lib/Either.js'
 
 import { buildRouteTable, scopeOf } from '../../core/index.js'
+import type { PolicyFile } from '../config/PolicyFile.js'
 import { startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
@@ -18,6 +19,17 @@ export const PLACEHOLDER = 'egress-guard-placeholder'
 
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem']
 const FORWARDED: ReadonlyArray<NodeJS.Signals> = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']
+
+/** The variables the policy's credential templates read (`${env:NAME}`), the real keys a child must not see. */
+export const templateVariables = (file: PolicyFile): ReadonlyArray<string> => {
+  const names = new Set<string>()
+  for (const connection of file.connections ?? []) {
+    const ref = connection.credentials
+    const templates = ref === undefined ? [] : 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
+    for (const template of templates) for (const match of template.matchAll(/\$\{env:([^}]+)\}/g)) names.add(match[1] ?? '')
+  }
+  return [...names].filter((n) => n !== '')
+}
 
 /** NO_PROXY with the user's entries kept and the loopback names added. */
 export const mergeNoProxy = (existing: string | undefined): string => {
@@ -58,9 +70,11 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     env['no_proxy'] = noProxy
     for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) env[name] = bundle
     env['NODE_EXTRA_CA_CERTS'] = proxy.caCertPath // Node adds it to its own roots
-    // Every routed provider's SDK finds a placeholder, never the real key.
+    // Every routed provider's SDK finds a placeholder, never the real key; so does every variable
+    // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not.
     const routed = new Set(buildRouteTable(guard.policy().input, scopeOf(guard.mode())).table.routes.map((r) => r.provider))
     for (const p of guard.policy().file.providers) if (p.envVar !== undefined && routed.has(p.name)) env[p.envVar] = PLACEHOLDER
+    for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined) env[name] = PLACEHOLDER
     return await new Promise<number>((resolve) => {
       const child = spawn(file, args, { stdio: 'inherit', env })
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal)

@@ -13,8 +13,11 @@ export interface DecisionServiceOptions {
   readonly guard: Guard
   readonly host?: string
   readonly port?: number
-  /** When set, every call needs `Authorization: Bearer <token>` or `X-Egress-Guard-Token: <token>`. */
-  readonly token?: string
+  /**
+   * Every call needs `Authorization: Bearer <token>` or `X-Egress-Guard-Token: <token>`: the
+   * service hands out credentials, so it never answers an anonymous caller.
+   */
+  readonly token: string
 }
 
 /** A running decision service. */
@@ -87,6 +90,7 @@ const credentialHeaders = (decision: Decision): Readonly<Record<string, string>>
  */
 export const startDecisionService = async (options: DecisionServiceOptions): Promise<RunningDecisionService> => {
   const { guard } = options
+  if (options.token.length < 16) throw new Error('the decision service needs a token of at least 16 characters')
   const server = http.createServer((request, response) => {
     void handle(request, response).catch(() => {
       if (!response.headersSent) send(response, 500, { error: 'the decision service failed; the caller should deny' })
@@ -96,7 +100,7 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? '/', 'http://decision-service')
     if (url.pathname === '/healthz') return send(response, 200, { mode: guard.mode() })
-    if (options.token !== undefined && !tokenMatches(options.token, request)) {
+    if (!tokenMatches(options.token, request)) {
       return send(response, 401, { error: 'missing or wrong token: send Authorization: Bearer <token> or X-Egress-Guard-Token' }, { 'www-authenticate': 'Bearer' })
     }
     if (url.pathname === '/v1/decide' || url.pathname === '/v1/tunnel') {
@@ -131,7 +135,9 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
       return send(response, 200, '', { 'x-egress-guard-decision': decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })
     }
     if (url.pathname === '/v1/envoy' || url.pathname.startsWith('/v1/envoy/')) {
-      const path = `${url.pathname.slice('/v1/envoy'.length) || '/'}${url.search}`
+      // The raw target, as Envoy forwards it: URL parsing would resolve `..` and turn `\` into `/`.
+      const raw = request.url ?? '/'
+      const path = raw.startsWith('/v1/envoy') ? raw.slice('/v1/envoy'.length) || '/' : '/'
       const facts = gatewayFacts(request, path, 'x-egress-guard-upstream-')
       if (E.isLeft(facts)) return send(response, 403, `Forbidden: ${facts.left}`)
       const { decision } = await guard.evaluate(facts.right)

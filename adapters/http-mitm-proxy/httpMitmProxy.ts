@@ -241,7 +241,13 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const options_ = ctx.proxyToServerRequestOptions
     const handle = async (): Promise<boolean> => {
       if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
-      const where = await destination(ctx, { host: options_.host, port: Number(options_.port) })
+      const fallbackPort = Number(options_.port)
+      // A plain proxy request names its own port; one the socket layer would throw on is refused here.
+      if (ctx.connectRequest === undefined && !(Number.isInteger(fallbackPort) && fallbackPort >= 1 && fallbackPort <= 65535)) {
+        answer(ctx, 400, 'Bad request: egress-guard needs a port from 1 to 65535')
+        return false
+      }
+      const where = await destination(ctx, { host: options_.host, port: fallbackPort })
       if (where === undefined) throw new Error('unreadable CONNECT authority')
       const verdict: Verdict = await guard.evaluate(factsOf(request, ctx.isSSL, where, request.method ?? 'GET'))
       const headers = options_.headers as Record<string, unknown>
@@ -269,7 +275,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     }
     handle().then(
       (forward) => {
-        if (forward) callback()
+        // The library may still throw while it builds the upstream request: never let that escape.
+        if (forward) {
+          try {
+            callback()
+          } catch {
+            answer(ctx, 502, 'Bad gateway: egress-guard could not forward this request')
+          }
+        }
       },
       () => {
         // An adapter failure never injects: deny modes deny, allow modes pass nothing on either.
@@ -285,6 +298,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const wsOptions = ctx.proxyToServerWebSocketOptions
     const handle = async (): Promise<boolean> => {
       if (wsOptions === undefined) throw new Error('http-mitm-proxy gave no WebSocket options')
+      if (!(request.url ?? '/').startsWith('/')) throw new Error('only origin-form WebSocket targets are forwarded')
       const hostHeader = headerText(request.headers.host) ?? ''
       const fallback = connectTarget(hostHeader.includes(':') ? hostHeader : `${hostHeader}:${ctx.isSSL ? 443 : 80}`)
       const where = await destination(ctx, fallback)
@@ -307,7 +321,12 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     }
     handle().then(
       (forward) => {
-        if (forward) callback()
+        if (!forward) return
+        try {
+          callback()
+        } catch {
+          refuseWebSocket(socket, 'Forbidden by egress-guard proxy policy (internal_error)')
+        }
       },
       () => refuseWebSocket(socket, 'Forbidden by egress-guard proxy policy (internal_error)')
     )

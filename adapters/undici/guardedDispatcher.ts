@@ -129,9 +129,11 @@ export class GuardedDispatcher extends Dispatcher {
 /**
  * Makes every `fetch` and undici request of this process go through the guard, Node's built-in
  * `fetch` included (both read the same global dispatcher). Returns a function that restores the
- * previous dispatcher.
+ * previous dispatcher. `base` must not follow redirects itself (a fresh Agent by default): a hop
+ * it followed would carry the injected credentials without asking the guard. `fetch` follows
+ * redirects above the dispatcher, so each hop is decided anew.
  */
-export const installGlobalGuard = (guard: Guard, base: Dispatcher = getGlobalDispatcher()): (() => void) => {
+export const installGlobalGuard = (guard: Guard, base: Dispatcher = new Agent()): (() => void) => {
   const previous = getGlobalDispatcher()
   setGlobalDispatcher(new GuardedDispatcher(guard, base))
   return () => setGlobalDispatcher(previous)

@@ -67,6 +67,24 @@ describe('http-mitm-proxy traps', () => {
     expect((await allow.auditEntries()).filter((e) => e.metadata['host'] === 'dead.test')).toHaveLength(1)
   })
 
+  it.each([
+    ['an absolute URI with a port out of range', 'GET http://example.com:99999/ HTTP/1.1\r\nHost: example.com:99999\r\n\r\n'],
+    ['a Host port the socket layer rejects', 'GET / HTTP/1.1\r\nHost: example.com:-1\r\n\r\n'],
+    ['a WebSocket upgrade to an absolute URI', 'GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n']
+  ])('a client cannot crash the proxy with %s', async (_, raw) => {
+    const { connect } = await import('node:net')
+    await new Promise<void>((resolve) => {
+      const socket = connect(allow.proxy.port, '127.0.0.1', () => socket.write(raw))
+      socket.on('data', () => socket.destroy())
+      socket.on('close', () => resolve())
+      socket.on('error', () => resolve())
+      setTimeout(() => socket.destroy(), 2_000).unref()
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const next = await curl(allow.proxy.url, allow.proxyCaPath, 'https://api.alpha.test/v1/models')
+    expect(next.status).toBe(200)
+  })
+
   it('keeps connections alive (no `connection: close` on responses)', async () => {
     const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
     expect(answer.status).toBe(200)

@@ -47,7 +47,7 @@ connections:
     name: default
     credentials: { headers: { Authorization: "Bearer \${env:ALPHA_API_KEY}" } }
   - { provider: tie-a, name: default, credentials: { headers: { x: "\${env:ALPHA_API_KEY}" } } }
-  - { provider: tie-b, name: default, credentials: { headers: { x: "\${env:ALPHA_API_KEY}" } } }
+  - { provider: tie-b, name: default, credentials: { headers: { x: "\${env:TIE_SECRET}" } } }
 passthrough: [pypi.test]
 `
 const policyPath = join(dir, 'policy.yaml')
@@ -119,23 +119,29 @@ describe('egress-guard explain, for each row of SPEC.md §5 a URL can express', 
 })
 
 describe('egress-guard decision-service', () => {
+  it('refuses to start without a token, since it hands out credentials', async () => {
+    const result = await cli(['decision-service', '--policy', policyPath, '--port', '0'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('callers must present a token')
+  })
+
   it('serves decisions with a required token until SIGTERM', async () => {
-    const server = spawn(process.execPath, [CLI, 'decision-service', '--policy', policyPath, '--port', '0', '--token', 'tok-1', '--json'], {
+    const server = spawn(process.execPath, [CLI, 'decision-service', '--policy', policyPath, '--port', '0', '--token', 'tok-1-of-sixteen-chars', '--json'], {
       env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
     })
     let stdout = ''
-    const listening = await new Promise<{ url: string; mode: string; token: boolean }>((resolve) => {
+    const listening = await new Promise<{ url: string; mode: string }>((resolve) => {
       server.stdout.on('data', (d: Buffer) => {
         stdout += d.toString()
         const first = stdout.split('\n')[0] ?? ''
         if (first.endsWith('}')) resolve(JSON.parse(first))
       })
     })
-    expect(listening).toMatchObject({ mode: 'connected_deny', token: true })
+    expect(listening).toMatchObject({ mode: 'connected_deny' })
     const body = JSON.stringify({ scheme: 'https', host: 'api.alpha.test', port: 443, path: '/v1/x', method: 'GET' })
     const refused = await fetch(`${listening.url}/v1/decide`, { method: 'POST', body })
     expect(refused.status).toBe(401)
-    const answer = await fetch(`${listening.url}/v1/decide`, { method: 'POST', body, headers: { authorization: 'Bearer tok-1' } })
+    const answer = await fetch(`${listening.url}/v1/decide`, { method: 'POST', body, headers: { authorization: 'Bearer tok-1-of-sixteen-chars' } })
     expect(((await answer.json()) as { decision: { _tag: string } }).decision._tag).toBe('Inject')
     server.kill('SIGTERM')
     expect(await new Promise((resolve) => server.on('exit', resolve))).toBe(0)
@@ -158,11 +164,11 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
   afterAll(async () => {
     await upstream.close()
   })
-  const env = { ALPHA_API_KEY: KEY, EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'), NO_PROXY: 'internal.corp' }
+  const env = { ALPHA_API_KEY: KEY, TIE_SECRET: 'tie-secret-value', EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'), NO_PROXY: 'internal.corp' }
   const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('egress-guard-run-'))
 
   it('gives the child the proxy, the CA bundle and placeholders, never the key', async () => {
-    const script = "console.log(JSON.stringify(Object.fromEntries(['HTTP_PROXY','HTTPS_PROXY','http_proxy','https_proxy','NO_PROXY','no_proxy','SSL_CERT_FILE','REQUESTS_CA_BUNDLE','CURL_CA_BUNDLE','NODE_EXTRA_CA_CERTS','ALPHA_API_KEY','GAMMA_API_KEY'].map((k) => [k, process.env[k]]))))"
+    const script = "console.log(JSON.stringify(Object.fromEntries(['HTTP_PROXY','HTTPS_PROXY','http_proxy','https_proxy','NO_PROXY','no_proxy','SSL_CERT_FILE','REQUESTS_CA_BUNDLE','CURL_CA_BUNDLE','NODE_EXTRA_CA_CERTS','ALPHA_API_KEY','GAMMA_API_KEY','TIE_SECRET'].map((k) => [k, process.env[k]]))))"
     const result = await cli(['run', ...common, '--', process.execPath, '-e', script], env)
     expect(result.code).toBe(0)
     const seen = JSON.parse(result.stdout) as Record<string, string | undefined>
@@ -175,7 +181,9 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(seen['NODE_EXTRA_CA_CERTS']).toBe(join(dir, 'config', 'certs', 'ca.pem'))
     expect(seen['ALPHA_API_KEY']).toBe('egress-guard-placeholder')
     expect(seen['GAMMA_API_KEY']).toBeUndefined() // gamma is not routed in connected_deny
+    expect(seen['TIE_SECRET']).toBe('egress-guard-placeholder') // read by a template, no envVar declared
     expect(result.stdout).not.toContain(KEY)
+    expect(result.stdout).not.toContain('tie-secret-value')
     expect(existsSync(seen['SSL_CERT_FILE'] ?? '')).toBe(false) // removed after the child exited
   })
 

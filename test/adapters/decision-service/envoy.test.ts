@@ -76,6 +76,22 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('Envoy ext_authz
     expect(JSON.stringify(answer)).not.toContain(KEY)
   })
 
+  it('decides on the raw path Envoy forwards, not a normalised one', async () => {
+    // fetch would normalise the path on the client side: send the raw request line.
+    const { request } = await import('node:http')
+    const added = Object.fromEntries((extAuthz?.http_service.authorization_request.headers_to_add ?? []).map((h) => [h.key, h.value]))
+    const answer = await new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
+      request(`${service.url}/`, { method: 'GET', path: `${extAuthz?.http_service.path_prefix ?? ''}/v2\\..\\v1/x`, headers: added }, (response) => {
+        response.resume()
+        resolve({ status: response.statusCode ?? 0, headers: response.headers })
+      })
+        .on('error', reject)
+        .end()
+    })
+    expect(Object.keys(answer.headers).filter((k) => allowedUpstream.has(k))).toEqual([])
+    if (mode.endsWith('deny')) expect(answer.status).toBe(403)
+  })
+
   it('refuses a check without the token (Envoy then denies: failure_mode_allow is false)', async () => {
     const response = await fetch(`${service.url}/v1/envoy/v1/models`, { headers: { 'x-egress-guard-upstream-host': 'api.alpha.test', 'x-egress-guard-upstream-scheme': 'https' } })
     expect(response.status).toBe(401)

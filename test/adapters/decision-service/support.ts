@@ -21,11 +21,11 @@ connections:
 passthrough: [pypi.test]
 `
 
-export const startService = async (mode: ProxyMode, token?: string): Promise<{ service: RunningDecisionService; audit: Array<AuditEntry> }> => {
+export const startService = async (mode: ProxyMode, token: string = TOKEN): Promise<{ service: RunningDecisionService; audit: Array<AuditEntry> }> => {
   const loaded = parsePolicyText(POLICY(mode))
   if (E.isLeft(loaded)) throw new Error(loaded.left.messages.join())
   const audit: Array<AuditEntry> = []
   const guard = createGuard({ policy: loaded.right, env: { KEY }, log: () => undefined, audit: { write: (e) => audit.push(e), flush: async () => undefined, close: async () => undefined, dropped: () => 0 } })
-  const service = await startDecisionService({ guard, ...(token === undefined ? {} : { token }) })
+  const service = await startDecisionService({ guard, token })
   return { service, audit }
 }
