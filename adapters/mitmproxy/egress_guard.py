@@ -6,11 +6,15 @@ request, and apply the answer. Python standard library only.
 
 - CONNECT (`http_connect`): a denied tunnel is answered 403 and never opened. With
   `connection_strategy=lazy`, mitmproxy has not connected upstream yet at that point.
-- Requests (`request`): credential headers are set (replacing the client's), denied requests are
-  answered 403 with the policy's body, `Proxy-*` headers never go upstream. The destination the
+- Requests (`requestheaders`, before any body is read or streamed): credential headers are set
+  (replacing the client's), denied requests are answered 403 with the policy's body (a request
+  whose body streams, `stream_large_bodies`, is closed instead: mitmproxy 8 sends no response set
+  at that point), `Proxy-*` headers never go upstream. The destination the
   service is asked about is the CONNECT authority, and the Host header and SNI are reported, so
   the service catches a mismatch.
 - A decision service that cannot be reached, or answers something unreadable, denies: fail closed.
+  Calls to it never go through an `http_proxy` of the environment (it would see the token and
+  the credentials, or loop back into mitmproxy).
 
 Upstream TLS stays verified by mitmproxy (add CAs with `ssl_verify_upstream_trusted_ca`). The
 `egress_guard_connect_to` option (curl's HOST:PORT:HOST2:PORT2, comma-separated) dials stand-ins
@@ -30,6 +34,18 @@ def _forbidden(body):
     return http.Response.make(403, body, {"content-type": "text/plain; charset=utf-8"})
 
 
+def _refuse(flow, body):
+    # mitmproxy 8 sends no response set in `requestheaders` while the body streams: close instead.
+    if flow.request.stream:
+        flow.kill()
+    else:
+        flow.response = _forbidden(body)
+
+
+# Direct connections only: the decision service is asked without any proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class EgressGuard:
     def __init__(self):
         self.tunnels = {}  # client connection id -> CONNECT (host, port)
@@ -47,13 +63,24 @@ class EgressGuard:
             ctx.options.egress_guard_url.rstrip("/") + path, data=json.dumps(payload).encode(), headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                decision = json.load(response)["decision"]
-            return decision if decision.get("_tag") in ("Inject", "Pass", "Deny", "Intercept", "Tunnel") else None
-        except (OSError, ValueError, KeyError, AttributeError, urllib.error.URLError):
+            with _OPENER.open(request, timeout=5) as response:
+                answer = json.load(response)
+            decision = answer.get("decision") if isinstance(answer, dict) else None
+            if not isinstance(decision, dict) or decision.get("_tag") not in ("Inject", "Pass", "Deny", "Intercept", "Tunnel"):
+                return None
+            if decision["_tag"] == "Inject" and not isinstance(decision.get("headers"), dict):
+                return None
+            return decision
+        except Exception:  # anything unexpected is no answer, and no answer denies
             return None
 
     def http_connect(self, flow):
+        try:
+            self._decide_tunnel(flow)
+        except Exception:
+            flow.response = _forbidden(f"{FORBIDDEN} (internal_error)")
+
+    def _decide_tunnel(self, flow):
         host, port = flow.request.host, flow.request.port
         decision = self._ask("/v1/tunnel", {"host": host, "port": port})
         if decision is None or decision["_tag"] == "Deny":
@@ -75,7 +102,14 @@ class EgressGuard:
                 data.server.address = (to_host, int(to_port))
                 return
 
-    def request(self, flow):
+    def requestheaders(self, flow):
+        # Decided on the headers, before mitmproxy reads (or streams upstream) any body.
+        try:
+            self._decide_request(flow)
+        except Exception:
+            _refuse(flow, f"{FORBIDDEN} (internal_error)")
+
+    def _decide_request(self, flow):
         host, port = self.tunnels.get(flow.client_conn.id, (flow.request.host, flow.request.port))
         facts = {
             "scheme": flow.request.scheme,
@@ -92,12 +126,12 @@ class EgressGuard:
             del flow.request.headers[name]
         decision = self._ask("/v1/decide", facts)
         if decision is None:
-            flow.response = _forbidden(f"{FORBIDDEN} (internal_error)")
+            _refuse(flow, f"{FORBIDDEN} (internal_error)")
         elif decision["_tag"] == "Deny":
-            flow.response = _forbidden(decision.get("body", f"{FORBIDDEN} ({decision.get('reason', 'internal_error')})"))
+            _refuse(flow, decision.get("body", f"{FORBIDDEN} ({decision.get('reason', 'internal_error')})"))
         elif decision["_tag"] == "Inject":
-            for name, value in decision.get("headers", {}).items():
-                flow.request.headers[name] = value  # replaces any header of that name, in any case
+            for name, value in decision["headers"].items():
+                flow.request.headers[str(name)] = str(value)  # replaces any header of that name, in any case
 
 
 addons = [EgressGuard()]

@@ -33,8 +33,45 @@ const curl = (proxy: string, ca: string, url: string, headers: ReadonlyArray<str
     })
   })
 
+interface Mitmdump {
+  readonly proxy: string
+  readonly ca: string
+  readonly stop: () => Promise<void>
+}
+
+// mitmdump with the addon; a dead http_proxy in its environment must not affect its service calls.
+const startMitmdump = async (serviceUrl: string, upstream: Upstream, caPem: string, extra: ReadonlyArray<string> = []): Promise<Mitmdump> => {
+  const dir = mkdtempSync(join(tmpdir(), 'eg-mitmdump-'))
+  writeFileSync(join(dir, 'upstream-ca.pem'), caPem)
+  const port = await freePort()
+  const ca = join(dir, 'mitmproxy-ca-cert.pem')
+  const rules = ['api.alpha.test', 'other.test'].map((h) => `${h}:443:127.0.0.1:${upstream.port}`).join(',')
+  const child: ChildProcess = spawn(
+    'mitmdump',
+    ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, '--set', 'connection_strategy=lazy',
+      '--set', `ssl_verify_upstream_trusted_ca=${join(dir, 'upstream-ca.pem')}`, '-s', ADDON,
+      '--set', `egress_guard_url=${serviceUrl}`, '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`, ...extra],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, http_proxy: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', no_proxy: '', NO_PROXY: '' } }
+  )
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+  const stop = async () => {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }
+  for (let i = 0; i < 200; i++) {
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(socket.end() !== undefined)).on('error', () => resolve(false))
+    })
+    if (listening && existsSync(ca)) return { proxy: `http://127.0.0.1:${port}`, ca, stop }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await stop()
+  throw new Error(`mitmdump did not start: ${stderr}`)
+}
+
 describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with the shipped addon, %s', (mode) => {
-  let mitmdump: ChildProcess
+  let mitmdump: Mitmdump
   let service: RunningDecisionService
   let upstream: Upstream
   let proxy = ''
@@ -43,33 +80,11 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
     const pki = createPki()
     upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test', 'other.test']))
     ;({ service } = await startService(mode, TOKEN))
-    const dir = mkdtempSync(join(tmpdir(), 'eg-mitmdump-'))
-    writeFileSync(join(dir, 'upstream-ca.pem'), pki.caPem)
-    const port = await freePort()
-    proxy = `http://127.0.0.1:${port}`
-    ca = join(dir, 'mitmproxy-ca-cert.pem')
-    const rules = ['api.alpha.test', 'other.test'].map((h) => `${h}:443:127.0.0.1:${upstream.port}`).join(',')
-    mitmdump = spawn(
-      'mitmdump',
-      ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, '--set', 'connection_strategy=lazy',
-        '--set', `ssl_verify_upstream_trusted_ca=${join(dir, 'upstream-ca.pem')}`, '-s', ADDON,
-        '--set', `egress_guard_url=${service.url}`, '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`],
-      { stdio: ['ignore', 'ignore', 'pipe'] }
-    )
-    let stderr = ''
-    mitmdump.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
-    for (let i = 0; i < 200; i++) {
-      const listening = await new Promise<boolean>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => resolve(socket.end() !== undefined)).on('error', () => resolve(false))
-      })
-      if (listening && existsSync(ca)) return
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    throw new Error(`mitmdump did not start: ${stderr}`)
+    mitmdump = await startMitmdump(service.url, upstream, pki.caPem)
+    ;({ proxy, ca } = mitmdump)
   }, 60_000)
   afterAll(async () => {
-    mitmdump.kill('SIGTERM')
-    await new Promise((resolve) => mitmdump.once('exit', resolve))
+    await mitmdump.stop()
     await service.close().catch(() => undefined)
     await upstream.close()
   })
@@ -120,4 +135,48 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
     expect(answer.status).toBe(0) // the CONNECT itself is refused
     expect(upstream.received).toHaveLength(before)
   })
+})
+
+describe('mitmdump with the shipped addon, against what can go wrong', () => {
+  let upstream: Upstream
+  let caPem = ''
+  beforeAll(async () => {
+    const pki = createPki()
+    caPem = pki.caPem
+    upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test', 'other.test']))
+  })
+  afterAll(async () => {
+    await upstream.close()
+  })
+
+  it('denies when the service answers JSON that is not a decision', async () => {
+    const { default: http } = await import('node:http')
+    const garbage = http.createServer((_request, response) => response.end('null'))
+    await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve))
+    const m = await startMitmdump(`http://127.0.0.1:${(garbage.address() as net.AddressInfo).port}`, upstream, caPem)
+    try {
+      const before = upstream.received.length
+      expect((await curl(m.proxy, m.ca, 'https://api.alpha.test/v1/models')).status).toBe(0)
+      expect(upstream.received).toHaveLength(before)
+    } finally {
+      await m.stop()
+      await new Promise((resolve) => garbage.close(resolve))
+    }
+  }, 60_000)
+
+  it('decides before a streamed body goes upstream, and closes a denied one', async () => {
+    const { service } = await startService('connected_deny', TOKEN)
+    const m = await startMitmdump(service.url, upstream, caPem, ['--set', 'stream_large_bodies=1'])
+    try {
+      const before = upstream.received.length
+      const posted = await new Promise<{ status: number; err: string }>((resolve) =>
+        execFile('curl', ['-sS', '--max-time', '8', '--proxy', m.proxy, '--cacert', m.ca, '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Expect:', '--data-binary', 'x'.repeat(4096), 'https://api.alpha.test/v2/upload'], (_e, out, err) => resolve({ status: Number(out), err }))
+      )
+      expect(posted.status).toBe(0) // a streamed request is closed, not answered (see the addon)
+      expect(upstream.received).toHaveLength(before)
+    } finally {
+      await m.stop()
+      await service.close()
+    }
+  }, 60_000)
 })
