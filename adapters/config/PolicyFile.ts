@@ -32,6 +32,25 @@ const absoluteUrl = (what: string) =>
     t.identity
   )
 
+// Endpoints that carry credentials or steer the mode: https, or plain http on loopback only.
+const secureEndpoint = (what: string) =>
+  new t.Type<string, string, unknown>(
+    `an https ${what} URL (http only on loopback)`,
+    (u): u is string => typeof u === 'string',
+    (u, c) => {
+      if (typeof u !== 'string') return t.failure(u, c)
+      try {
+        const url = new URL(u)
+        const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
+        if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return t.success(u)
+        return t.failure(u, c, `the ${what} must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers`)
+      } catch {
+        return t.failure(u, c, `expected an absolute ${what} URL such as https://example.com/path`)
+      }
+    },
+    t.identity
+  )
+
 const modeCodec = new t.Type<ProxyMode, string, unknown>(
   'a mode',
   (u): u is ProxyMode => typeof u === 'string' && (PROXY_MODES as ReadonlyArray<string>).includes(u),
@@ -88,7 +107,7 @@ const credentialVariants = {
   headers: closed('header credentials', { headers: headerTemplates }, {}),
   file: closed('a credential file', { file: nonEmptyString }, {}),
   exec: closed('a credential helper', { exec: t.array(nonEmptyString, 'a command and its arguments as a list') }, {}),
-  url: closed('a credential endpoint', { url: absoluteUrl('credential endpoint') }, { headers: headerTemplates })
+  url: closed('a credential endpoint', { url: secureEndpoint('credential endpoint') }, { headers: headerTemplates })
 }
 
 type CredentialRefOf<K extends keyof typeof credentialVariants> = t.TypeOf<(typeof credentialVariants)[K]>
@@ -135,7 +154,7 @@ export const policyFileCodec = closed(
     passthrough: t.array(nonEmptyString),
     denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),
     upstream: closed('upstream options', {}, { ca: t.array(nonEmptyString) }),
-    modeEndpoint: closed('a mode endpoint', { url: absoluteUrl('mode endpoint') }, { intervalMs: t.number })
+    modeEndpoint: closed('a mode endpoint', { url: secureEndpoint('mode endpoint') }, { intervalMs: t.number })
   }
 )
 

@@ -130,7 +130,7 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
       const { decision } = await guard.evaluate(facts.right)
       const reason = decision._tag === 'Deny' ? decision.reason : ''
       // nginx cannot forward an auth subrequest's body: the deny body travels in a header too.
-      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-decision': 'deny', 'x-egress-guard-reason': reason, 'x-egress-guard-body': decision.body })
+      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-decision': 'deny', 'x-egress-guard-reason': reason, 'x-egress-guard-body': decision.body.replace(/[^\x20-\x7e]/g, '?') })
       const headers = Object.fromEntries(Object.entries(credentialHeaders(decision)).map(([k, v]) => [`${NGINX_HEADER_PREFIX}${k.toLowerCase()}`, v]))
       return send(response, 200, '', { 'x-egress-guard-decision': decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })
     }

@@ -1,4 +1,6 @@
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { chmodSync, createWriteStream, type WriteStream } from 'node:fs'
+
+import { redactUrl } from '../../core/index.js'
 
 import type { AuditEntry, AuditSink, Logger } from '../ports.js'
 
@@ -13,6 +15,14 @@ export interface SinkOptions {
 export const jsonLinesSink = (target: { readonly path: string } | { readonly stream: NodeJS.WritableStream }, options: SinkOptions = {}): AuditSink => {
   const maxQueue = options.maxQueue ?? 10_000
   const file: WriteStream | undefined = 'path' in target ? createWriteStream(target.path, { flags: 'a', mode: 0o600 }) : undefined
+  // An audit file that already existed keeps no looser permissions than a new one.
+  file?.once('open', () => {
+    try {
+      chmodSync((target as { readonly path: string }).path, 0o600)
+    } catch {
+      // not ours to change (another owner): the records are still written
+    }
+  })
   const stream: NodeJS.WritableStream = file ?? (target as { readonly stream: NodeJS.WritableStream }).stream
   let pending = 0
   let dropped = 0
@@ -86,10 +96,10 @@ export const httpSink = (options: HttpSinkOptions): AuditSink => {
         await response.arrayBuffer()
         if (!response.ok) throw new Error(`HTTP ${response.status}`)
         queue.splice(0, batch.length)
-        if (failing) options.log?.('info', `audit endpoint ${options.url} is back; delivering ${queue.length} queued records`)
+        if (failing) options.log?.('info', `audit endpoint ${redactUrl(options.url)} is back; delivering ${queue.length} queued records`)
         failing = false
       } catch (error) {
-        if (!failing) options.log?.('warn', `audit endpoint ${options.url} failed (${error instanceof Error ? error.message : 'error'}); records stay queued (at most ${maxQueue})`)
+        if (!failing) options.log?.('warn', `audit endpoint ${redactUrl(options.url)} failed (${error instanceof Error ? error.name : 'error'}); records stay queued (at most ${maxQueue})`)
         failing = true
         if (closed) return
         await new Promise((resolve) => setTimeout(resolve, retryMs).unref())

@@ -3,7 +3,7 @@ import { basename, dirname, resolve } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseMode } from '../../core/index.js'
+import { parseMode, redactUrl } from '../../core/index.js'
 import { stderrLogger, type Logger } from '../ports.js'
 import type { Guard } from './createGuard.js'
 
@@ -39,7 +39,7 @@ export const pollModeEndpoint = (url: string, guard: Guard, options: { readonly 
   const log = options.log ?? stderrLogger
   let complaint: string | undefined
   const complain = (message: string) => {
-    if (message !== complaint) log('warn', `mode endpoint ${url}: ${message}; keeping mode ${guard.mode()}`)
+    if (message !== complaint) log('warn', `mode endpoint ${redactUrl(url)}: ${message}; keeping mode ${guard.mode()}`)
     complaint = message
   }
   const poll = async (): Promise<void> => {

@@ -42,9 +42,11 @@ const serial = (): string => {
 export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority> => {
   const certPath = join(dir, 'certs', 'ca.pem')
   const keyPath = join(dir, 'keys', 'ca.private.key')
-  await mkdir(join(dir, 'certs'), { recursive: true, mode: 0o700 })
+  // A new config directory is created 0700; an existing one (it may be shared) is left as it is,
+  // but the directory holding the key is always 0700 and the key 0600.
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  await mkdir(join(dir, 'certs'), { recursive: true, mode: 0o755 })
   await mkdir(join(dir, 'keys'), { recursive: true, mode: 0o700 })
-  await chmod(dir, 0o700)
   await chmod(join(dir, 'keys'), 0o700)
   let certPem: string
   let keyPem: string

@@ -62,7 +62,9 @@ describe('policy files', () => {
     ['a credential reference of two kinds', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {file: /x, exec: [y]}}]', 'policy.yaml: connections[0].credentials: expected exactly one of `headers` (templates such as "Bearer ${env:API_KEY}"), `file`, `exec` or `url`'],
     ['an empty exec', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {exec: []}}]', 'policy.yaml: connections[0].credentials: `exec` needs the command and its arguments, e.g. ["my-helper", "get", "openai"]'],
     ['a duplicated key', 'providers: []\nproviders: []', 'policy.yaml:2:1: not valid JSON or YAML (duplicate key); fix the syntax there'],
-    ['an empty file', '', 'policy.yaml: the file is empty; a policy needs at least `providers: []`']
+    ['an empty file', '', 'policy.yaml: the file is empty; a policy needs at least `providers: []`'],
+    ['a credential endpoint over plain http off loopback', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {url: "http://vault.example/creds"}}]', 'policy.yaml: connections[0].credentials.url: the credential endpoint must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers'],
+    ['a mode endpoint over plain http off loopback', 'providers: []\nmodeEndpoint: {url: "http://10.0.0.5/mode"}', 'policy.yaml: modeEndpoint.url: the mode endpoint must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers']
   ])('reject %s with a message naming where and what to do', (_, text, message) => {
     expect(errorsOf(text)).toContain(message)
   })

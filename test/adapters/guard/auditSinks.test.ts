@@ -31,6 +31,17 @@ describe('JSON-lines sink', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600)
   })
 
+  it('tightens an audit file that already existed to 0600', async () => {
+    const { writeFileSync, chmodSync } = await import('node:fs')
+    const path = join(mkdtempSync(join(tmpdir(), 'eg-sink-')), 'audit.jsonl')
+    writeFileSync(path, '')
+    chmodSync(path, 0o644)
+    const sink = jsonLinesSink({ path })
+    sink.write(entry(1))
+    await sink.close()
+    expect(statSync(path).mode & 0o777).toBe(0o600)
+  })
+
   it('never blocks: past its bound it drops and counts', async () => {
     // A stream that never finishes a write: every entry stays pending.
     const stuck = new Writable({ write: () => undefined, highWaterMark: 1 })

@@ -1,6 +1,6 @@
 // One guarded proxy on an ephemeral loopback port with stand-in upstreams behind it. Upstream
 // names reach 127.0.0.1 only through the proxy's `connectTo` option, never /etc/hosts.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -144,6 +144,7 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
       await proxy.close()
       await guard.close()
       await Promise.all([alpha.close(), beta.close(), other.close(), plain.close()])
+      rmSync(dir, { recursive: true, force: true })
     }
   }
 }
