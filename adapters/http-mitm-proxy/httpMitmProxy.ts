@@ -249,7 +249,11 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       }
       const where = await destination(ctx, { host: options_.host, port: fallbackPort })
       if (where === undefined) throw new Error('unreadable CONNECT authority')
-      const verdict: Verdict = await guard.evaluate(factsOf(request, ctx.isSSL, where, request.method ?? 'GET'))
+      const facts = factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
+      // Inside a tunnel, the library has already rewritten an `http://host/…` target to its path
+      // and kept that host as the forwarding host: report it, so a mismatch is still caught.
+      const rewritten = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_.host === 'string' ? options_.host : undefined
+      const verdict: Verdict = await guard.evaluate(rewritten === undefined ? facts : { ...facts, absoluteUriHost: rewritten })
       const headers = options_.headers as Record<string, unknown>
       stripProxyHeaders(headers)
       switch (verdict.decision._tag) {

@@ -85,6 +85,13 @@ describe('http-mitm-proxy traps', () => {
     expect(next.status).toBe(200)
   })
 
+  it('catches an absolute http:// target naming another host inside the tunnel', async () => {
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'http://other.test/v1/models'])
+    expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (host_mismatch)' })
+    const same = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'http://api.alpha.test/v1/models'])
+    expect(same.status).toBe(200)
+  })
+
   it('keeps connections alive (no `connection: close` on responses)', async () => {
     const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
     expect(answer.status).toBe(200)
