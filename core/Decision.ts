@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { injectRecord, missRecord, noCredentialsRecord, denyRecord, type AuditedRequest, type AuditRecord } from './Audit.js'
-import { usableCredentials, type CredentialOutcome } from './Credentials.js'
+import { unavailable, usableCredentials, type CredentialOutcome } from './Credentials.js'
 import { isLocalHost, parseHost } from './Host.js'
 import { unmatchedPolicyOf, type ProxyMode } from './Mode.js'
 import { withoutQuery } from './RequestPath.js'
@@ -158,7 +158,10 @@ const decideUnsafe = ({ mode, request, resolution, credentials, denyText }: Deci
     : 'internal_error'
   if (reason === undefined && resolution._tag === 'Matched') {
     const target = { provider: resolution.provider, connection: resolution.connection }
-    const outcome = usableCredentials(credentials)
+    // INVARIANT: TRACE and TRACK never carry credentials: an upstream that honours them echoes
+    // the request, headers included, back to the client.
+    const echoes = /^(TRACE|TRACK)$/i.test(shown.method)
+    const outcome = echoes ? unavailable(`${shown.method.toUpperCase()} requests never receive credentials: the upstream would echo them back`) : usableCredentials(credentials)
     if (outcome._tag === 'Available') {
       return { decision: { _tag: 'Inject', headers: outcome.headers }, audit: [injectRecord(target, shown)] }
     }

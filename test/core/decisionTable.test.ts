@@ -93,3 +93,19 @@ describe('deny bodies (SPEC.md §5)', () => {
     expect(bodyOf(d)).toBe('Forbidden by egress-guard proxy policy (host_mismatch)')
   })
 })
+
+describe('methods that echo the request', () => {
+  it.each(['TRACE', 'track'])('%s never receives credentials, whatever the credential source says', (method) => {
+    for (const mode of PROXY_MODES) {
+      const { decision, audit } = decide({
+        mode,
+        request: { scheme: 'https', host: 'api.example.com', port: 443, path: '/v1', method },
+        resolution: { _tag: 'Matched', provider: 'example', connection: 'default' },
+        credentials: { _tag: 'Available', headers: { Authorization: 'Bearer sk-test' } }
+      })
+      expect(decision._tag).toBe(unmatchedPolicyOf(mode) === 'allow' ? 'Pass' : 'Deny')
+      expect(audit[0]?.event).toBe('proxy_no_credentials')
+      expect(JSON.stringify({ decision, audit })).not.toContain('sk-test')
+    }
+  })
+})
