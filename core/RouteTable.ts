@@ -184,15 +184,16 @@ interface AuthEndpoint {
 
 const parseAuthEndpoint = (value: unknown): E.Either<Problem, AuthEndpoint> => {
   const shown = typeof value === 'string' ? redactUrl(value) : String(typeof value)
+  const problem: Problem = { code: 'invalid_url', detail: `OAuth URL \`${shown}\` ignored: it must be an absolute URL` }
+  if (typeof value !== 'string') return E.left(problem)
+  let url: URL
   try {
-    if (typeof value !== 'string') throw new TypeError('not a string')
-    const url = new URL(value)
-    const host = parseHost(url.hostname)
-    if (E.isLeft(host)) throw new TypeError('bad host')
-    return E.right({ host: host.right, key: authEndpointKey(canonicalPath(url.pathname).path) })
+    url = new URL(value)
   } catch {
-    return E.left({ code: 'invalid_url', detail: `OAuth URL \`${shown}\` ignored: it must be an absolute URL` })
+    return E.left(problem)
   }
+  const host = parseHost(url.hostname)
+  return E.isLeft(host) ? E.left(problem) : E.right({ host: host.right, key: authEndpointKey(canonicalPath(url.pathname).path) })
 }
 
 // -------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // against the decision service, in front of a local HTTPS upstream, driven by curl.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
+import type net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,18 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ProxyMode } from '../../../core/index.js'
 import type { RunningDecisionService } from '../../../adapters/decision-service/decisionService.js'
 import { createPki } from '../support/pki.js'
+import { freePort, isListening } from '../support/ports.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { KEY, startService, TOKEN } from './support.js'
 
 const ADDON = fileURLToPath(new URL('../../../adapters/mitmproxy/egress_guard.py', import.meta.url))
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 
 const curl = (proxy: string, ca: string, url: string, headers: ReadonlyArray<string> = []): Promise<{ status: number; body: string }> =>
   new Promise((resolve) => {
@@ -60,9 +53,7 @@ const startMitmdump = async (serviceUrl: string, upstream: Upstream, caPem: stri
     await new Promise((resolve) => child.once('exit', resolve))
   }
   for (let i = 0; i < 200; i++) {
-    const listening = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(socket.end() !== undefined)).on('error', () => resolve(false))
-    })
+    const listening = await isListening(port)
     if (listening && existsSync(ca)) return { proxy: `http://127.0.0.1:${port}`, ca, stop }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }

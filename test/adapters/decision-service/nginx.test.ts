@@ -2,7 +2,6 @@
 // upstream, asking the decision service about every request (auth_request). Driven by curl.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,25 +11,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ProxyMode } from '../../../core/index.js'
 import type { RunningDecisionService } from '../../../adapters/decision-service/decisionService.js'
 import { createPki } from '../support/pki.js'
+import { freePort, isListening } from '../support/ports.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { KEY, startService, TOKEN } from './support.js'
 
 const TEMPLATE = fileURLToPath(new URL('../../../examples/nginx/egress-guard.conf', import.meta.url))
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-
 const waitForPort = async (port: number): Promise<void> => {
   for (let i = 0; i < 100; i++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => resolve(socket.end() !== undefined)).on('error', () => resolve(false))
-    })
-    if (open) return
+    if (await isListening(port)) return
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error(`nginx did not listen on ${port}`)
