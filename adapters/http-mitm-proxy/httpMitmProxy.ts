@@ -206,6 +206,10 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         return
       }
       if (verdict.decision._tag === 'Intercept') {
+        // The library keys its per-host TLS servers by the raw authority: hand it the normalised
+        // host, so `API.Example.com.` and `api.example.com` share one server and one certificate.
+        const normalised = parseHost(target.host)
+        if (E.isRight(normalised)) request.url = `${hostForUrl(normalised.right)}:${target.port}`
         callback()
         return
       }

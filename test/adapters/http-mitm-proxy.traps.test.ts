@@ -92,6 +92,14 @@ describe('http-mitm-proxy traps', () => {
     expect(same.status).toBe(200)
   })
 
+  it('accepts any spelling of a routed host, normalised before the library keys its servers by it', async () => {
+    for (const spelling of ['API.ALPHA.TEST', 'api.alpha.test.', 'Api.Alpha.Test.']) {
+      const answer = await curl(allow.proxy.url, allow.proxyCaPath, `https://${spelling}/v1/models`)
+      expect(answer.status).toBe(200)
+    }
+    expect(allow.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+  })
+
   it('keeps connections alive (no `connection: close` on responses)', async () => {
     const answer = await nodeFetch(deny.proxy.url, deny.proxy.caCertPem, 'https://api.alpha.test/v1/models')
     expect(answer.status).toBe(200)
