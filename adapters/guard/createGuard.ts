@@ -125,8 +125,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     // INVARIANT: one assignment; in-flight decisions keep the snapshot they started with.
     snapshot = next
     if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
-    cache.clear()
-    cache = createCredentialCache({ source, ...cacheOptions })
+    cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
   }
 
   const failClosedVerdict = (request: unknown, mode: ProxyMode): Verdict => {
