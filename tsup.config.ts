@@ -7,6 +7,7 @@ export default defineConfig([
     'core/index': 'core/index.ts',
     'guard/index': 'adapters/guard/index.ts',
     'http-mitm-proxy/index': 'adapters/http-mitm-proxy/index.ts',
+    'mockttp/index': 'adapters/mockttp/index.ts',
     'undici/index': 'adapters/undici/index.ts',
     'decision-service/index': 'adapters/decision-service/index.ts'
   },

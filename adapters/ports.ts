@@ -37,3 +37,13 @@ export type Logger = (level: 'info' | 'warn' | 'error', message: string) => void
 export const stderrLogger: Logger = (level, message) => {
   process.stderr.write(`egress-guard ${level}: ${message}\n`)
 }
+
+/** A running guarded proxy, whichever library it is built on. */
+export interface RunningProxy {
+  readonly url: string
+  readonly port: number
+  /** The CA certificate clients must trust to be intercepted (PEM file, and its text). */
+  readonly caCertPath: string
+  readonly caCertPem: string
+  readonly close: () => Promise<void>
+}

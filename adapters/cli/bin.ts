@@ -1,10 +1,10 @@
 import { main } from './main.js'
 
-// http-mitm-proxy reports through console.debug/info/error (stdout for the first two); the CLI
-// speaks for itself, so the library's chatter is silenced here and nowhere else.
-console.debug = () => undefined
-console.info = () => undefined
-console.error = () => undefined
+// The proxy libraries report through the console (http-mitm-proxy: debug/info/error; mockttp:
+// log/warn/error), partly on stdout, where it would corrupt `serve --json` and a `run` child's
+// output. The CLI speaks for itself (process.stdout/stderr), so their chatter is silenced here
+// and nowhere else.
+for (const method of ['debug', 'info', 'log', 'warn', 'error'] as const) console[method] = () => undefined
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -9,7 +9,7 @@ import { createSecureContext, type SecureContext } from 'node:tls'
 
 import { PROXY_MODES, type ProxyMode } from '../../core/index.js'
 import { createGuard } from '../guard/createGuard.js'
-import { loadOrCreateCa } from '../http-mitm-proxy/certificates.js'
+import { loadOrCreateCa } from '../interception/certificates.js'
 import { startHttpMitmProxy } from '../http-mitm-proxy/httpMitmProxy.js'
 import type { AuditEntry } from '../ports.js'
 import { catalogPolicy } from './catalog.js'

@@ -7,11 +7,11 @@ import { DEFAULT_MODE, type ProxyMode } from '../../core/index.js'
 import { jsonLinesSink } from '../guard/auditSinks.js'
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
-import { startHttpMitmProxy, type RunningProxy } from '../http-mitm-proxy/httpMitmProxy.js'
-import type { AuditSink, Logger } from '../ports.js'
+import type { HttpMitmProxyOptions } from '../http-mitm-proxy/httpMitmProxy.js'
+import type { AuditSink, Logger, RunningProxy } from '../ports.js'
 import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
-import type { CommonOptions } from './options.js'
+import type { CommonOptions, Engine } from './options.js'
 import { readCaFiles } from './policySource.js'
 
 /** A proxy started from the command line's options. */
@@ -26,12 +26,28 @@ export interface GuardedProxy {
 export const configDirOf = (options: Pick<CommonOptions, 'configDir'>, env: NodeJS.ProcessEnv): string =>
   options.configDir ?? env['EGRESS_GUARD_CONFIG_DIR'] ?? join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'egress-guard')
 
+type StartProxy = (options: HttpMitmProxyOptions) => Promise<RunningProxy>
+
+/** Loads an engine's adapter only when it is used, so neither proxy library is needed for the other. */
+const loadEngine = async (engine: Engine): Promise<E.Either<string, StartProxy>> => {
+  try {
+    return E.right(engine === 'mockttp' ? (await import('../mockttp/mockttpProxy.js')).startMockttpProxy : (await import('../http-mitm-proxy/httpMitmProxy.js')).startHttpMitmProxy)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw error
+    const pinned = engine === 'mockttp' ? 'mockttp@4.6.5' : 'http-mitm-proxy@1.1.0'
+    return E.left(`the ${engine} engine needs its proxy library: run \`npm install ${pinned}\` next to egress-guard, or choose another with --engine`)
+  }
+}
+
 /** Starts guard and proxy from `--policy` (watched for changes) or the bundled catalog. */
 export const startGuardedProxy = async (
   options: CommonOptions,
   io: Io,
   extra: { readonly sinks?: ReadonlyArray<AuditSink>; readonly log: Logger; readonly port?: number }
 ): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
+  const start = await loadEngine(options.engine)
+  if (E.isLeft(start)) return E.left([start.left])
   const cliCa = await readCaFiles(options.upstreamCa)
   if (E.isLeft(cliCa)) return E.left([cliCa.left])
   const sinks = [...(extra.sinks ?? []), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
@@ -49,7 +65,7 @@ export const startGuardedProxy = async (
     stopGuard = () => guard.close()
   }
   try {
-    const proxy = await startHttpMitmProxy({
+    const proxy = await start.right({
       guard,
       configDir: configDirOf(options, io.env),
       port: extra.port ?? options.port ?? 0,

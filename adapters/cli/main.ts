@@ -11,8 +11,8 @@ import { serve } from './serve.js'
 const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
-  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--json]
-  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... -- <command...>
+  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--json]
+  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--json]
   egress-guard decision-service [--policy FILE] [--mode MODE] [--port N] [--token T] [--audit FILE] [--json]
@@ -20,12 +20,13 @@ usage:
 
 Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
 environment variable its SDK reads (OPENAI_API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, ...).
-Modes: connected_allow (default), connected_deny, configured_allow, configured_deny.`
+Modes: connected_allow (default), connected_deny, configured_allow, configured_deny.
+Engines (the proxy library): http-mitm-proxy (default) or mockttp; install the one you use.`
 
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
-  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir'], run: serve },
+  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine'], run: serve },
   explain: { options: ['policy', 'mode', 'method', 'json'], run: explain },
   check: { options: ['policy', 'mode', 'json'], run: check },
   'decision-service': { options: ['policy', 'mode', 'port', 'audit', 'token', 'json'], run: decisionService }
@@ -44,7 +45,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
   }
   if (name === 'run') {
     const split = rest.indexOf('--')
-    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir'])
+    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine'])
     if (E.isLeft(parsed)) return usageError(io, parsed.left)
     if (parsed.right.help) return help(io)
     if (split < 0 || parsed.right.positionals.length > 0) return usageError(io, 'put the command after `--`: egress-guard run [options] -- <command...>')

@@ -5,6 +5,10 @@ import * as E from 'fp-ts/lib/Either.js'
 import { parseMode, type ProxyMode } from '../../core/index.js'
 import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
 
+/** The proxy libraries the command line can run on; each is an optional peer dependency. */
+export const ENGINES = ['http-mitm-proxy', 'mockttp'] as const
+export type Engine = (typeof ENGINES)[number]
+
 /** Options shared by `serve`, `run`, `explain`, `check` and `decision-service`, in the words scripts rely on. */
 export interface CommonOptions {
   readonly policy: string | undefined
@@ -17,6 +21,8 @@ export interface CommonOptions {
   readonly method: string | undefined
   readonly configDir: string | undefined
   readonly token: string | undefined
+  /** The proxy library `serve` and `run` use. */
+  readonly engine: Engine
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -31,6 +37,7 @@ const SPEC = {
   method: { type: 'string' },
   'config-dir': { type: 'string' },
   token: { type: 'string' },
+  engine: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -57,6 +64,8 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     if (!/^[0-9]{1,5}$/.test(values.port) || Number(values.port) > 65535) return E.left(`--port \`${values.port}\`: expected a port number from 0 to 65535`)
     port = Number(values.port)
   }
+  const engine = values.engine ?? 'http-mitm-proxy'
+  if (!(ENGINES as ReadonlyArray<string>).includes(engine)) return E.left(`--engine \`${engine}\`: expected one of ${ENGINES.join(', ')}`)
   const connectTo: Array<ConnectTo> = []
   for (const spec of values['connect-to'] ?? []) {
     const rule = parseConnectTo(spec)
@@ -74,6 +83,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     method: values.method,
     configDir: values['config-dir'],
     token: values.token,
+    engine: engine as Engine,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

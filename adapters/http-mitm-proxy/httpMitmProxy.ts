@@ -1,7 +1,6 @@
-import { lookup } from 'node:dns/promises'
 import http from 'node:http'
 import https from 'node:https'
-import { connect, isIP, type Socket } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { rootCertificates, type TLSSocket } from 'node:tls'
@@ -10,11 +9,14 @@ import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { denyBody, parseHost, type Deny, type DenyReason, type RequestFacts } from '../../core/index.js'
+import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
-import { stderrLogger, type Logger } from '../ports.js'
-import { hostForUrl, upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
-import { loadOrCreateCa } from './certificates.js'
+import { loadOrCreateCa } from '../interception/certificates.js'
+import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
+import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
+import { absoluteUriHost, headerText, injectHeaders, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
+import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
 
 /** How to run the proxy. */
 export interface HttpMitmProxyOptions {
@@ -31,61 +33,6 @@ export interface HttpMitmProxyOptions {
   readonly connectTo?: ReadonlyArray<ConnectTo>
   readonly log?: Logger
 }
-
-/** A running proxy. */
-export interface RunningProxy {
-  readonly url: string
-  readonly port: number
-  readonly caCertPath: string
-  readonly caCertPem: string
-  readonly close: () => Promise<void>
-}
-
-interface Target {
-  readonly host: string
-  readonly port: number
-}
-
-interface Destination {
-  readonly target: Target
-  readonly upstream: Upstream
-  readonly dialed: string | undefined
-  /** False when the name could not be resolved ahead: such a request is never sent credentials. */
-  readonly resolved: boolean
-}
-
-// The authority of a CONNECT request: `host:port` or `[v6]:port`.
-const connectTarget = (authority: string | undefined): Target | undefined => {
-  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(authority ?? '')
-  const port = Number(match?.[3])
-  const host = match?.[1] ?? match?.[2]
-  return host === undefined || !(port >= 1 && port <= 65535) ? undefined : { host, port }
-}
-
-const absoluteUriHost = (target: string): string | undefined => {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return undefined
-  try {
-    return new URL(target).host
-  } catch {
-    return '' // an unreadable absolute URI: the core counts an empty name as a mismatch
-  }
-}
-
-const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
-  value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : (value as string)
-
-/** Sets the credential headers, replacing any header of the same name (in any case) the client sent. */
-const injectHeaders = (headers: Record<string, unknown>, credentials: Readonly<Record<string, string>>): void => {
-  const names = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
-  for (const name of Object.keys(headers)) if (names.has(name.toLowerCase())) delete headers[name]
-  Object.assign(headers, credentials)
-}
-
-const stripProxyHeaders = (headers: Record<string, unknown>): void => {
-  for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]
-}
-
-const PLAIN_TEXT = 'text/plain; charset=utf-8'
 
 interface RefusableWebSocket {
   readonly upgradeReq: http.IncomingMessage
@@ -144,29 +91,13 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
 
   // Where a request goes: the CONNECT authority (never its Host header), or the absolute URI of a
-  // plain proxy request, dialled in its normalised form. For TLS requests (the only ones that can
-  // receive credentials) the name is resolved first and the connection pinned to that address,
-  // which the policy checks as the dialled address. A `connectTo` rule is the operator's choice
-  // of address and is not checked.
-  const destination = async (ctx: IContext | IWebSocketContext, fallback: Target | undefined): Promise<Destination | undefined> => {
+  // plain proxy request, pinned to one resolved address (see pinDestination).
+  const destination = async (ctx: IContext | IWebSocketContext, fallback: ConnectTarget | undefined): Promise<PinnedDestination | undefined> => {
     const raw = ctx.connectRequest === undefined ? fallback : connectTarget(ctx.connectRequest.url)
-    if (raw === undefined) return undefined
-    const normalised = parseHost(raw.host)
-    const host = E.isRight(normalised) ? normalised.right : raw.host
-    const target = { host, port: raw.port }
-    const mapped = upstreamFor(rules, host, raw.port)
-    if (mapped.overridden) return { target, upstream: mapped, dialed: undefined, resolved: true }
-    if (isIP(host) !== 0) return { target, upstream: mapped, dialed: host, resolved: true }
-    if (!ctx.isSSL) return { target, upstream: mapped, dialed: undefined, resolved: false }
-    try {
-      const { address } = await lookup(host)
-      return { target, upstream: { host: address, port: raw.port, overridden: false }, dialed: address, resolved: true }
-    } catch {
-      return { target, upstream: mapped, dialed: undefined, resolved: false }
-    }
+    return raw === undefined ? undefined : pinDestination(raw, ctx.isSSL, rules)
   }
 
-  const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: Destination, method: string): RequestFacts => {
+  const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: PinnedDestination, method: string): RequestFacts => {
     const servername = isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
     const hostHeader = headerText(request.headers.host)
     const absolute = absoluteUriHost(request.url ?? '')
@@ -181,16 +112,6 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       ...(absolute === undefined ? {} : { absoluteUriHost: absolute }),
       ...(where.dialed === undefined ? {} : { dialedAddress: where.dialed })
     }
-  }
-
-  // A refused CONNECT gets a 403 status line and the deny body, then the socket is closed: the
-  // tunnel is never opened. SPEC.md §5 says "close without a response", but undici's ProxyAgent
-  // (7.30) retries a silently closed CONNECT without end (4,746 attempts in 2 s here), spinning
-  // the client and flooding the audit log; with a status line it fails at once.
-  const refuseTunnel = (socket: Duplex, reason: DenyReason): void => {
-    const body = denyBody(reason, null)
-    socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
-    socket.on('error', () => socket.destroy())
   }
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
@@ -213,30 +134,11 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         callback()
         return
       }
-      tunnel(socket, head, upstreamFor(rules, target.host, target.port))
+      openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
     } catch {
       refuseTunnel(socket, 'internal_error') // an adapter failure never tunnels or intercepts
     }
   })
-
-  const tunnel = (client: Duplex, head: Buffer, upstream: Upstream): void => {
-    const server: Socket = connect({ host: upstream.host, port: upstream.port })
-    let established = false
-    server.once('connect', () => {
-      established = true
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-      if (head.length > 0) server.write(head)
-      client.pipe(server)
-      server.pipe(client)
-    })
-    // Before the tunnel exists, a failure gets a status line (a silent close makes undici retry).
-    server.on('error', (error: NodeJS.ErrnoException) => {
-      if (established) client.destroy()
-      else client.end(`HTTP/1.1 502 Bad Gateway\r\nContent-Type: ${PLAIN_TEXT}\r\nConnection: close\r\n\r\nBad gateway: egress-guard could not open the tunnel (${error.code ?? 'ERROR'})`)
-    })
-    client.on('error', () => server.destroy())
-    client.on('close', () => server.destroy())
-  }
 
   const deny = (ctx: IContext, decision: Deny): void => answer(ctx, decision.status, decision.body)
 

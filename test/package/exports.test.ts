@@ -33,7 +33,7 @@ describe('the built package', () => {
     })
   }
 
-  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/undici']) {
+  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/mockttp', 'egress-guard/undici']) {
     for (const type of ['module', 'commonjs']) {
       it(`loads ${entry} as ${type === 'module' ? 'ESM' : 'CommonJS'}`, () => {
         const load = type === 'module' ? `const m = await import('${entry}')` : `const m = require('${entry}')`
@@ -41,7 +41,9 @@ describe('the built package', () => {
           ? ['createGuard', 'parsePolicyText', 'jsonLinesSink', 'openPolicyFile']
           : entry.endsWith('undici')
             ? ['installGlobalGuard', 'GuardedDispatcher', 'EgressGuardDenied']
-            : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
+            : entry.endsWith('mockttp')
+              ? ['startMockttpProxy', 'loadOrCreateCa', 'parseConnectTo']
+              : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
         const code = `${type === 'module' ? '' : '(async () => {'}${load}\nconsole.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))${type === 'module' ? '' : '})()'}`
         expect(run([`--input-type=${type}`, '-e', code])).toBe(JSON.stringify(names.map(() => 'function')))
       })

@@ -187,9 +187,9 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(existsSync(seen['SSL_CERT_FILE'] ?? '')).toBe(false) // removed after the child exited
   })
 
-  it('sends the child’s traffic through the proxy, which injects the key', async () => {
+  it.each(['http-mitm-proxy', 'mockttp'])('sends the child’s traffic through the proxy (--engine %s), which injects the key', async (engine) => {
     const before = upstream.received.length
-    const result = await cli(['run', ...common, '--', 'curl', '-sS', 'https://api.alpha.test/v1/models'], env)
+    const result = await cli(['run', ...common, '--engine', engine, '--', 'curl', '-sS', 'https://api.alpha.test/v1/models'], env)
     expect(result.code).toBe(0)
     expect(upstream.received).toHaveLength(before + 1)
     expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
@@ -221,9 +221,15 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect((await cli(['run', ...common], env)).code).toBe(2)
   })
 
-  it('serve prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async () => {
-    const audit = join(dir, 'serve-audit.jsonl')
-    const server = spawn(process.execPath, [CLI, 'serve', ...common, '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config')], {
+  it('refuses an unknown engine, naming the ones it has', async () => {
+    const result = await cli(['serve', ...common, '--engine', 'squid'], env)
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('--engine `squid`: expected one of http-mitm-proxy, mockttp')
+  })
+
+  it.each(['http-mitm-proxy', 'mockttp'])('serve --engine %s prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async (engine) => {
+    const audit = join(dir, `serve-audit-${engine}.jsonl`)
+    const server = spawn(process.execPath, [CLI, 'serve', ...common, '--engine', engine, '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config')], {
       env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
     })
     let stdout = ''

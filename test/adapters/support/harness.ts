@@ -10,8 +10,9 @@ import type { ProxyMode } from '../../../core/index.js'
 import { parsePolicyText } from '../../../adapters/config/PolicyFile.js'
 import { jsonLinesSink } from '../../../adapters/guard/auditSinks.js'
 import { createGuard, type Guard, type GuardOptions } from '../../../adapters/guard/createGuard.js'
-import { startHttpMitmProxy, type RunningProxy } from '../../../adapters/http-mitm-proxy/httpMitmProxy.js'
-import type { AuditEntry } from '../../../adapters/ports.js'
+import { startHttpMitmProxy } from '../../../adapters/http-mitm-proxy/httpMitmProxy.js'
+import { startMockttpProxy } from '../../../adapters/mockttp/mockttpProxy.js'
+import type { AuditEntry, RunningProxy } from '../../../adapters/ports.js'
 import type { ConnectTo } from '../../../adapters/upstream/connectTo.js'
 import { createPki, type Pki } from './pki.js'
 import { startUpstream, type Upstream } from './upstream.js'
@@ -56,6 +57,25 @@ connections:
 passthrough: [pypi.test]
 `
 
+/** The proxy adapters the shared end-to-end suites run against. */
+export const ADAPTERS = ['http-mitm-proxy', 'mockttp'] as const
+export type AdapterName = (typeof ADAPTERS)[number]
+
+/**
+ * Where the adapters differ in ways the policy allows (each documented in the README):
+ * - how a refused WebSocket upgrade ends: http-mitm-proxy accepts the upgrade before any hook runs;
+ * - a request in an allow mode whose Host names another host than its CONNECT target: mockttp
+ *   verifies the upstream's certificate against the Host header, so it is refused (502), never sent.
+ */
+export const ADAPTER_TRAITS: Record<AdapterName, { readonly refusesWebSocketWith: 'close 1008' | 'status 403'; readonly hostMismatchInAllowModes: 'forwarded' | 'refused' }> = {
+  'http-mitm-proxy': { refusesWebSocketWith: 'close 1008', hostMismatchInAllowModes: 'forwarded' },
+  mockttp: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'refused' }
+}
+
+/** Starts a guarded proxy on the named adapter; both take the same options. */
+export const startProxy = (adapter: AdapterName, options: Parameters<typeof startHttpMitmProxy>[0]): Promise<RunningProxy> =>
+  adapter === 'mockttp' ? startMockttpProxy(options) : startHttpMitmProxy(options)
+
 /** Names each stand-in upstream answers to. */
 const NAMES = {
   alpha: ['api.alpha.test'],
@@ -80,6 +100,8 @@ export interface Harness {
 
 export interface HarnessOptions {
   readonly mode: ProxyMode
+  /** The proxy adapter; http-mitm-proxy by default. */
+  readonly adapter?: AdapterName
   readonly policy?: string
   readonly trustUpstreamCa?: boolean
   readonly guard?: Partial<GuardOptions>
@@ -114,7 +136,7 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
     ),
     { host: 'api.alpha.test', port: 80, toHost: '127.0.0.1', toPort: plain.port }
   ]
-  const proxy = await startHttpMitmProxy({
+  const proxy = await startProxy(options.adapter ?? 'http-mitm-proxy', {
     guard: options.wrapGuard?.(guard) ?? guard,
     configDir: join(dir, 'config'),
     upstreamCa: options.trustUpstreamCa === false ? [] : [pki.caPem],

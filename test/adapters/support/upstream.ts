@@ -14,6 +14,8 @@ export interface Received {
   /** Raw header names, to count duplicates. */
   readonly rawNames: ReadonlyArray<string>
   readonly websocket: boolean
+  /** Request body bytes received (counted as they arrive). */
+  bodyBytes: number
 }
 
 export interface Upstream {
@@ -29,7 +31,8 @@ const record = (into: Array<Received>, request: http.IncomingMessage, websocket:
     path: request.url ?? '',
     headers: request.headers,
     rawNames: request.rawHeaders.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase()),
-    websocket
+    websocket,
+    bodyBytes: 0
   })
 }
 
@@ -38,7 +41,10 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
   const received: Array<Received> = []
   const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
     record(received, request, false)
-    request.resume()
+    const seen = received.at(-1)
+    request.on('data', (chunk: Buffer) => {
+      if (seen !== undefined) seen.bodyBytes += chunk.length
+    })
     request.on('end', () => {
       response.writeHead(200, { 'content-type': 'application/json' })
       response.end(JSON.stringify({ upstream: name, path: request.url }))

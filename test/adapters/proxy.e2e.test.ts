@@ -1,11 +1,11 @@
-// The http-mitm-proxy adapter end to end: a real proxy on 127.0.0.1, real clients (curl, Node
-// fetch, Python urllib), stand-in HTTPS upstreams with their own CA. Expectations follow the
-// decision table of SPEC.md §5 for each mode; the upstreams' own records are the evidence.
+// Every proxy adapter end to end, one suite for all: a real proxy on 127.0.0.1, real clients
+// (curl, Node fetch, Python urllib), stand-in HTTPS upstreams with their own CA. Expectations
+// follow the decision table of SPEC.md §5 for each mode; the upstreams' own records are the evidence.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { PROXY_MODES, type ProxyMode } from '../../core/index.js'
 import { curl, nodeFetch, pythonUrllib } from './support/clients.js'
-import { SECRETS, startHarness, type Harness } from './support/harness.js'
+import { ADAPTER_TRAITS, ADAPTERS, SECRETS, startHarness, type Harness } from './support/harness.js'
 
 const allow = (mode: ProxyMode) => mode.endsWith('allow')
 const configured = (mode: ProxyMode) => mode.startsWith('configured')
@@ -15,10 +15,12 @@ const POLICY_BODY = (reason: string) => `Forbidden by egress-guard proxy policy 
 
 const secretFree = (text: string) => !Object.values(SECRETS).some((s) => text.includes(s))
 
-describe.each(PROXY_MODES)('http-mitm-proxy in %s', (mode) => {
+const CASES = ADAPTERS.flatMap((adapter) => PROXY_MODES.map((mode) => [adapter, mode] as const))
+
+describe.each(CASES)('%s in %s', (adapter, mode) => {
   let h: Harness
   beforeAll(async () => {
-    h = await startHarness({ mode })
+    h = await startHarness({ mode, adapter })
   })
   afterAll(async () => {
     await h.close()
@@ -128,7 +130,10 @@ describe.each(PROXY_MODES)('http-mitm-proxy in %s', (mode) => {
     const otherBefore = h.upstreams.other.received.length
     const answer = await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v1/models', ['-H', 'Host: other.test'])
     expect(h.upstreams.other.received).toHaveLength(otherBefore)
-    if (allow(mode)) {
+    if (allow(mode) && ADAPTER_TRAITS[adapter].hostMismatchInAllowModes === 'refused') {
+      expect(answer.status).toBe(502)
+      expect(h.upstreams.alpha.received).toHaveLength(alphaBefore)
+    } else if (allow(mode)) {
       expect(answer.status).toBe(200)
       expect(h.upstreams.alpha.received).toHaveLength(alphaBefore + 1)
       expect(last('alpha')?.headers.authorization).toBeUndefined()

@@ -10,6 +10,8 @@ export interface CertificateAuthority {
   /** Path of the CA certificate clients must trust. */
   readonly certPath: string
   readonly certPem: string
+  /** Path of the CA private key (0600), for proxies that issue their own leaf certificates from it. */
+  readonly keyPath: string
   /** Issues (once per host, then from memory) a leaf certificate for a host; never blocks the event loop. */
   readonly leafFor: (host: string) => Promise<{ readonly cert: string; readonly key: string }>
 }
@@ -111,6 +113,7 @@ export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority>
   return {
     certPath,
     certPem,
+    keyPath,
     leafFor: (host) => {
       const key = host.toLowerCase()
       let leaf = leaves.get(key)

@@ -1,0 +1,261 @@
+import type http from 'node:http'
+import type { Server, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { TLSSocket } from 'node:tls'
+
+import { getLocal, type Mockttp } from 'mockttp'
+
+import type { RequestFacts } from '../../core/index.js'
+import type { Guard, Verdict } from '../guard/createGuard.js'
+import { loadOrCreateCa } from '../interception/certificates.js'
+import type { Logger, RunningProxy } from '../ports.js'
+import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
+import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
+import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
+
+/** How to run the proxy. */
+export interface MockttpProxyOptions {
+  readonly guard: Guard
+  /** Holds the CA (key 0600, directory 0700); created on first start. */
+  readonly configDir: string
+  /** Listen address; loopback by default. */
+  readonly host?: string
+  /** Listen port; 0 (the default) picks a free one. */
+  readonly port?: number
+  /** Extra CAs (PEM) trusted for upstream TLS, on top of Node's bundled roots. Verification is never off. */
+  readonly upstreamCa?: ReadonlyArray<string>
+  /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
+  readonly connectTo?: ReadonlyArray<ConnectTo>
+  readonly log?: Logger
+}
+
+// mockttp 4.6.5 keeps these private; the adapter needs them to decide before the library acts.
+// Each is checked at start, and the proxy refuses to start if one is missing (see README).
+interface MockttpInternals {
+  /** The connect app whose middleware stack handles every request; ours goes first. */
+  readonly app: { readonly stack: Array<{ route: string; handle: Middleware }> }
+  /** The listening server, assigned inside `start()`. */
+  server?: Server
+}
+
+type Middleware = (request: http.IncomingMessage, response: http.ServerResponse, next: () => void) => void
+type SocketListener = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void
+
+/** What an intercepted tunnel was judged as: the CONNECT target, pinned, and the name the client sent in SNI. */
+interface Tunnel {
+  readonly where: PinnedDestination
+}
+
+const socketKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`
+
+const urlOf = (text: string): URL | undefined => {
+  try {
+    return new URL(text)
+  } catch {
+    return undefined
+  }
+}
+
+const writeAnswer = (response: http.ServerResponse, status: number, body: string): void => {
+  if (response.headersSent) {
+    response.destroy()
+    return
+  }
+  response.writeHead(status, { 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
+  response.end(body)
+}
+
+/** Replaces a request's headers (object and raw form, which mockttp forwards) with `headers`. */
+const setHeaders = (request: http.IncomingMessage, headers: Record<string, unknown>): void => {
+  const raw: Array<string> = []
+  for (const [name, value] of Object.entries(headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) raw.push(name, String(one))
+  }
+  request.headers = headers as http.IncomingHttpHeaders
+  request.rawHeaders = raw
+}
+
+/** Headers keyed as the client spelled them (mockttp forwards raw names), repeats kept as arrays. */
+const rawHeaderObject = (request: http.IncomingMessage): Record<string, unknown> => {
+  const headers: Record<string, string | Array<string>> = {}
+  const raw = request.rawHeaders
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? ''
+    const value = raw[i + 1] ?? ''
+    const seen = headers[name]
+    headers[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value]
+  }
+  return headers
+}
+
+/**
+ * Starts mockttp as a proxy with every CONNECT, request and WebSocket upgrade decided by the
+ * guard before mockttp acts on it. mockttp has no public hook for any of the three that does not
+ * buffer whole bodies, so the adapter wraps three of its internals (the CONNECT and upgrade
+ * listeners, and the first middleware); it fails to start if they are not where it expects.
+ */
+export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<RunningProxy> => {
+  const { guard } = options
+  const rules = options.connectTo ?? []
+  const listenHost = options.host ?? '127.0.0.1'
+  const ca = await loadOrCreateCa(options.configDir)
+  // Traffic is not recorded (it would grow without bound); HTTP/2 is not offered to clients.
+  const mock: Mockttp = getLocal({ https: { certPath: ca.certPath, keyPath: ca.keyPath }, recordTraffic: false, http2: false })
+  const internals = mock as unknown as MockttpInternals
+  if (!Array.isArray(internals.app?.stack)) throw new Error('mockttp internals changed: no middleware stack; pin mockttp 4.6.5')
+
+  // Intercepted tunnels by client socket (address and port), so a request inside one is judged
+  // against its CONNECT target, never its Host header.
+  const tunnels = new Map<string, Tunnel>()
+
+  const decideConnect = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const decide = async (): Promise<void> => {
+      const target = connectTarget(request.url)
+      const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
+      if (target === undefined || verdict === undefined) return refuseTunnel(socket, 'no_match')
+      if (verdict.decision._tag === 'Deny') return refuseTunnel(socket, verdict.decision.reason)
+      if (verdict.decision._tag === 'Tunnel') return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
+      // Intercept: mockttp dials the CONNECT authority, so it is handed the pinned address; its TLS
+      // name for the upstream comes from the Host header, which the policy checks against the target.
+      const where = await pinDestination(target, true, rules)
+      const key = socketKey(socket as Socket)
+      tunnels.set(key, { where })
+      socket.once('close', () => tunnels.delete(key))
+      request.url = `${hostForUrl(where.upstream.host)}:${where.upstream.port}`
+      for (const listener of original) listener.call(server, request, socket, head)
+    }
+    decide().catch(() => refuseTunnel(socket, 'internal_error'))
+  }
+
+  // The destination a request is judged against: its tunnel's target, or its own absolute URI.
+  const whereFor = async (request: http.IncomingMessage, tunnel: Tunnel | undefined, tls: boolean): Promise<PinnedDestination | undefined> => {
+    if (tunnel !== undefined) return tunnel.where
+    if (tls) return undefined // TLS straight to the proxy port, not through CONNECT: not forwarded
+    const absolute = /^http:\/\//i.test(request.url ?? '') ? urlOf(request.url ?? '') : undefined
+    if (absolute === undefined) return undefined
+    return pinDestination({ host: absolute.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(absolute.port || 80) }, false, rules)
+  }
+
+  const factsOf = (request: http.IncomingMessage, where: PinnedDestination, tls: boolean): RequestFacts => {
+    const servername = tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
+    const hostHeader = headerText(request.headers.host)
+    const target = request.url ?? '/'
+    const absolute = absoluteUriHost(target)
+    // An absolute-form target is judged by its path (as mockttp forwards it) and its host reported.
+    return {
+      scheme: tls ? 'https' : 'http',
+      host: where.target.host,
+      port: where.target.port,
+      path: absolute === undefined ? target : originFormOf(target),
+      method: request.method ?? 'GET',
+      ...(hostHeader === undefined ? {} : { hostHeader }),
+      ...(typeof servername === 'string' && servername !== '' ? { sni: servername } : {}),
+      ...(absolute === undefined ? {} : { absoluteUriHost: absolute }),
+      ...(where.dialed === undefined ? {} : { dialedAddress: where.dialed })
+    }
+  }
+
+  type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string }
+
+  /** Decides one request or upgrade; on Inject and Pass, rewrites its headers (and plain-HTTP target) for mockttp to forward. */
+  const judge = async (request: http.IncomingMessage): Promise<Judged> => {
+    const tls = request.socket instanceof TLSSocket
+    const tunnel = tunnels.get(socketKey(request.socket))
+    const where = await whereFor(request, tunnel, tls)
+    if (where === undefined) return { forward: false, status: 400, body: 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)' }
+    if (!(where.target.port >= 1 && where.target.port <= 65535)) return { forward: false, status: 400, body: 'Bad request: egress-guard needs a port from 1 to 65535' }
+    const verdict: Verdict = await guard.evaluate(factsOf(request, where, tls))
+    const headers = rawHeaderObject(request)
+    stripProxyHeaders(headers)
+    if (verdict.decision._tag === 'Deny') return { forward: false, status: verdict.decision.status, body: verdict.decision.body }
+    if (verdict.decision._tag === 'Inject') {
+      if (!where.resolved) return { forward: false, status: 502, body: `Bad gateway: egress-guard could not resolve ${where.target.host}` }
+      injectHeaders(headers, verdict.decision.headers)
+    }
+    setHeaders(request, headers)
+    // INVARIANT: a plain proxy request goes to the destination the policy judged (a `connectTo`
+    // rule may move it); a tunnelled one already goes to its pinned CONNECT target.
+    // Inside a tunnel an absolute-form target is cut to origin form: mockttp would otherwise take
+    // the scheme from it, and send an `http://` target in a TLS tunnel upstream in plain text.
+    if (tunnel === undefined) request.url = `http://${hostForUrl(where.upstream.host)}:${where.upstream.port}${originFormOf(request.url ?? '/')}`
+    else if (absoluteUriHost(request.url ?? '/') !== undefined) request.url = originFormOf(request.url ?? '/')
+    return { forward: true }
+  }
+
+  const failClosed = (request: http.IncomingMessage): Judged => {
+    const verdict = guard.failClosed({ scheme: request.socket instanceof TLSSocket ? 'https' : 'http', method: request.method ?? '', path: request.url ?? '' })
+    return verdict.decision._tag === 'Deny'
+      ? { forward: false, status: 403, body: verdict.decision.body }
+      : { forward: false, status: 502, body: 'Bad gateway: egress-guard could not forward this request' }
+  }
+
+  const decideRequest: Middleware = (request, response, next) => {
+    judge(request)
+      .catch(() => failClosed(request))
+      .then((judged) => (judged.forward ? next() : writeAnswer(response, judged.status, judged.body)))
+      .catch(() => response.destroy())
+  }
+
+  const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    judge(request)
+      .catch(() => failClosed(request))
+      .then((judged) => {
+        if (judged.forward) {
+          for (const listener of original) listener.call(server, request, socket, head)
+          return
+        }
+        socket.on('error', () => socket.destroy())
+        socket.end(`HTTP/1.1 ${judged.status} ${judged.status === 403 ? 'Forbidden' : 'Bad Gateway'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(judged.body)}\r\nConnection: close\r\n\r\n${judged.body}`)
+      })
+      .catch(() => socket.destroy())
+  }
+
+  /** Replaces every listener of `event` with one that decides first and then calls them. */
+  const wrapListeners = (server: Server, event: 'connect' | 'upgrade', wrap: typeof decideConnect): void => {
+    const original = server.listeners(event) as Array<SocketListener>
+    if (original.length === 0) throw new Error(`mockttp internals changed: no ${event} listener; pin mockttp 4.6.5`)
+    for (const listener of original) server.removeListener(event, listener as never)
+    server.on(event, wrap(original, server))
+  }
+
+  // mockttp creates its server inside start() and then calls `listen(port)` with no host, which
+  // listens on every interface. The server is caught as it is assigned: its listen is bound to
+  // our host, and its CONNECT listener wrapped, before it accepts a single connection.
+  let server: Server | undefined
+  Object.defineProperty(mock, 'server', {
+    configurable: true,
+    enumerable: true,
+    get: () => server,
+    set: (value: Server | undefined) => {
+      server = value
+      if (value === undefined) return
+      const listen = value.listen.bind(value) as (options: { port: number; host: string }) => Server
+      value.listen = ((port: number) => listen({ port, host: listenHost })) as typeof value.listen
+      wrapListeners(value, 'connect', decideConnect)
+    }
+  })
+  internals.app.stack.unshift({ route: '', handle: decideRequest })
+
+  const extraCa = options.upstreamCa ?? []
+  await mock.forAnyRequest().thenPassThrough({ additionalTrustedCAs: extraCa.map((cert) => ({ cert })) })
+  await mock.forAnyWebSocket().thenPassThrough({ additionalTrustedCAs: extraCa.map((cert) => ({ cert })) } as never)
+  await mock.start(options.port ?? 0)
+  if (server === undefined) throw new Error('mockttp internals changed: no server was assigned; pin mockttp 4.6.5')
+  wrapListeners(server, 'upgrade', decideUpgrade)
+  const address = server.address()
+  if (address === null || typeof address === 'string' || address.address !== listenHost) {
+    await mock.stop()
+    throw new Error(`mockttp did not listen on ${listenHost} only; refusing to run`)
+  }
+  return {
+    url: `http://${hostForUrl(listenHost)}:${address.port}`,
+    port: address.port,
+    caCertPath: ca.certPath,
+    caCertPem: ca.certPem,
+    close: async () => {
+      tunnels.clear()
+      await mock.stop()
+    }
+  }
+}

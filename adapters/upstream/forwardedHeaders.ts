@@ -1,0 +1,37 @@
+/** One header value as text: repeated values joined with `, `. */
+export const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
+  value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : (value as string)
+
+/** Sets the credential headers, replacing any header of the same name (in any case) the client sent. */
+export const injectHeaders = (headers: Record<string, unknown>, credentials: Readonly<Record<string, string>>): void => {
+  const names = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
+  for (const name of Object.keys(headers)) if (names.has(name.toLowerCase())) delete headers[name]
+  Object.assign(headers, credentials)
+}
+
+/** Removes every `Proxy-*` header: they are meant for this proxy, never for the upstream. */
+export const stripProxyHeaders = (headers: Record<string, unknown>): void => {
+  for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]
+}
+
+/**
+ * The host of an absolute-form request target (`http://host/…`), `''` for an unreadable one (the
+ * core counts an empty name as a mismatch), undefined for origin form.
+ */
+export const absoluteUriHost = (target: string): string | undefined => {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return undefined
+  try {
+    return new URL(target).host
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * The path and query of an absolute-form target exactly as sent (`http://h/a/../b?q` → `/a/../b?q`),
+ * without the dot-segment resolution a URL parser applies, so the policy judges what is forwarded.
+ */
+export const originFormOf = (target: string): string => {
+  const rest = target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '')
+  return rest.startsWith('/') ? rest : `/${rest}`
+}
