@@ -8,6 +8,7 @@ import { jsonLinesSink } from '../guard/auditSinks.js'
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
 import type { HttpMitmProxyOptions } from '../http-mitm-proxy/httpMitmProxy.js'
+import type { CertificateAuthority } from '../interception/certificates.js'
 import type { AuditSink, Logger, RunningProxy } from '../ports.js'
 import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
@@ -44,7 +45,7 @@ const loadEngine = async (engine: Engine): Promise<E.Either<string, StartProxy>>
 export const startGuardedProxy = async (
   options: CommonOptions,
   io: Io,
-  extra: { readonly sinks?: ReadonlyArray<AuditSink>; readonly log: Logger; readonly port?: number }
+  extra: { readonly sinks?: ReadonlyArray<AuditSink>; readonly log: Logger; readonly port?: number; readonly ca?: CertificateAuthority }
 ): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
   const start = await loadEngine(options.engine)
   if (E.isLeft(start)) return E.left([start.left])
@@ -68,6 +69,7 @@ export const startGuardedProxy = async (
     const proxy = await start.right({
       guard,
       configDir: configDirOf(options, io.env),
+      ...(extra.ca === undefined ? {} : { ca: extra.ca }),
       port: extra.port ?? options.port ?? 0,
       upstreamCa: [...policyCa, ...cliCa.right],
       connectTo: options.connectTo,

@@ -11,7 +11,7 @@ import { serve } from './serve.js'
 const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
-  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--json]
+  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
   egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--json]
@@ -26,7 +26,7 @@ Engines (the proxy library): http-mitm-proxy (default) or mockttp; install the o
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
-  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine'], run: serve },
+  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
   explain: { options: ['policy', 'mode', 'method', 'json'], run: explain },
   check: { options: ['policy', 'mode', 'json'], run: check },
   'decision-service': { options: ['policy', 'mode', 'port', 'audit', 'token', 'json'], run: decisionService }

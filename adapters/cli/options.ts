@@ -23,6 +23,8 @@ export interface CommonOptions {
   readonly token: string | undefined
   /** The proxy library `serve` and `run` use. */
   readonly engine: Engine
+  /** `serve`: how many worker processes share the port (1: none, the proxy runs in this process). */
+  readonly workers: number
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -38,6 +40,7 @@ const SPEC = {
   'config-dir': { type: 'string' },
   token: { type: 'string' },
   engine: { type: 'string' },
+  workers: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -66,6 +69,8 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
   }
   const engine = values.engine ?? 'http-mitm-proxy'
   if (!(ENGINES as ReadonlyArray<string>).includes(engine)) return E.left(`--engine \`${engine}\`: expected one of ${ENGINES.join(', ')}`)
+  const workers = values.workers ?? '1'
+  if (!/^[0-9]{1,2}$/.test(workers) || Number(workers) < 1 || Number(workers) > 64) return E.left(`--workers \`${workers}\`: expected a number of processes from 1 to 64`)
   const connectTo: Array<ConnectTo> = []
   for (const spec of values['connect-to'] ?? []) {
     const rule = parseConnectTo(spec)
@@ -84,6 +89,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     configDir: values['config-dir'],
     token: values.token,
     engine: engine as Engine,
+    workers: Number(workers),
     positionals: parsed.positionals,
     help: values.help ?? false
   })

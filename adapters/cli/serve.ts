@@ -1,10 +1,66 @@
 import * as E from 'fp-ts/lib/Either.js'
 
+import { loadOrCreateCa } from '../interception/certificates.js'
 import { stderrLogger } from '../ports.js'
 import { decisionLogSink } from './decisionLog.js'
-import { startGuardedProxy } from './guardedProxy.js'
+import { configDirOf, startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
+import { isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
+
+const DEFAULT_PORT = 8080
+
+const signalled = (): Promise<NodeJS.Signals> =>
+  new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+  })
+
+const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string): void => {
+  const workers = options.workers > 1 ? options.workers : undefined
+  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, policy: options.policy ?? null, ...(workers === undefined ? {} : { workers }) }))
+  else {
+    io.out(`egress-guard proxy: ${where.url}${workers === undefined ? '' : ` (${workers} workers)`}`)
+    io.out(`CA certificate:    ${where.caCertPath}`)
+    io.out(`mode:              ${mode} (${options.policy ?? 'bundled catalog'})`)
+  }
+}
+
+const announceStop = (options: CommonOptions, io: Io, signal: NodeJS.Signals): void => {
+  if (options.json) io.out(JSON.stringify({ event: 'stopped', signal }))
+  else io.out(`stopped (${signal}); audit records flushed`)
+}
+
+/** One worker of `serve --workers N`: a whole guarded proxy, its certificates issued by the primary. */
+const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> => {
+  const ca = workerCa(await loadOrCreateCa(configDirOf(options, io.env)))
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT, ca })
+  if (E.isLeft(started)) {
+    reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
+    return 1
+  }
+  reportToPrimary({ type: 'egress-guard:ready', url: started.right.proxy.url, caCertPath: started.right.proxy.caCertPath, mode: started.right.mode() })
+  await Promise.race([stopRequested(), signalled()])
+  await started.right.stop()
+  return 0
+}
+
+/** The primary of `serve --workers N`: owns the CA, forks the workers, and stops them on a signal. */
+const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number> => {
+  const pool = await startWorkers(options.workers, configDirOf(options, io.env), (message) => stderrLogger('warn', message))
+  const stopping = signalled()
+  const ready = await Promise.race([pool.ready, stopping.then(() => undefined)])
+  if (ready === undefined || ready._tag === 'Failed') {
+    for (const message of ready?._tag === 'Failed' ? ready.messages : []) io.err(`error: ${message}`)
+    await pool.stop()
+    return ready === undefined ? 0 : 1
+  }
+  announce(options, io, ready, ready.mode)
+  const signal = await stopping
+  await pool.stop()
+  announceStop(options, io, signal)
+  return 0
+}
 
 /** `egress-guard serve`: runs the proxy until SIGINT or SIGTERM, logging each decision. */
 export const serve = async (options: CommonOptions, io: Io): Promise<number> => {
@@ -12,24 +68,17 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
     io.err(`error: serve takes no arguments, got \`${options.positionals.join(' ')}\``)
     return 2
   }
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? 8080 })
+  if (isServeWorker(io.env)) return serveAsWorker(options, io)
+  if (options.workers > 1) return serveWithWorkers(options, io)
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT })
   if (E.isLeft(started)) {
     for (const message of started.left) io.err(`error: ${message}`)
     return 1
   }
   const { proxy, mode, stop } = started.right
-  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: proxy.url, caCert: proxy.caCertPath, mode: mode(), policy: options.policy ?? null }))
-  else {
-    io.out(`egress-guard proxy: ${proxy.url}`)
-    io.out(`CA certificate:    ${proxy.caCertPath}`)
-    io.out(`mode:              ${mode()} (${options.policy ?? 'bundled catalog'})`)
-  }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'))
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-  })
+  announce(options, io, proxy, mode())
+  const signal = await signalled()
   await stop()
-  if (options.json) io.out(JSON.stringify({ event: 'stopped', signal }))
-  else io.out(`stopped (${signal}); audit records flushed`)
+  announceStop(options, io, signal)
   return 0
 }

@@ -11,7 +11,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
-import { loadOrCreateCa } from '../interception/certificates.js'
+import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { absoluteUriHost, headerText, injectHeaders, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -23,6 +23,8 @@ export interface HttpMitmProxyOptions {
   readonly guard: Guard
   /** Holds the CA (key 0600, directory 0700); created on first start. */
   readonly configDir: string
+  /** The CA to issue from, when one is shared (workers); by default loaded from `configDir`. */
+  readonly ca?: CertificateAuthority
   /** Listen address; loopback by default. */
   readonly host?: string
   /** Listen port; 0 (the default) picks a free one. */
@@ -73,7 +75,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const { guard } = options
   const log = options.log ?? stderrLogger
   const rules = options.connectTo ?? []
-  const ca = await loadOrCreateCa(options.configDir)
+  const ca = options.ca ?? (await loadOrCreateCa(options.configDir))
   const extraCa = options.upstreamCa ?? []
   // Upstream TLS is verified by the agent; per-request `ca` would be ignored once the agent has one.
   const httpsAgent = new https.Agent({ keepAlive: true, ...(extraCa.length === 0 ? {} : { ca: [...rootCertificates, ...extraCa] }) })

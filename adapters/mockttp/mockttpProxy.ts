@@ -7,7 +7,7 @@ import { getLocal, type Mockttp } from 'mockttp'
 
 import type { RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
-import { loadOrCreateCa } from '../interception/certificates.js'
+import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import type { Logger, RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -19,6 +19,8 @@ export interface MockttpProxyOptions {
   readonly guard: Guard
   /** Holds the CA (key 0600, directory 0700); created on first start. */
   readonly configDir: string
+  /** The CA to issue from, when one is shared (workers); by default loaded from `configDir`. */
+  readonly ca?: CertificateAuthority
   /** Listen address; loopback by default. */
   readonly host?: string
   /** Listen port; 0 (the default) picks a free one. */
@@ -99,7 +101,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   const { guard } = options
   const rules = options.connectTo ?? []
   const listenHost = options.host ?? '127.0.0.1'
-  const ca = await loadOrCreateCa(options.configDir)
+  const ca = options.ca ?? (await loadOrCreateCa(options.configDir))
   // Traffic is not recorded (it would grow without bound); HTTP/2 is not offered to clients.
   const mock: Mockttp = getLocal({ https: { certPath: ca.certPath, keyPath: ca.keyPath }, recordTraffic: false, http2: false })
   const internals = mock as unknown as MockttpInternals

@@ -1,5 +1,7 @@
 // The command line through real processes: `node dist/cli.js …` (built by `npm test` first).
 import { execFile, spawn } from 'node:child_process'
+import http from 'node:http'
+import { connect as tlsConnect } from 'node:tls'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,6 +21,21 @@ interface Result {
   readonly stdout: string
   readonly stderr: string
 }
+
+/** The SHA-256 fingerprint of the certificate the proxy presents for `host`, over a new CONNECT. */
+const leafFingerprint = (proxyPort: number, host: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const request = http.request({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: `${host}:443` })
+    request.on('connect', (_response, socket) => {
+      const tls = tlsConnect({ socket, servername: host, rejectUnauthorized: false }, () => {
+        resolve(tls.getPeerCertificate().fingerprint256)
+        tls.destroy()
+      })
+      tls.on('error', reject)
+    })
+    request.on('error', reject)
+    request.end()
+  })
 
 const cli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}): Promise<Result> =>
   new Promise((resolve) => {
@@ -252,5 +269,37 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(lines.map((l) => l.event)).toEqual(['listening', 'proxy_inject', 'stopped'])
     expect(readFileSync(audit, 'utf8')).toContain('"event":"proxy_inject"')
     expect(stdout + readFileSync(audit, 'utf8')).not.toContain(KEY)
+  })
+
+  it('serve --workers 2 shares one port, one CA and one certificate cache, and flushes every worker’s audit on SIGTERM', async () => {
+    const audit = join(dir, 'serve-audit-workers.jsonl')
+    const server = spawn(process.execPath, [CLI, 'serve', ...common, '--workers', '2', '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config-workers')], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
+    })
+    let stdout = ''
+    server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const listening = await new Promise<{ proxy: string; caCert: string; workers: number }>((resolve) => {
+      server.stdout.on('data', () => {
+        const first = stdout.split('\n')[0] ?? ''
+        if (first.endsWith('}')) resolve(JSON.parse(first))
+      })
+    })
+    expect(listening.workers).toBe(2)
+    // Each curl is a new connection; round-robin sends consecutive ones to different workers.
+    const before = upstream.received.length
+    for (let i = 0; i < 6; i++) {
+      await new Promise((resolve) => execFile('curl', ['-sS', '--proxy', listening.proxy, '--cacert', listening.caCert, 'https://api.alpha.test/v1/models'], resolve))
+    }
+    expect(upstream.received).toHaveLength(before + 6)
+    expect(upstream.received.slice(before).every((r) => r.headers.authorization === `Bearer ${KEY}`)).toBe(true)
+    // Four more connections, two per worker: all present the very same leaf certificate.
+    const port = Number(new URL(listening.proxy).port)
+    const fingerprints = new Set<string>()
+    for (let i = 0; i < 4; i++) fingerprints.add(await leafFingerprint(port, 'api.alpha.test'))
+    expect(fingerprints.size).toBe(1)
+    server.kill('SIGTERM')
+    expect(await new Promise((resolve) => server.on('exit', resolve))).toBe(0)
+    expect(stdout.trim().split('\n').at(-1)).toBe('{"event":"stopped","signal":"SIGTERM"}')
+    expect(readFileSync(audit, 'utf8').trim().split('\n').filter((l) => l.includes('"proxy_inject"'))).toHaveLength(6)
   })
 })
