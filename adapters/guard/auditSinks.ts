@@ -41,6 +41,17 @@ export const jsonLinesSink = (target: { readonly path: string } | { readonly str
     pending = 0
     settle()
   })
+  // Lines written in one turn of the event loop go out in one write (one system call under load).
+  let batch: Array<string> = []
+  const writeBatch = () => {
+    const lines = batch
+    batch = []
+    if (broken) return
+    stream.write(lines.join(''), () => {
+      pending = Math.max(0, pending - lines.length)
+      settle()
+    })
+  }
   return {
     write: (entry) => {
       if (broken || pending >= maxQueue) {
@@ -48,10 +59,8 @@ export const jsonLinesSink = (target: { readonly path: string } | { readonly str
         return
       }
       pending++
-      stream.write(`${JSON.stringify(entry)}\n`, () => {
-        if (pending > 0) pending--
-        settle()
-      })
+      if (batch.length === 0) setImmediate(writeBatch)
+      batch.push(`${JSON.stringify(entry)}\n`)
     },
     flush: () => (pending === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
     close: async () => {

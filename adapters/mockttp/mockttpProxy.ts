@@ -1,5 +1,5 @@
 import type http from 'node:http'
-import type { Server, Socket } from 'node:net'
+import { Socket, type Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
 
@@ -8,7 +8,7 @@ import { getLocal, type Mockttp } from 'mockttp'
 import type { RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
-import type { Logger, RunningProxy } from '../ports.js'
+import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -44,12 +44,21 @@ interface MockttpInternals {
 type Middleware = (request: http.IncomingMessage, response: http.ServerResponse, next: () => void) => void
 type SocketListener = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void
 
-/** What an intercepted tunnel was judged as: the CONNECT target, pinned, and the name the client sent in SNI. */
+/** What an intercepted tunnel was judged as: the CONNECT target, pinned (undefined while it is being resolved). */
 interface Tunnel {
-  readonly where: PinnedDestination
+  where: PinnedDestination | undefined
 }
 
-const socketKey = (socket: Socket): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`
+/** The client connection under a request's socket: the raw socket beneath mockttp's TLS wrapper. */
+const clientSocketOf = (socket: Duplex): Duplex => (socket as Duplex & { _parent?: Duplex })._parent ?? socket
+
+/** A CONNECT target refused for a reason that is not a policy decision. */
+const refuseWith = (socket: Duplex, status: string, body: string): void => {
+  socket.on('error', () => socket.destroy())
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
 
 const urlOf = (text: string): URL | undefined => {
   try {
@@ -99,35 +108,57 @@ const rawHeaderObject = (request: http.IncomingMessage): Record<string, unknown>
  */
 export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<RunningProxy> => {
   const { guard } = options
+  const log = options.log ?? stderrLogger
   const rules = options.connectTo ?? []
   const listenHost = options.host ?? '127.0.0.1'
   const ca = options.ca ?? (await loadOrCreateCa(options.configDir))
-  // Traffic is not recorded (it would grow without bound); HTTP/2 is not offered to clients.
-  const mock: Mockttp = getLocal({ https: { certPath: ca.certPath, keyPath: ca.keyPath }, recordTraffic: false, http2: false })
+  // Traffic is not recorded (it would grow without bound). HTTP/2 is refused: mockttp's own ALPN
+  // callback accepts a client that offers only h2 even with `http2: false`, so ours replaces it.
+  const mock: Mockttp = getLocal({
+    https: { certPath: ca.certPath, keyPath: ca.keyPath, tlsServerOptions: { ALPNCallback: ({ protocols }: { protocols: Array<string> }) => (protocols.includes('http/1.1') ? 'http/1.1' : undefined) } as never },
+    recordTraffic: false,
+    http2: false
+  })
   const internals = mock as unknown as MockttpInternals
   if (!Array.isArray(internals.app?.stack)) throw new Error('mockttp internals changed: no middleware stack; pin mockttp 4.6.5')
 
-  // Intercepted tunnels by client socket (address and port), so a request inside one is judged
-  // against its CONNECT target, never its Host header.
-  const tunnels = new Map<string, Tunnel>()
+  // Intercepted tunnels by client socket, so a request inside one is judged against its CONNECT
+  // target, never its Host header. Entries go with their sockets.
+  const tunnels = new WeakMap<Duplex, Tunnel>()
 
   const decideConnect = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!(socket instanceof Socket) || (request as { httpVersionMajor?: number }).httpVersionMajor === 2) {
+      // An HTTP/2 CONNECT hands a stream response, not a socket.
+      const response = socket as unknown as http.ServerResponse
+      response.writeHead(400, { 'content-type': PLAIN_TEXT })
+      response.end(HTTP2_REFUSED)
+      return
+    }
+    // Node removes its own error handler before emitting `connect`: one is needed before any await.
+    socket.on('error', () => socket.destroy())
+    if (socket instanceof TLSSocket || tunnels.has(clientSocketOf(socket))) {
+      refuseWith(socket, '400 Bad Request', 'Bad request: egress-guard does not open a tunnel inside a tunnel')
+      return
+    }
     const decide = async (): Promise<void> => {
       const target = connectTarget(request.url)
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
       if (target === undefined || verdict === undefined) return refuseTunnel(socket, 'no_match')
       if (verdict.decision._tag === 'Deny') return refuseTunnel(socket, verdict.decision.reason)
       if (verdict.decision._tag === 'Tunnel') return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
-      // Intercept: mockttp dials the CONNECT authority, so it is handed the pinned address; its TLS
-      // name for the upstream comes from the Host header, which the policy checks against the target.
-      const where = await pinDestination(target, true, rules)
-      const key = socketKey(socket as Socket)
-      tunnels.set(key, { where })
-      socket.once('close', () => tunnels.delete(key))
-      request.url = `${hostForUrl(where.upstream.host)}:${where.upstream.port}`
-      for (const listener of original) listener.call(server, request, socket, head)
+      const tunnel: Tunnel = { where: undefined }
+      tunnels.set(socket, tunnel)
+      tunnel.where = await pinDestination(target, true, rules)
+      if (socket.destroyed) return
+      // mockttp dials the CONNECT authority for what arrives in the tunnel: it is handed the pinned
+      // address. Its TLS name for the upstream then comes from the Host header, which the policy
+      // checks against the target before anything is injected.
+      request.url = `${hostForUrl(tunnel.where.upstream.host)}:${tunnel.where.upstream.port}`
+      // mockttp ignores bytes that arrived with the CONNECT; they are handed back to the socket.
+      if (head.length > 0) socket.unshift(head)
+      for (const listener of original) listener.call(server, request, socket, Buffer.alloc(0))
     }
-    decide().catch(() => refuseTunnel(socket, 'internal_error'))
+    decide().catch(() => (socket.destroyed ? undefined : refuseTunnel(socket, 'internal_error')))
   }
 
   // The destination a request is judged against: its tunnel's target, or its own absolute URI.
@@ -161,12 +192,17 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string }
 
   /** Decides one request or upgrade; on Inject and Pass, rewrites its headers (and plain-HTTP target) for mockttp to forward. */
-  const judge = async (request: http.IncomingMessage): Promise<Judged> => {
+  const judge = async (request: http.IncomingMessage, upgrade: boolean): Promise<Judged> => {
+    if (request.httpVersionMajor === 2) return { forward: false, status: 400, body: HTTP2_REFUSED }
     const tls = request.socket instanceof TLSSocket
-    const tunnel = tunnels.get(socketKey(request.socket))
+    const tunnel = tunnels.get(clientSocketOf(request.socket))
     const where = await whereFor(request, tunnel, tls)
     if (where === undefined) return { forward: false, status: 400, body: 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)' }
     if (!(where.target.port >= 1 && where.target.port <= 65535)) return { forward: false, status: 400, body: 'Bad request: egress-guard needs a port from 1 to 65535' }
+    // mockttp would forward every Host header; an upstream could route on one the policy never saw.
+    if (request.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(request.rawHeaders[i] ?? '')).length > 1) {
+      return { forward: false, status: 400, body: 'Bad request: more than one Host header' }
+    }
     const verdict: Verdict = await guard.evaluate(factsOf(request, where, tls))
     const headers = rawHeaderObject(request)
     stripProxyHeaders(headers)
@@ -176,16 +212,19 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       injectHeaders(headers, verdict.decision.headers)
     }
     setHeaders(request, headers)
-    // INVARIANT: a plain proxy request goes to the destination the policy judged (a `connectTo`
-    // rule may move it); a tunnelled one already goes to its pinned CONNECT target.
-    // Inside a tunnel an absolute-form target is cut to origin form: mockttp would otherwise take
-    // the scheme from it, and send an `http://` target in a TLS tunnel upstream in plain text.
-    if (tunnel === undefined) request.url = `http://${hostForUrl(where.upstream.host)}:${where.upstream.port}${originFormOf(request.url ?? '/')}`
+    // INVARIANT: mockttp sends a request exactly where, and with the scheme, the policy judged. An
+    // absolute URL takes precedence over everything it would otherwise read from the socket (the
+    // CONNECT authority, whether the last hop was TLS) or from the request target. Its WebSocket
+    // step, though, takes the TLS name from the URL, so an upgrade keeps origin form and goes to
+    // the pinned CONNECT authority; a tunnel inside a tunnel (which would make mockttp think the
+    // last hop was plain) is refused, so its scheme follows the socket as judged here.
+    if (!upgrade || tunnel === undefined) request.url = `${tls ? 'https' : 'http'}://${hostForUrl(where.upstream.host)}:${where.upstream.port}${originFormOf(request.url ?? '/')}`
     else if (absoluteUriHost(request.url ?? '/') !== undefined) request.url = originFormOf(request.url ?? '/')
     return { forward: true }
   }
 
   const failClosed = (request: http.IncomingMessage): Judged => {
+    log('error', 'a decision failed inside the mockttp adapter; answered fail-closed')
     const verdict = guard.failClosed({ scheme: request.socket instanceof TLSSocket ? 'https' : 'http', method: request.method ?? '', path: request.url ?? '' })
     return verdict.decision._tag === 'Deny'
       ? { forward: false, status: 403, body: verdict.decision.body }
@@ -193,14 +232,14 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   }
 
   const decideRequest: Middleware = (request, response, next) => {
-    judge(request)
+    judge(request, false)
       .catch(() => failClosed(request))
       .then((judged) => (judged.forward ? next() : writeAnswer(response, judged.status, judged.body)))
       .catch(() => response.destroy())
   }
 
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    judge(request)
+    judge(request, true)
       .catch(() => failClosed(request))
       .then((judged) => {
         if (judged.forward) {
@@ -256,7 +295,6 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
     close: async () => {
-      tunnels.clear()
       await mock.stop()
     }
   }

@@ -3,6 +3,7 @@
 // policy allows, the difference is named in ADAPTER_TRAITS and documented in the README.
 import { lookup } from 'node:dns/promises'
 import { statSync, writeFileSync } from 'node:fs'
+import http2 from 'node:http2'
 import { connect } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +15,7 @@ import { isLocalHost, parseHost } from '../../core/index.js'
 import { curl, nodeFetch } from './support/clients.js'
 import { ADAPTER_TRAITS, ADAPTERS, policyText, SECRETS, startHarness, startProxy, type Harness } from './support/harness.js'
 import { startUpstream } from './support/upstream.js'
+import { exchange, openTunnel } from './support/rawTunnel.js'
 import { websocketThrough } from './support/websocket.js'
 
 
@@ -136,6 +138,74 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     else expect(result).toMatchObject({ opened: false, refusedStatus: 403 })
     expect(result.echo).toBeUndefined()
     expect(deny.upstreams.alpha.received.filter((r) => r.websocket)).toHaveLength(before)
+  })
+
+  it('never sends a credential in plain text: not for a CONNECT inside the tunnel, nor an http:// target in it', async () => {
+    // The routed host is pointed at a plain-HTTP listener: anything that reaches it was sent in clear.
+    const rules = [{ host: 'api.alpha.test', port: 443, toHost: '127.0.0.1', toPort: deny.upstreams.plain.port }]
+    const proxy = await startProxy(adapter, { guard: deny.guard, configDir: join(deny.dir, 'config-plain'), upstreamCa: [deny.pki.caPem], connectTo: rules, log: () => undefined })
+    const before = deny.upstreams.plain.received.length
+    try {
+      const tunnel = await openTunnel(proxy.port, proxy.caCertPem, 'api.alpha.test')
+      if (tunnel !== undefined) {
+        await exchange(tunnel, ['CONNECT api.alpha.test:443 HTTP/1.1\r\nHost: api.alpha.test:443\r\n\r\n', 'GET /v1/models HTTP/1.1\r\nHost: api.alpha.test\r\n\r\n'])
+      }
+      await curl(proxy.url, proxy.caCertPath, 'https://api.alpha.test/v1/models', ['--request-target', 'http://api.alpha.test/v1/models'])
+      await curl(proxy.url, proxy.caCertPath, 'https://api.alpha.test/v1/models')
+    } finally {
+      await proxy.close()
+    }
+    const cleartext = deny.upstreams.plain.received.slice(before)
+    expect(cleartext.filter((r) => JSON.stringify(r.headers).includes(SECRETS.alpha))).toEqual([])
+  })
+
+  it('survives clients that reset right after a CONNECT to a routed host still being resolved', async () => {
+    for (let i = 0; i < 30; i++) {
+      await new Promise<void>((resolve) => {
+        const socket = connect(deny.proxy.port, '127.0.0.1', () => {
+          socket.write('CONNECT api.delta.test:443 HTTP/1.1\r\nHost: api.delta.test:443\r\n\r\n')
+          setTimeout(() => socket.resetAndDestroy(), i % 3)
+        })
+        socket.on('error', () => undefined)
+        socket.on('close', () => resolve())
+      })
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect((await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
+  })
+
+  it('never forwards a request with two Host headers under a credential', async () => {
+    const before = deny.upstreams.alpha.received.length
+    const tunnel = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    expect(tunnel).toBeDefined()
+    const answer = await exchange(tunnel!, ['GET /v1/models HTTP/1.1\r\nHost: api.alpha.test\r\nHost: evil.test\r\n\r\n'])
+    // Refused (mockttp would forward both), or forwarded with only the Host the policy judged.
+    const forwarded = deny.upstreams.alpha.received.slice(before)
+    if (forwarded.length === 0) expect(answer).toMatch(/^HTTP\/1\.1 400/)
+    for (const request of forwarded) {
+      expect(request.rawNames.filter((n) => n === 'host')).toHaveLength(1)
+      expect(request.headers.host).toBe('api.alpha.test')
+    }
+  })
+
+  it('does not speak HTTP/2 to clients: an h2-only TLS client gets no h2, and no request goes upstream', async () => {
+    const before = deny.upstreams.alpha.received.length
+    const tunnel = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', ['h2'])
+    expect(tunnel?.alpnProtocol ?? false).not.toBe('h2')
+    tunnel?.destroy()
+    const session = http2.connect(`http://127.0.0.1:${deny.proxy.port}`)
+    session.on('error', () => undefined)
+    const status = await new Promise<number>((resolve) => {
+      const stream = session.request({ ':method': 'GET', ':path': '/v1/models', ':authority': 'api.alpha.test', ':scheme': 'http' })
+      stream.on('response', (headers) => resolve(Number(headers[':status'])))
+      stream.on('error', () => resolve(0))
+      stream.on('close', () => resolve(0))
+      stream.end()
+    })
+    session.destroy()
+    expect(status).not.toBe(200)
+    expect(deny.upstreams.alpha.received).toHaveLength(before)
+    expect((await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
   })
 
   it('verifies upstream TLS: an upstream whose CA is not trusted gets nothing, the client a 502', async () => {

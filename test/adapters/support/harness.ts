@@ -38,6 +38,8 @@ providers:
     apiUrl: https://api.hanging.test/
   - name: crlf
     apiUrl: https://api.crlf.test/
+  - name: delta
+    apiUrl: https://api.delta.test/
 connections:
   - provider: alpha
     name: default
@@ -54,6 +56,9 @@ connections:
   - provider: crlf
     name: default
     credentials: { headers: { Authorization: "Bearer \${env:EG_CRLF_KEY}" } }
+  - provider: delta
+    name: default
+    credentials: { headers: { Authorization: "Bearer \${env:EG_ALPHA_KEY}" } }
 passthrough: [pypi.test]
 `
 
@@ -76,7 +81,7 @@ export const ADAPTER_TRAITS: Record<AdapterName, { readonly refusesWebSocketWith
 export const startProxy = (adapter: AdapterName, options: Parameters<typeof startHttpMitmProxy>[0]): Promise<RunningProxy> =>
   adapter === 'mockttp' ? startMockttpProxy(options) : startHttpMitmProxy(options)
 
-/** Names each stand-in upstream answers to. */
+/** Names each stand-in upstream answers to (api.delta.test has none: it is resolved, and fails). */
 const NAMES = {
   alpha: ['api.alpha.test'],
   beta: ['api.beta.test', 'x.beta.test'],

@@ -3,10 +3,12 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 
 export interface Pki {
   readonly caPem: string
+  /** A leaf certificate for host names and IP addresses. */
   readonly leaf: (names: ReadonlyArray<string>) => { readonly key: string; readonly cert: string }
 }
 
@@ -22,7 +24,7 @@ export const createPki = (): Pki => {
     caPem: readFileSync(join(dir, 'ca.pem'), 'utf8'),
     leaf: (names) => {
       const id = `leaf${n++}`
-      writeFileSync(join(dir, `${id}.cnf`), `subjectAltName=${names.map((h) => `DNS:${h}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`)
+      writeFileSync(join(dir, `${id}.cnf`), `subjectAltName=${names.map((h) => `${isIP(h) === 0 ? 'DNS' : 'IP'}:${h}`).join(',')}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`)
       openssl(['req', ...ec, '-keyout', `${id}.key`, '-out', `${id}.csr`, '-subj', `/CN=${names[0] ?? 'upstream'}`], dir)
       openssl(['x509', '-req', '-in', `${id}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${id}.pem`, '-days', '2', '-extfile', `${id}.cnf`], dir)
       return { key: readFileSync(join(dir, `${id}.key`), 'utf8'), cert: readFileSync(join(dir, `${id}.pem`), 'utf8') }

@@ -1,0 +1,133 @@
+// One process of the proxy benchmark, by role: the HTTPS upstream, a bare proxy (http-mitm-proxy
+// or mockttp forwarding everything), or egress-guard on either. Guarded proxies run the built
+// package, as users run it. Each prints `{"port": n}` once listening, and answers IPC requests for
+// its event-loop delay; SIGTERM stops it.
+import https from 'node:https'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Session } from 'node:inspector/promises'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+
+import type * as GuardModule from '../../adapters/guard/index.js'
+import type * as HttpMitmProxyModule from '../../adapters/http-mitm-proxy/index.js'
+import type * as MockttpModule from '../../adapters/mockttp/index.js'
+
+/** What the orchestrator hands a role (a JSON file named in argv[3]). */
+export interface RoleConfig {
+  readonly upstreamPort?: number
+  readonly upstreamCa?: string
+  readonly key?: string
+  readonly cert?: string
+  readonly policy?: string
+  readonly secret?: string
+  /** Host names mapped to the upstream (all on port 443). */
+  readonly hosts?: ReadonlyArray<string>
+}
+
+// The libraries' console chatter is silenced, as the command line does.
+for (const method of ['debug', 'info', 'log', 'warn', 'error'] as const) console[method] = () => undefined
+
+const role = process.argv[2] ?? ''
+const config = JSON.parse(readFileSync(process.argv[3] ?? '', 'utf8')) as RoleConfig
+const configDir = mkdtempSync(join(tmpdir(), `eg-bench-${role}-`))
+const loop = monitorEventLoopDelay({ resolution: 1 })
+loop.enable()
+process.on('message', (message: unknown) => {
+  if (message === 'loop:reset') loop.reset()
+  else if (message === 'loop:read') process.send?.({ maxMs: loop.max / 1e6, p99Ms: loop.percentile(99) / 1e6 })
+})
+
+// BENCH_PROFILE=<role> writes a CPU profile of that role to bench/results/<role>-<pid>.cpuprofile.
+const profiling = process.env['BENCH_PROFILE'] === role ? new Session() : undefined
+if (profiling !== undefined) {
+  profiling.connect()
+  await profiling.post('Profiler.enable')
+  await profiling.post('Profiler.start')
+}
+
+const ready = (port: number, caPath: string | undefined, stop: () => Promise<void> | void): void => {
+  process.stdout.write(`${JSON.stringify({ port, caPath })}\n`)
+  process.once('SIGTERM', () => {
+    const profiled = profiling === undefined ? Promise.resolve() : profiling.post('Profiler.stop').then(({ profile }) => writeFileSync(join('bench', 'results', `${role}-${process.pid}.cpuprofile`), JSON.stringify(profile)))
+    profiled.then(() => stop()).finally(() => process.exit(0))
+  })
+}
+
+const connectTo = () => (config.hosts ?? []).map((host) => ({ host, port: 443, toHost: '127.0.0.1', toPort: config.upstreamPort ?? 0 }))
+
+const guarded = async () => {
+  const guardPackage: string = 'egress-guard/guard'
+  const { createGuard, jsonLinesSink, parsePolicyText } = (await import(guardPackage)) as typeof GuardModule
+  const policy = parsePolicyText(config.policy ?? '', 'bench policy')
+  if (policy._tag === 'Left') throw new Error(policy.left.messages.join('\n'))
+  return createGuard({ policy: policy.right, audit: jsonLinesSink({ path: join(configDir, 'audit.jsonl') }), env: { BENCH_KEY: config.secret ?? '' }, log: () => undefined })
+}
+
+switch (role) {
+  case 'upstream': {
+    // Answers every request with which Authorization it saw, so the bench can check its premise.
+    const server = https.createServer({ key: config.key, cert: config.cert, keepAliveTimeout: 60_000 }, (request, response) => {
+      request.resume()
+      request.on('end', () => {
+        const body = `auth:${request.headers.authorization === undefined ? 'none' : request.headers.authorization === `Bearer ${config.secret}` ? 'injected' : 'other'}`
+        response.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(body.length) })
+        response.end(body)
+      })
+    })
+    server.listen(0, '127.0.0.1', () => ready((server.address() as AddressInfo).port, undefined, () => void server.close()))
+    break
+  }
+  case 'hmp-bare': {
+    const { Proxy } = await import('http-mitm-proxy')
+    const proxy = new Proxy()
+    const agent = new https.Agent({ keepAlive: true, ca: config.upstreamCa })
+    // The least a proxy must do here: send each request to the stand-in, with the right TLS name.
+    proxy.onRequest((ctx, callback) => {
+      const options = ctx.proxyToServerRequestOptions as https.RequestOptions
+      options.servername = String(options.host)
+      options.host = '127.0.0.1'
+      options.port = config.upstreamPort ?? 0
+      callback()
+    })
+    proxy.listen({ host: '127.0.0.1', port: 0, sslCaDir: configDir, keepAlive: true, httpsAgent: agent }, () =>
+      ready((proxy as unknown as { httpPort: number }).httpPort, join(configDir, 'certs', 'ca.pem'), () => {
+        proxy.close()
+      })
+    )
+    break
+  }
+  case 'mockttp-bare': {
+    const { getLocal, generateCACertificate } = await import('mockttp')
+    const ca = await generateCACertificate()
+    const mock = getLocal({ https: ca, recordTraffic: false, http2: false })
+    // The stand-in's certificate also names 127.0.0.1, which mockttp checks once the host is replaced.
+    await mock.forAnyRequest().thenPassThrough({
+      additionalTrustedCAs: [{ cert: config.upstreamCa ?? '' }],
+      transformRequest: { replaceHost: { targetHost: `127.0.0.1:${config.upstreamPort ?? 0}`, updateHostHeader: false } }
+    })
+    await mock.start(0)
+    writeFileSync(join(configDir, 'ca.pem'), ca.cert)
+    ready(mock.port, join(configDir, 'ca.pem'), () => mock.stop())
+    break
+  }
+  case 'hmp-guarded':
+  case 'mockttp-guarded': {
+    const guard = await guarded()
+    const options = { guard, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined }
+    const entry: string = role === 'hmp-guarded' ? 'egress-guard/http-mitm-proxy' : 'egress-guard/mockttp'
+    const proxy =
+      role === 'hmp-guarded'
+        ? await ((await import(entry)) as typeof HttpMitmProxyModule).startHttpMitmProxy(options)
+        : await ((await import(entry)) as typeof MockttpModule).startMockttpProxy(options)
+    ready(proxy.port, proxy.caCertPath, async () => {
+      await proxy.close()
+      await guard.close()
+    })
+    break
+  }
+  default:
+    process.stderr.write(`unknown role ${role}\n`)
+    process.exit(2)
+}
