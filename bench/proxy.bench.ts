@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
+import { build } from 'tsup'
 import { Agent, ProxyAgent, type Dispatcher } from 'undici'
 
 import { createPki } from '../test/adapters/support/pki.js'
@@ -23,7 +24,10 @@ const BURST_HOSTS = Number(process.env['BENCH_BURST_HOSTS'] ?? 40)
 const SECRET = 'sk-bench-0c1d2e3f'
 const TOKEN = 'bench-token-0123456789'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const ROLES = join(ROOT, 'bench', 'proxy', 'roles.ts')
+const ROLES_SOURCE = join(ROOT, 'bench', 'proxy', 'roles.ts')
+// Roles run as plain JavaScript: under tsx's loader, the built package would be transformed again
+// (with keepNames) and the guarded proxies measured slower than what users run.
+const ROLES = join(ROOT, 'bench', '.build', 'roles.js')
 const CLI = join(ROOT, 'dist', 'cli.js')
 const ADDON = join(ROOT, 'adapters', 'mitmproxy', 'egress_guard.py')
 const dir = mkdtempSync(join(tmpdir(), 'eg-bench-proxy-'))
@@ -77,7 +81,7 @@ let roles = 0
 const startRole = (role: string, config: RoleConfig) => {
   const file = join(dir, `role-${roles++}.json`) // a 1,000-route policy is too long for argv
   writeFileSync(file, JSON.stringify(config))
-  return startProcess(process.execPath, ['--import', 'tsx', ROLES, role, file], {}, (line) => JSON.parse(line) as { port: number; caPath?: string })
+  return startProcess(process.execPath, [ROLES, role, file], {}, (line) => JSON.parse(line) as { port: number; caPath?: string })
 }
 
 const fromListening = (line: string) => {
@@ -160,6 +164,7 @@ const viaProxy = (name: string, started: Started, upstreamCa: string, path: stri
 const hasMitmdump = spawnSync('mitmdump', ['--version'], { stdio: 'ignore' }).status === 0
 
 const main = async () => {
+  await build({ entry: { roles: ROLES_SOURCE }, outDir: join(ROOT, 'bench', '.build'), format: ['esm'], target: 'node20', external: [/^egress-guard/, 'http-mitm-proxy', 'mockttp'], silent: true, clean: true })
   const pki = createPki()
   const leaf = pki.leaf([HOST, '*.burst.test', '127.0.0.1'])
   const upstream = await startRole('upstream', { ...leaf, secret: SECRET })

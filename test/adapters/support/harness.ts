@@ -12,7 +12,7 @@ import { jsonLinesSink } from '../../../adapters/guard/auditSinks.js'
 import { createGuard, type Guard, type GuardOptions } from '../../../adapters/guard/createGuard.js'
 import { startHttpMitmProxy } from '../../../adapters/http-mitm-proxy/httpMitmProxy.js'
 import { startMockttpProxy } from '../../../adapters/mockttp/mockttpProxy.js'
-import type { AuditEntry, RunningProxy } from '../../../adapters/ports.js'
+import type { AuditEntry, AuditSink, RunningProxy } from '../../../adapters/ports.js'
 import type { ConnectTo } from '../../../adapters/upstream/connectTo.js'
 import { createPki, type Pki } from './pki.js'
 import { startUpstream, type Upstream } from './upstream.js'
@@ -111,6 +111,8 @@ export interface HarnessOptions {
   readonly trustUpstreamCa?: boolean
   readonly guard?: Partial<GuardOptions>
   readonly wrapGuard?: (guard: Guard) => Guard
+  /** Sinks that receive every record besides the harness's own audit file. */
+  readonly extraSinks?: ReadonlyArray<AuditSink>
 }
 
 let sharedPki: Pki | undefined
@@ -129,7 +131,7 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
   const sink = jsonLinesSink({ path: auditPath })
   const guard = createGuard({
     policy: loaded.right,
-    audit: sink,
+    audit: [sink, ...(options.extraSinks ?? [])],
     env: { EG_ALPHA_KEY: SECRETS.alpha, EG_BETA_KEY: SECRETS.beta, EG_CRLF_KEY: 'sk-crlf\r\nX-Injected: 1', PATH: process.env['PATH'] ?? '' },
     credentialTimeoutMs: 1_000,
     log: () => undefined,
