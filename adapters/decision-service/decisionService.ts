@@ -46,18 +46,25 @@ const send = (response: http.ServerResponse, status: number, body: string | obje
   response.end(text)
 }
 
+/**
+ * Reads a body of at most MAX_BODY bytes; undefined beyond that. The rest of an oversized body is
+ * read and dropped (up to 16 times the bound) rather than cut off, so the caller receives the 413:
+ * closing a socket with unread data resets it, and the answer is lost.
+ */
 const readBody = (request: http.IncomingMessage): Promise<string | undefined> =>
   new Promise((resolve) => {
     let size = 0
-    const chunks: Array<Buffer> = []
+    let chunks: Array<Buffer> | undefined = []
     request.on('data', (chunk: Buffer) => {
       size += chunk.length
-      if (size > MAX_BODY) {
+      if (size <= MAX_BODY) chunks?.push(chunk)
+      else if (size > MAX_BODY * 16) request.destroy()
+      else if (chunks !== undefined) {
+        chunks = undefined
         resolve(undefined)
-        request.destroy()
-      } else chunks.push(chunk)
+      }
     })
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    request.on('end', () => resolve(chunks === undefined ? undefined : Buffer.concat(chunks).toString('utf8')))
     request.on('error', () => resolve(undefined))
   })
 
@@ -106,7 +113,7 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
     if (url.pathname === '/v1/decide' || url.pathname === '/v1/tunnel') {
       if (request.method !== 'POST') return send(response, 405, { error: `use POST for ${url.pathname}` }, { allow: 'POST' })
       const body = await readBody(request)
-      if (body === undefined) return send(response, 413, { error: `the body must be JSON of at most ${MAX_BODY} bytes` })
+      if (body === undefined) return send(response, 413, { error: `the body must be JSON of at most ${MAX_BODY} bytes` }, { connection: 'close' })
       let json: unknown
       try {
         json = JSON.parse(body)

@@ -53,6 +53,12 @@ describe('POST /v1/decide', () => {
     if (error !== 'the body is not JSON') expect((json['details'] as Array<string>).length).toBeGreaterThan(0)
   })
 
+  it('answers an oversized body with 413 instead of resetting the connection', async () => {
+    const { status, json } = await call('/v1/decide', JSON.stringify(facts({ path: `/v1/${'x'.repeat(200_000)}` })))
+    expect(status).toBe(413)
+    expect(json['error']).toBe('the body must be JSON of at most 65536 bytes')
+  })
+
   it('names the failing field and never echoes values', async () => {
     const { json } = await call('/v1/decide', facts({ port: 'sk-not-a-port', hostheader: 'secret-ish' }))
     expect(JSON.stringify(json['details'])).toContain('hostheader: unknown key `hostheader`')

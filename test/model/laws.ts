@@ -1,0 +1,84 @@
+// Named laws of the core, each a pure predicate over one decision and what led to it. A law
+// returns true when it holds. laws.test.ts binds them to generated cases; the fuzzer runs them
+// over millions of mutated ones.
+import * as E from 'fp-ts/lib/Either.js'
+
+import {
+  isLocalHost,
+  parseHost,
+  resolveRoute,
+  unmatchedPolicyOf,
+  type CredentialOutcome,
+  type Decided,
+  type ProxyMode,
+  type RequestFacts,
+  type RouteResolution,
+  type RouteTable
+} from '../../core/index.js'
+import { SECRET_PREFIX } from '../arbitraries/request.js'
+
+/** One decision with everything that led to it. */
+export interface Case {
+  readonly table: RouteTable
+  readonly mode: ProxyMode
+  readonly request: RequestFacts
+  readonly resolution: RouteResolution
+  readonly credentials: CredentialOutcome | undefined
+  readonly decided: Decided
+}
+
+const secretsOf = (credentials: CredentialOutcome | undefined): ReadonlyArray<string> =>
+  credentials?._tag === 'Available' ? Object.values(credentials.headers).map((v) => v.split(/[\r\n\u0000]/)[0] ?? v) : []
+
+const requestText = (request: RequestFacts): string => JSON.stringify(request)
+
+/** Laws over a request, its resolution and its decision. */
+export const decisionLaws: Record<string, (c: Case) => boolean> = {
+  injectImpliesHttpsAndMatchedAndAvailable: ({ request, resolution, credentials, decided }) =>
+    decided.decision._tag !== 'Inject' ||
+    (request.scheme.toLowerCase() === 'https' && resolution._tag === 'Matched' && credentials?._tag === 'Available'),
+  injectNeverReachesAHostWithoutARouteOfThatProvider: ({ table, request, resolution, decided }) => {
+    if (decided.decision._tag !== 'Inject' || resolution._tag !== 'Matched') return true
+    const host = parseHost(request.host)
+    return (
+      E.isRight(host) &&
+      !isLocalHost(host.right) &&
+      table.routes.some(
+        (r) =>
+          r.provider === resolution.provider &&
+          r.port === request.port &&
+          (r._tag === 'ExactRoute' ? r.host === host.right : r.pattern.matches(host.right))
+      )
+    )
+  },
+  injectedHeadersAreExactlyTheCredentials: ({ credentials, decided }) =>
+    decided.decision._tag !== 'Inject' ||
+    (credentials?._tag === 'Available' && JSON.stringify(decided.decision.headers) === JSON.stringify(credentials.headers)),
+  denyModesNeverPassUnmatched: ({ mode, resolution, decided }) =>
+    unmatchedPolicyOf(mode) === 'allow' ||
+    decided.decision._tag !== 'Pass' ||
+    (resolution._tag === 'Miss' && (resolution.reason === 'auth_endpoint' || resolution.reason === 'passthrough')),
+  allowModesNeverDeny: ({ mode, decided }) => unmatchedPolicyOf(mode) === 'deny' || decided.decision._tag !== 'Deny',
+  auditNeverContainsSecret: ({ request, credentials, decided }) => {
+    const text = JSON.stringify(decided.audit) + (decided.decision._tag === 'Deny' ? decided.decision.body : '')
+    return secretsOf(credentials).every((s) => !text.includes(s) || requestText(request).includes(s)) && !text.includes(SECRET_PREFIX)
+  },
+  auditPathNeverHasQuery: ({ decided }) => decided.audit.every((r) => !(r.metadata['path'] ?? '').includes('?')),
+  everyDecisionIsAudited: ({ decided }) => decided.audit.length >= 1,
+  closeTunnelExactlyForConnect: ({ request, decided }) =>
+    decided.decision._tag !== 'Deny' || decided.decision.closeTunnel === (request.method === 'CONNECT'),
+  plainHttpNeverInjects: ({ request, decided }) => request.scheme.toLowerCase() === 'https' || decided.decision._tag !== 'Inject',
+  localDestinationsNeverMatch: ({ request, resolution }) => {
+    const host = parseHost(request.host)
+    return resolution._tag !== 'Matched' || (E.isRight(host) && !isLocalHost(host.right))
+  },
+  hostCaseAndTrailingDotIrrelevant: ({ table, request, resolution }) => {
+    const varied = { ...request, host: `${request.host.toUpperCase()}${request.host.endsWith('.') ? '' : '.'}` }
+    return request.host.includes('[') || JSON.stringify(resolveRoute(table, varied)) === JSON.stringify(resolution)
+  },
+  queryStringIrrelevant: ({ table, request, resolution }) =>
+    request.path.includes('?') ||
+    request.path.includes('#') ||
+    JSON.stringify(resolveRoute(table, { ...request, path: `${request.path}?token=x&v=/../admin` })) === JSON.stringify(resolution)
+}
+
