@@ -35,6 +35,11 @@ const RESERVED = new Set(['host', 'connection', 'content-length', 'transfer-enco
 const isDict = (value: unknown): value is Readonly<Record<string, unknown>> =>
   typeof value === 'object' && value !== null && !Array.isArray(value)
 
+// Outcomes this function returned, frozen with their headers. A frozen outcome cannot change, so
+// it needs no second check: the guard passes the same checked outcome for every request until its
+// credentials change, and only the first request pays for the checks.
+const checkedOutcomes = new WeakSet<object>()
+
 /**
  * Checks an outcome before anything is injected: credential headers must be legal HTTP headers
  * (no CR, LF, NUL), none may be a connection or `Proxy-*` header, and no name may repeat in
@@ -42,6 +47,8 @@ const isDict = (value: unknown): value is Readonly<Record<string, unknown>> =>
  */
 export const usableCredentials = (outcome: unknown): CredentialOutcome => {
   if (!isDict(outcome)) return unavailable('no credentials were resolved')
+  // INVARIANT: only an outcome returned below (frozen, so unchanged) skips the checks.
+  if (checkedOutcomes.has(outcome)) return outcome as unknown as Available
   if (outcome['_tag'] === 'Unavailable') {
     const error = outcome['error']
     return unavailable(typeof error === 'string' && error !== '' ? error : 'credentials are unavailable')
@@ -69,5 +76,7 @@ export const usableCredentials = (outcome: unknown): CredentialOutcome => {
     checked[name] = value
   }
   const expiresAt = outcome['expiresAt']
-  return { _tag: 'Available', headers: Object.freeze(checked), ...(expiresAt instanceof Date ? { expiresAt } : {}) }
+  const usable: Available = Object.freeze({ _tag: 'Available', headers: Object.freeze(checked), ...(expiresAt instanceof Date ? { expiresAt } : {}) })
+  checkedOutcomes.add(usable)
+  return usable
 }

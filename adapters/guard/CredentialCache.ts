@@ -1,4 +1,4 @@
-import { unavailable, type CredentialOutcome } from '../../core/index.js'
+import { unavailable, usableCredentials, type CredentialOutcome } from '../../core/index.js'
 import type { Clock, CredentialSource } from '../ports.js'
 
 /** Options of the credential cache (SPEC.md §7). */
@@ -53,13 +53,16 @@ export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000
 
   const get = (provider: string, connection: string): Promise<CredentialOutcome> => {
     const key = `${provider}\u0000${connection}`
-    const now = clock.now().getTime()
     const cached = entries.get(key)
-    if (cached !== undefined && (cached.refreshAt === undefined || now < cached.refreshAt)) return Promise.resolve(cached.outcome)
+    if (cached !== undefined && (cached.refreshAt === undefined || clock.now().getTime() < cached.refreshAt)) return Promise.resolve(cached.outcome)
     const pending = inFlight.get(key)
     if (pending !== undefined) return pending
     const started = generation
-    const resolution = resolveWithTimeout(provider, connection).then((outcome) => {
+    const resolution = resolveWithTimeout(provider, connection).then((resolved) => {
+      // The outcome is kept as the core checked it (frozen): its check then costs nothing on later
+      // requests. Headers the check refuses are kept as they came, and refused on every request.
+      const checked = resolved._tag === 'Available' ? usableCredentials(resolved) : resolved
+      const outcome = checked._tag === 'Available' ? checked : resolved
       // INVARIANT: only the resolution of the current generation is kept, and only a success.
       if (started === generation) {
         inFlight.delete(key)

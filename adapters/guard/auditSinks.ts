@@ -8,12 +8,18 @@ import type { AuditEntry, AuditSink, Logger } from '../ports.js'
 export interface SinkOptions {
   /** Entries waiting for delivery before new ones are dropped (and counted). Default 10,000. */
   readonly maxQueue?: number
+  /** How long an entry may wait to be written with the next ones (default 20 ms); `flush` and `close` write at once. */
+  readonly batchMs?: number
   readonly log?: Logger
 }
+
+/** Entries written together at most, whatever the wait. */
+const MAX_BATCH = 512
 
 /** JSON lines to a file (appended, created 0600) or to a stream such as stdout; never blocks a request. */
 export const jsonLinesSink = (target: { readonly path: string } | { readonly stream: NodeJS.WritableStream }, options: SinkOptions = {}): AuditSink => {
   const maxQueue = options.maxQueue ?? 10_000
+  const batchMs = options.batchMs ?? 20
   const file: WriteStream | undefined = 'path' in target ? createWriteStream(target.path, { flags: 'a', mode: 0o600 }) : undefined
   // An audit file that already existed keeps no looser permissions than a new one.
   file?.once('open', () => {
@@ -41,12 +47,17 @@ export const jsonLinesSink = (target: { readonly path: string } | { readonly str
     pending = 0
     settle()
   })
-  // Lines written in one turn of the event loop go out in one write (one system call under load).
+  // Entries are written together: one write (one system call, one trip through libuv's thread
+  // pool for a file) per batch, not per request. A batch goes out when it is `batchMs` old or
+  // holds MAX_BATCH entries, whichever comes first.
   let batch: Array<string> = []
+  let timer: NodeJS.Timeout | undefined
   const writeBatch = () => {
+    clearTimeout(timer)
+    timer = undefined
     const lines = batch
     batch = []
-    if (broken) return
+    if (broken || lines.length === 0) return
     stream.write(lines.join(''), () => {
       pending = Math.max(0, pending - lines.length)
       settle()
@@ -59,11 +70,16 @@ export const jsonLinesSink = (target: { readonly path: string } | { readonly str
         return
       }
       pending++
-      if (batch.length === 0) setImmediate(writeBatch)
       batch.push(`${JSON.stringify(entry)}\n`)
+      if (batch.length >= MAX_BATCH) writeBatch()
+      else timer ??= setTimeout(writeBatch, batchMs)
     },
-    flush: () => (pending === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
+    flush: () => {
+      writeBatch()
+      return pending === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))
+    },
     close: async () => {
+      writeBatch()
       if (pending > 0) await new Promise<void>((resolve) => waiters.push(resolve))
       if (file !== undefined) await new Promise<void>((resolve) => file.end(resolve))
     },

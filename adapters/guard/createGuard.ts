@@ -81,24 +81,24 @@ interface Snapshot {
   readonly policy: LoadedPolicy
   readonly mode: ProxyMode
   readonly table: RouteTable
-  readonly loginCommands: ReadonlyMap<string, string>
+  /** The `no_credentials` pointers of each provider that has its own login command. */
+  readonly denyTexts: ReadonlyMap<string, DenyText>
+  /** The policy's own pointers, for every other provider. */
+  readonly denyText: DenyText
 }
 
 const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined): Snapshot => {
   const mode = override ?? policy.file.mode ?? DEFAULT_MODE
-  const loginCommands = new Map<string, string>()
-  for (const p of policy.file.providers) if (p.loginCommand !== undefined) loginCommands.set(p.name, p.loginCommand)
-  return { policy, mode, table: buildRouteTable(policy.input, scopeOf(mode)).table, loginCommands }
+  const base = policy.file.denyText ?? {}
+  const dashboard = base.dashboardUrl === undefined ? {} : { dashboardUrl: base.dashboardUrl }
+  const denyText: DenyText = { ...(base.loginCommand === undefined ? {} : { loginCommand: base.loginCommand }), ...dashboard }
+  const denyTexts = new Map<string, DenyText>()
+  for (const p of policy.file.providers) if (p.loginCommand !== undefined) denyTexts.set(p.name, { loginCommand: p.loginCommand, ...dashboard })
+  return { policy, mode, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText }
 }
 
-const denyTextFor = (snapshot: Snapshot, provider: string | undefined): DenyText => {
-  const base = snapshot.policy.file.denyText ?? {}
-  const loginCommand = (provider === undefined ? undefined : snapshot.loginCommands.get(provider)) ?? base.loginCommand
-  return {
-    ...(loginCommand === undefined ? {} : { loginCommand }),
-    ...(base.dashboardUrl === undefined ? {} : { dashboardUrl: base.dashboardUrl })
-  }
-}
+const denyTextFor = (snapshot: Snapshot, provider: string | undefined): DenyText =>
+  (provider === undefined ? undefined : snapshot.denyTexts.get(provider)) ?? snapshot.denyText
 
 /** Builds a guard: `evaluate` is facts → resolveRoute → credentials → decide → audit, from core functions only. */
 export const createGuard = (options: GuardOptions): Guard => {
@@ -117,8 +117,9 @@ export const createGuard = (options: GuardOptions): Guard => {
   let cache = createCredentialCache({ source, ...cacheOptions })
 
   const record = (records: ReadonlyArray<AuditRecord>, mode: ProxyMode, decisionId: string): void => {
+    if (records.length === 0) return
     const time = clock.now().toISOString()
-    for (const r of records) audit.write({ time, mode, decisionId, ...r })
+    for (const r of records) audit.write({ time, mode, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
   }
 
   const swap = (next: Snapshot, policyChanged: boolean): void => {

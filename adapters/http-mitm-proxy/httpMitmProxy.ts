@@ -1,6 +1,6 @@
 import http from 'node:http'
 import https from 'node:https'
-import { isIP, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { createSecureContext, rootCertificates, type TLSSocket } from 'node:tls'
@@ -97,10 +97,24 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
 
   // Where a request goes: the CONNECT authority (never its Host header), or the absolute URI of a
-  // plain proxy request, pinned to one resolved address (see pinDestination).
-  const destination = async (ctx: IContext | IWebSocketContext, fallback: ConnectTarget | undefined): Promise<PinnedDestination | undefined> => {
-    const raw = ctx.connectRequest === undefined ? fallback : connectTarget(ctx.connectRequest.url)
-    return raw === undefined ? undefined : pinDestination(raw, ctx.isSSL, rules)
+  // plain proxy request, pinned to one resolved address (see pinDestination). A tunnel is pinned
+  // once, as the mockttp adapter does: every request inside it goes to the address judged for its
+  // first one, and no request pays for a name lookup. A lookup that failed is not kept.
+  const pins = new WeakMap<http.IncomingMessage, Promise<PinnedDestination>>()
+  const destination = (ctx: IContext | IWebSocketContext, fallback: ConnectTarget | undefined): Promise<PinnedDestination | undefined> => {
+    const connect = ctx.connectRequest
+    if (connect === undefined) return fallback === undefined ? Promise.resolve(undefined) : pinDestination(fallback, ctx.isSSL, rules)
+    const known = pins.get(connect)
+    if (known !== undefined) return known
+    const raw = connectTarget(connect.url)
+    if (raw === undefined) return Promise.resolve(undefined)
+    const pinned = pinDestination(raw, ctx.isSSL, rules)
+    pins.set(connect, pinned)
+    pinned.then(
+      (where) => where.resolved || pins.delete(connect),
+      () => pins.delete(connect)
+    )
+    return pinned
   }
 
   const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: PinnedDestination, method: string): RequestFacts => {
@@ -186,7 +200,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       const pinned = options_ as typeof options_ & https.RequestOptions
       pinned.host = where.upstream.host
       pinned.port = where.upstream.port
-      if (ctx.isSSL && isIP(where.target.host) === 0) pinned.servername = where.target.host
+      if (ctx.isSSL && where.servername !== undefined) pinned.servername = where.servername
       return true
     }
     handle().then(
@@ -232,7 +246,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       }
       wsOptions.headers = headers as Record<string, string>
       wsOptions.url = `${ctx.isSSL ? 'wss' : 'ws'}://${hostForUrl(where.upstream.host)}:${where.upstream.port}${request.url ?? '/'}`
-      if (ctx.isSSL && isIP(where.target.host) === 0) (wsOptions as { servername?: string }).servername = where.target.host
+      if (ctx.isSSL && where.servername !== undefined) (wsOptions as { servername?: string }).servername = where.servername
       return true
     }
     handle().then(

@@ -17,6 +17,8 @@ export interface PinnedDestination {
   readonly dialed: string | undefined
   /** False when the name could not be resolved ahead: such a request is never sent credentials. */
   readonly resolved: boolean
+  /** The name upstream TLS verifies: the target host, unless it is an IP address. */
+  readonly servername: string | undefined
 }
 
 /**
@@ -29,14 +31,15 @@ export const pinDestination = async (raw: ConnectTarget, tls: boolean, rules: Re
   const normalised = parseHost(raw.host)
   const host = E.isRight(normalised) ? normalised.right : raw.host
   const target = { host, port: raw.port }
+  const servername = isIP(host) === 0 ? host : undefined
   const mapped = upstreamFor(rules, host, raw.port)
-  if (mapped.overridden) return { target, upstream: mapped, dialed: undefined, resolved: true }
-  if (isIP(host) !== 0) return { target, upstream: mapped, dialed: host, resolved: true }
-  if (!tls) return { target, upstream: mapped, dialed: undefined, resolved: false }
+  if (mapped.overridden) return { target, upstream: mapped, dialed: undefined, resolved: true, servername }
+  if (servername === undefined) return { target, upstream: mapped, dialed: host, resolved: true, servername }
+  if (!tls) return { target, upstream: mapped, dialed: undefined, resolved: false, servername }
   try {
     const { address } = await lookup(host)
-    return { target, upstream: { host: address, port: raw.port, overridden: false }, dialed: address, resolved: true }
+    return { target, upstream: { host: address, port: raw.port, overridden: false }, dialed: address, resolved: true, servername }
   } catch {
-    return { target, upstream: mapped, dialed: undefined, resolved: false }
+    return { target, upstream: mapped, dialed: undefined, resolved: false, servername }
   }
 }

@@ -2,7 +2,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 
-import { buildRouteTable, compileHostPattern, decide, decideTunnel, overbroadWitness, redactUrl, resolveRoute, type RequestFacts } from '../../core/index.js'
+import { buildRouteTable, compileHostPattern, decide, decideTunnel, overbroadWitness, redactUrl, resolveRoute, usableCredentials, type RequestFacts } from '../../core/index.js'
 
 const request = (host: string, path = '/', scheme = 'https'): RequestFacts => ({ scheme, host, port: 443, path, method: 'GET' })
 const tableOf = (apiUrls: Record<string, string | ReadonlyArray<string>>, oauth: Record<string, string> = {}) =>
@@ -89,6 +89,18 @@ describe('credentials are checked and injected as one copy', () => {
     })
     expect(decision).toEqual({ _tag: 'Inject', headers: { Authorization: 'Bearer ok' } })
     expect(Object.isFrozen(decision._tag === 'Inject' ? decision.headers : {})).toBe(true)
+  })
+})
+
+describe('a checked outcome is checked once', () => {
+  it('returns its own frozen result unchanged, and checks anything else again', () => {
+    const checked = usableCredentials({ _tag: 'Available', headers: { Authorization: 'Bearer ok' } })
+    expect(Object.isFrozen(checked)).toBe(true)
+    expect(usableCredentials(checked)).toBe(checked)
+    // A copy made from the checked one, with a bad value, is not trusted for having been built from it.
+    const tampered = { ...checked, headers: { ...(checked._tag === 'Available' ? checked.headers : {}), 'X-Evil': 'a\r\nb' } }
+    expect(usableCredentials(tampered)._tag).toBe('Unavailable')
+    expect(decide({ mode: 'connected_deny', request: request('api.x.com'), resolution: { _tag: 'Matched', provider: 'p', connection: 'default' }, credentials: tampered }).decision._tag).toBe('Deny')
   })
 })
 

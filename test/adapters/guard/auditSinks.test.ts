@@ -8,6 +8,7 @@ import { PassThrough, Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 
 import { fanOut, httpSink, jsonLinesSink } from '../../../adapters/guard/auditSinks.js'
+import { decisionLogSink } from '../../../adapters/cli/decisionLog.js'
 import type { AuditEntry } from '../../../adapters/ports.js'
 
 const entry = (n: number): AuditEntry => ({
@@ -42,6 +43,37 @@ describe('JSON-lines sink', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600)
   })
 
+  it('writes the entries of a burst together, within its batch delay and without a flush', async () => {
+    const writes: Array<string> = []
+    const stream = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        writes.push(chunk.toString())
+        done()
+      }
+    })
+    const sink = jsonLinesSink({ stream }, { batchMs: 10 })
+    for (let i = 0; i < 100; i++) sink.write(entry(i))
+    expect(writes).toEqual([])
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    expect(writes).toHaveLength(1)
+    expect((writes[0] ?? '').trim().split('\n').map((l) => JSON.parse(l).decisionId)).toEqual(Array.from({ length: 100 }, (_, i) => `d${i}`))
+  })
+
+  it('writes at once on flush, and never holds more than 512 entries back', async () => {
+    const writes: Array<number> = []
+    const stream = new Writable({
+      write: (chunk: Buffer, _encoding, done) => {
+        writes.push(chunk.toString().trim().split('\n').length)
+        done()
+      }
+    })
+    const sink = jsonLinesSink({ stream }, { batchMs: 60_000 })
+    for (let i = 0; i < 1000; i++) sink.write(entry(i))
+    expect(writes).toEqual([512])
+    await sink.flush()
+    expect(writes).toEqual([512, 488])
+  })
+
   it('never blocks: past its bound it drops and counts', async () => {
     // A stream that never finishes a write: every entry stays pending.
     const stuck = new Writable({ write: () => undefined, highWaterMark: 1 })
@@ -57,6 +89,21 @@ describe('JSON-lines sink', () => {
     await new Promise((resolve) => setImmediate(resolve))
     sink.write(entry(1))
     expect(sink.dropped()).toBe(1)
+  })
+})
+
+describe('decision log', () => {
+  it('writes the lines of a burst in one write, and the rest on close', async () => {
+    const written: Array<string> = []
+    const sink = decisionLogSink((text) => written.push(text), true, 10)
+    sink.write(entry(1))
+    sink.write(entry(2))
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    expect(written.map((t) => t.split('\n').map((l) => JSON.parse(l).decisionId))).toEqual([['d1', 'd2']])
+    sink.write(entry(3))
+    await sink.close()
+    expect(written).toHaveLength(2)
+    expect(JSON.parse(written[1] ?? '').decisionId).toBe('d3')
   })
 })
 
