@@ -77,9 +77,11 @@ const tokenMatches = (expected: string, request: http.IncomingMessage): boolean 
 }
 
 // Gateways tell the service the upstream they will call; without a declared https upstream the
-// request counts as plain http, which never receives credentials (fail closed).
+// request counts as plain http, which never receives credentials (fail closed). The host is never
+// taken from the check request's own Host: that is the client's, and the client would choose
+// whose credentials the gateway sends to the upstream it routes to.
 const gatewayFacts = (request: http.IncomingMessage, path: string, prefix: 'x-original-' | 'x-egress-guard-upstream-'): E.Either<string, RequestFacts> => {
-  const host = header(request, `${prefix}host`) ?? (prefix === 'x-egress-guard-upstream-' ? header(request, 'host') : undefined)
+  const host = header(request, `${prefix}host`)
   if (host === undefined || host === '') return E.left(`missing ${prefix}host header: set it to the upstream host in the gateway configuration`)
   const scheme = header(request, `${prefix}scheme`) ?? 'http'
   const port = Number(header(request, `${prefix}port`) ?? (scheme === 'https' ? 443 : 80))

@@ -92,6 +92,16 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('Envoy ext_authz
     if (mode.endsWith('deny')) expect(answer.status).toBe(403)
   })
 
+  it('never takes the upstream from the client\'s Host: a check without the declared upstream host is denied', async () => {
+    const response = await fetch(`${service.url}/v1/envoy/v1/models`, {
+      headers: { host: 'api.alpha.test', authorization: `Bearer ${TOKEN}`, 'x-egress-guard-upstream-scheme': 'https', 'x-egress-guard-upstream-port': '443' }
+    })
+    const body = await response.text()
+    expect(response.status).toBe(403)
+    expect(body).toBe('Forbidden: missing x-egress-guard-upstream-host header: set it to the upstream host in the gateway configuration')
+    expect(JSON.stringify([...response.headers])).not.toContain(KEY)
+  })
+
   it('refuses a check without the token (Envoy then denies: failure_mode_allow is false)', async () => {
     const response = await fetch(`${service.url}/v1/envoy/v1/models`, { headers: { 'x-egress-guard-upstream-host': 'api.alpha.test', 'x-egress-guard-upstream-scheme': 'https' } })
     expect(response.status).toBe(401)
