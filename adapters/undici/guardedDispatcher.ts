@@ -20,23 +20,26 @@ export class EgressGuardDenied extends Error {
 type Headers = Dispatcher.DispatchOptions['headers']
 type HeaderPairs = Array<[string, string]>
 
-// undici accepts headers as an object, a flat [name, value, …] array or an iterable of pairs.
+const text = (value: unknown): string => (Buffer.isBuffer(value) ? value.toString('latin1') : String(value))
+const pairsFrom = (name: unknown, value: unknown): HeaderPairs =>
+  value === undefined || value === null ? [] : Array.isArray(value) ? value.map((v) => [text(name), text(v)] as [string, string]) : [[text(name), text(value)]]
+
+// undici accepts headers as an object, a flat [name, value, …] array (a value may itself be an
+// array of values) or an iterable of [name, value] pairs. A flat array of odd length is not a
+// header list: reading it throws, and the request is denied as `internal_error`.
 const pairsOf = (headers: Headers): HeaderPairs => {
   if (headers === undefined || headers === null) return []
-  if (Array.isArray(headers)) {
+  if (Array.isArray(headers) && !Array.isArray(headers[0])) {
     const flat = headers as ReadonlyArray<unknown>
-    if (flat.every((h) => typeof h === 'string')) {
-      const pairs: HeaderPairs = []
-      for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([String(flat[i]), String(flat[i + 1])])
-      return pairs
-    }
+    if (flat.length % 2 !== 0) throw new Error('a flat header array needs a value for every name')
+    const pairs: HeaderPairs = []
+    for (let i = 0; i < flat.length; i += 2) pairs.push(...pairsFrom(flat[i], flat[i + 1]))
+    return pairs
   }
   if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    return [...(headers as Iterable<[string, string | ReadonlyArray<string>]>)].flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)]]))
+    return [...(headers as Iterable<readonly [unknown, unknown]>)].flatMap(([k, v]) => pairsFrom(k, v))
   }
-  return Object.entries(headers as Record<string, string | ReadonlyArray<string> | undefined>).flatMap(([k, v]) =>
-    v === undefined ? [] : Array.isArray(v) ? v.map((x) => [k, String(x)] as [string, string]) : [[k, String(v)] as [string, string]]
-  )
+  return Object.entries(headers as Record<string, unknown>).flatMap(([k, v]) => pairsFrom(k, v))
 }
 
 const withCredentials = (headers: Headers, credentials: Readonly<Record<string, string>>): Array<string> => {

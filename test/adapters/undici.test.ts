@@ -79,6 +79,46 @@ describe('GuardedDispatcher with undici fetch', () => {
   })
 })
 
+describe('GuardedDispatcher with every header form undici accepts', () => {
+  const sent = async (headers: unknown): Promise<Record<string, unknown>> => {
+    const dispatcher = new GuardedDispatcher(guardFor('connected_allow'), base)
+    const response = await dispatcher.request({ origin: `https://api.alpha.test:${upstream.port}`, path: '/v1/forms', method: 'GET', headers: headers as never })
+    await response.body.text()
+    return upstream.received.at(-1)?.headers ?? {}
+  }
+
+  it.each<[string, unknown]>([
+    ['an object', { 'x-multi': ['1', '2'], 'x-one': 'v', authorization: 'Bearer caller' }],
+    ['a flat array with an array value', ['x-multi', ['1', '2'], 'x-one', 'v', 'authorization', 'Bearer caller']],
+    ['a flat array of strings', ['x-multi', '1', 'x-multi', '2', 'x-one', 'v', 'authorization', 'Bearer caller']],
+    ['an iterable of pairs', new Map<string, string | Array<string>>([['x-multi', ['1', '2']], ['x-one', 'v'], ['authorization', 'Bearer caller']])]
+  ])('keeps every header of %s, and replaces the credential header', async (_, headers) => {
+    const seen = await sent(headers)
+    expect(seen['x-multi']).toBe('1, 2')
+    expect(seen['x-one']).toBe('v')
+    expect(seen['authorization']).toBe(`Bearer ${KEY}`)
+  })
+
+  it('reads a Host given in a flat array with an array value, so a mismatch is caught', async () => {
+    const audit: Array<AuditEntry> = []
+    const dispatcher = new GuardedDispatcher(guardFor('connected_deny', audit), base)
+    const error = await dispatcher
+      .request({ origin: `https://api.alpha.test:${upstream.port}`, path: '/v1/x', method: 'GET', headers: ['x-multi', ['1', '2'], 'host', 'evil.test'] as never })
+      .then(() => undefined, (e: unknown) => e)
+    expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'host_mismatch' })
+  })
+
+  it('denies a flat header array with a name and no value', async () => {
+    const before = upstream.received.length
+    const dispatcher = new GuardedDispatcher(guardFor('connected_allow'), base)
+    const error = await dispatcher
+      .request({ origin: `https://api.alpha.test:${upstream.port}`, path: '/v1/x', method: 'GET', headers: ['x-one', 'v', 'x-orphan'] as never })
+      .then(() => undefined, (e: unknown) => e)
+    expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'internal_error' })
+    expect(upstream.received).toHaveLength(before)
+  })
+})
+
 describe('installGlobalGuard', () => {
   it('guards Node’s built-in fetch and undici’s, and restores the previous dispatcher', async () => {
     const restore = installGlobalGuard(guardFor('connected_deny'), base)
