@@ -33,7 +33,7 @@ describe('the built package', () => {
     })
   }
 
-  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/mockttp', 'egress-guard/undici']) {
+  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/mockttp', 'egress-guard/undici', 'egress-guard/decision-service']) {
     for (const type of ['module', 'commonjs']) {
       it(`loads ${entry} as ${type === 'module' ? 'ESM' : 'CommonJS'}`, () => {
         const load = type === 'module' ? `const m = await import('${entry}')` : `const m = require('${entry}')`
@@ -41,6 +41,8 @@ describe('the built package', () => {
           ? ['createGuard', 'parsePolicyText', 'jsonLinesSink', 'openPolicyFile']
           : entry.endsWith('undici')
             ? ['installGlobalGuard', 'GuardedDispatcher', 'EgressGuardDenied']
+            : entry.endsWith('decision-service')
+              ? ['startDecisionService']
             : entry.endsWith('mockttp')
               ? ['startMockttpProxy', 'loadOrCreateCa', 'parseConnectTo']
               : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
@@ -49,6 +51,14 @@ describe('the built package', () => {
       })
     }
   }
+
+  it('publishes the mitmproxy addon and the nginx and Envoy examples the README points to', () => {
+    const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' })) as Array<{ files: Array<{ path: string }> }>
+    const files = new Set(packed?.files.map((f) => f.path))
+    for (const path of ['adapters/mitmproxy/egress_guard.py', 'examples/nginx/egress-guard.conf', 'examples/envoy/envoy.yaml', 'dist/cli.js', 'dist/core/index.js']) expect(files).toContain(path)
+    expect([...files].filter((f) => !f.startsWith('dist/') && !f.startsWith('examples/'))).toEqual(expect.arrayContaining(['package.json', 'README.md']))
+    expect([...files].some((f) => f.startsWith('test/') || f.startsWith('core/') || (f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.endsWith('.d.cts')))).toBe(false)
+  })
 
   it('lists types first in every export condition and ships declaration files', () => {
     const pkg = JSON.parse(readFileSync(`${root}/package.json`, 'utf8')) as { exports: Record<string, unknown> }
