@@ -1,7 +1,7 @@
 // Real mitmdump (Debian's mitmproxy) running the shipped addon adapters/mitmproxy/egress_guard.py
 // against the decision service, in front of a local HTTPS upstream, driven by curl.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import type net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,7 +16,7 @@ import { freePort, isListening } from '../support/ports.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 import { KEY, startService, TOKEN } from './support.js'
 
-const ADDON = fileURLToPath(new URL('../../../adapters/mitmproxy/egress_guard.py', import.meta.url))
+const NAMES = ['api.alpha.test', 'other.test', 'pypi.test']
 
 const curl = (proxy: string, ca: string, url: string, headers: ReadonlyArray<string> = []): Promise<{ status: number; body: string }> =>
   new Promise((resolve) => {
@@ -29,32 +29,53 @@ const curl = (proxy: string, ca: string, url: string, headers: ReadonlyArray<str
 interface Mitmdump {
   readonly proxy: string
   readonly ca: string
+  /** The stand-in upstream's CA alone: a client trusting only it succeeds only through an untouched tunnel. */
+  readonly upstreamCa: string
+  /** What mitmdump printed on stderr so far. */
+  readonly stderr: () => string
   readonly stop: () => Promise<void>
 }
 
-// mitmdump with the addon; a dead http_proxy in its environment must not affect its service calls.
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+
+/** The command of the README's mitmproxy section, as written there, for this service and token. */
+export const readmeMitmdump = (serviceUrl: string, token: string): ReadonlyArray<string> => {
+  const section = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n### mitmproxy\n')[1] ?? ''
+  const block = /```sh\n(mitmdump[^`]*)```/.exec(section)?.[1] ?? ''
+  const words = block.replace(/\\\n/g, ' ').trim().split(/\s+/)
+  if (words[0] !== 'mitmdump' || !words.includes('egress_guard_url=http://127.0.0.1:8181') || !words.includes('egress_guard_token=TOKEN')) {
+    throw new Error('the README has no mitmdump command of the expected shape in its mitmproxy section')
+  }
+  return words.slice(1).map((w) => (w === 'adapters/mitmproxy/egress_guard.py' ? join(ROOT, w) : w.replace('http://127.0.0.1:8181', serviceUrl).replace(/=TOKEN$/, `=${token}`)))
+}
+
+// mitmdump as the README runs it, plus what a test needs (a free port, its own confdir, trust in
+// the stand-in's CA, the stand-in's address); a dead http_proxy in its environment must not
+// affect its service calls.
 const startMitmdump = async (serviceUrl: string, upstream: Upstream, caPem: string, extra: ReadonlyArray<string> = []): Promise<Mitmdump> => {
   const dir = mkdtempSync(join(tmpdir(), 'eg-mitmdump-'))
-  writeFileSync(join(dir, 'upstream-ca.pem'), caPem)
+  const upstreamCa = join(dir, 'upstream-ca.pem')
+  writeFileSync(upstreamCa, caPem)
   const port = await freePort()
   const ca = join(dir, 'mitmproxy-ca-cert.pem')
-  const rules = ['api.alpha.test', 'other.test'].map((h) => `${h}:443:127.0.0.1:${upstream.port}`).join(',')
+  const rules = NAMES.map((h) => `${h}:443:127.0.0.1:${upstream.port}`).join(',')
   const child: ChildProcess = spawn(
     'mitmdump',
-    ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`, '--set', 'connection_strategy=lazy',
-      '--set', `ssl_verify_upstream_trusted_ca=${join(dir, 'upstream-ca.pem')}`, '-s', ADDON,
-      '--set', `egress_guard_url=${serviceUrl}`, '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`, ...extra],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, http_proxy: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', no_proxy: '', NO_PROXY: '' } }
+    [...readmeMitmdump(serviceUrl, TOKEN), '--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${dir}`,
+      '--set', `ssl_verify_upstream_trusted_ca=${upstreamCa}`, '--set', `egress_guard_connect_to=${rules}`, ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, http_proxy: 'http://127.0.0.1:9', HTTP_PROXY: 'http://127.0.0.1:9', no_proxy: '', NO_PROXY: '' } }
   )
   let stderr = ''
+  // mitmdump writes its own errors to stdout or stderr depending on the version: both are kept.
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()))
   const stop = async () => {
-    child.kill('SIGTERM')
-    await new Promise((resolve) => child.once('exit', resolve))
+    if (child.exitCode === null) child.kill('SIGTERM')
+    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
   }
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 200 && child.exitCode === null; i++) {
     const listening = await isListening(port)
-    if (listening && existsSync(ca)) return { proxy: `http://127.0.0.1:${port}`, ca, stop }
+    if (listening && existsSync(ca)) return { proxy: `http://127.0.0.1:${port}`, ca, upstreamCa, stderr: () => stderr, stop }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   await stop()
@@ -69,7 +90,7 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
   let ca = ''
   beforeAll(async () => {
     const pki = createPki()
-    upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test', 'other.test']))
+    upstream = await startUpstream('alpha', pki.leaf(NAMES))
     ;({ service } = await startService(mode, TOKEN))
     mitmdump = await startMitmdump(service.url, upstream, pki.caPem)
     ;({ proxy, ca } = mitmdump)
@@ -101,16 +122,27 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('mitmdump with t
     }
   })
 
-  it(mode.endsWith('deny') ? 'refuses the CONNECT to a host without routes' : 'lets a host without routes through, without credentials', async () => {
-    const before = upstream.received.length
-    const answer = await curl(proxy, ca, 'https://other.test/')
+  it(mode.endsWith('deny') ? 'refuses the CONNECT to a host without routes, without connecting upstream' : 'tunnels a host without routes untouched: the client sees the upstream’s own certificate', async () => {
+    const before = { requests: upstream.received.length, connections: upstream.connections() }
     if (mode.endsWith('deny')) {
+      const answer = await curl(proxy, ca, 'https://other.test/')
       expect(answer.status).toBe(0)
-      expect(upstream.received).toHaveLength(before)
+      expect(upstream.received).toHaveLength(before.requests)
+      expect(upstream.connections()).toBe(before.connections)
     } else {
+      // Trusting the stand-in's CA alone: an intercepted tunnel would fail the handshake.
+      const answer = await curl(proxy, mitmdump.upstreamCa, 'https://other.test/', ['Authorization: Bearer client-own'])
       expect(answer.status).toBe(200)
-      expect(upstream.received.at(-1)?.headers.authorization).toBeUndefined()
+      expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer client-own')
+      expect((await curl(proxy, ca, 'https://other.test/')).status).toBe(0)
     }
+  })
+
+  it('tunnels a passthrough host untouched', async () => {
+    const answer = await curl(proxy, mitmdump.upstreamCa, 'https://pypi.test/simple/', ['Authorization: Bearer client-own'])
+    expect(answer.status).toBe(200)
+    expect(upstream.received.at(-1)?.path).toBe('/simple/')
+    expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer client-own')
   })
 
   it('never injects when the Host header names another host', async () => {
@@ -134,7 +166,7 @@ describe('mitmdump with the shipped addon, against what can go wrong', () => {
   beforeAll(async () => {
     const pki = createPki()
     caPem = pki.caPem
-    upstream = await startUpstream('alpha', pki.leaf(['api.alpha.test', 'other.test']))
+    upstream = await startUpstream('alpha', pki.leaf(NAMES))
   })
   afterAll(async () => {
     await upstream.close()
@@ -152,6 +184,61 @@ describe('mitmdump with the shipped addon, against what can go wrong', () => {
     } finally {
       await m.stop()
       await new Promise((resolve) => garbage.close(resolve))
+    }
+  }, 60_000)
+
+  it('refuses to start, and says why, when the service URL is plain http off loopback (it would carry credentials in the clear)', async () => {
+    const child = spawn('mitmdump', [...readmeMitmdump('http://192.0.2.1:8181', TOKEN), '--listen-host', '127.0.0.1', '--listen-port', String(await freePort())], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()))
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()))
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        resolve(null)
+      }, 30_000)
+      child.once('exit', (c) => {
+        clearTimeout(timer)
+        resolve(c)
+      })
+    })
+    expect(code).toBe(1)
+    expect(output).toContain('egress_guard_url: the decision service hands out credentials; reach it on a loopback address, or over https')
+  }, 60_000)
+
+  it('keeps serving other flows while the service is slow to answer one', async () => {
+    const { service } = await startService('connected_deny', TOKEN)
+    const { default: http } = await import('node:http')
+    // A front for the service that holds tunnel questions about other.test for two seconds.
+    const slow = http.createServer((request, response) => {
+      let body = ''
+      request.on('data', (c: Buffer) => (body += c.toString()))
+      request.on('end', () => {
+        const forward = () => {
+          const upstreamCall = http.request(`${service.url}${request.url ?? '/'}`, { method: request.method, headers: request.headers }, (answer) => {
+            response.writeHead(answer.statusCode ?? 502, answer.headers)
+            answer.pipe(response)
+          })
+          upstreamCall.end(body)
+        }
+        if (body.includes('other.test')) setTimeout(forward, 2_000)
+        else forward()
+      })
+    })
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
+    const m = await startMitmdump(`http://127.0.0.1:${(slow.address() as net.AddressInfo).port}`, upstream, caPem)
+    try {
+      const held = curl(m.proxy, m.ca, 'https://other.test/')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const started = performance.now()
+      const quick = await curl(m.proxy, m.ca, 'https://api.alpha.test/v1/models')
+      expect(quick.status).toBe(200)
+      expect(performance.now() - started).toBeLessThan(1_500)
+      expect((await held).status).toBe(0)
+    } finally {
+      await m.stop()
+      await new Promise((resolve) => slow.close(resolve))
+      await service.close()
     }
   }, 60_000)
 

@@ -22,6 +22,8 @@ export interface Upstream {
   readonly name: string
   readonly port: number
   readonly received: Array<Received>
+  /** TCP connections accepted so far (before any TLS or HTTP). */
+  readonly connections: () => number
   readonly close: () => Promise<void>
 }
 
@@ -56,11 +58,14 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
     record(received, request, true)
     socket.on('message', (data) => socket.send(`${name}:${data.toString()}`))
   })
+  let connections = 0
+  server.on('connection', () => connections++)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     name,
     port: (server.address() as AddressInfo).port,
     received,
+    connections: () => connections,
     close: async () => {
       for (const client of wss.clients) client.terminate()
       wss.close()
