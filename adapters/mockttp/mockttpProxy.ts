@@ -1,7 +1,7 @@
 import type http from 'node:http'
 import { Socket, type Server } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { TLSSocket } from 'node:tls'
+import { createSecureContext, rootCertificates, TLSSocket } from 'node:tls'
 
 import { getLocal, type Mockttp } from 'mockttp'
 
@@ -13,6 +13,12 @@ import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.j
 import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
+
+/** A running proxy on mockttp, which can also tell what mockttp keeps of the traffic. */
+export interface RunningMockttpProxy extends RunningProxy {
+  /** Requests mockttp holds in memory for inspection: always 0, since traffic is never recorded. */
+  readonly recordedRequests: () => Promise<number>
+}
 
 /** How to run the proxy. */
 export interface MockttpProxyOptions {
@@ -39,7 +45,11 @@ interface MockttpInternals {
   readonly app: { readonly stack: Array<{ route: string; handle: Middleware }> }
   /** The listening server, assigned inside `start()`. */
   server?: Server
+  /** The request rules by priority; the passthrough rule's `handle` is wrapped for its failures. */
+  readonly requestRuleSets?: Record<string, Array<{ handle: RuleHandle }>>
 }
+
+type RuleHandle = (request: http.IncomingMessage, response: http.ServerResponse, options: unknown) => Promise<void>
 
 type Middleware = (request: http.IncomingMessage, response: http.ServerResponse, next: () => void) => void
 type SocketListener = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => void
@@ -56,6 +66,12 @@ const clientSocketOf = (socket: Duplex): Duplex => (socket as Duplex & { _parent
 const refuseWith = (socket: Duplex, status: string, body: string): void => {
   socket.on('error', () => socket.destroy())
   socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+/** An error's code when it is one (`ECONNREFUSED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`), never its message. */
+const upstreamErrorCode = (error: unknown): string => {
+  const code = (error as { code?: unknown } | undefined)?.code
+  return typeof code === 'string' && /^[A-Z0-9_]{2,60}$/.test(code) ? code : 'ERROR'
 }
 
 const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
@@ -103,10 +119,11 @@ const rawHeaderObject = (request: http.IncomingMessage): Record<string, unknown>
 /**
  * Starts mockttp as a proxy with every CONNECT, request and WebSocket upgrade decided by the
  * guard before mockttp acts on it. mockttp has no public hook for any of the three that does not
- * buffer whole bodies, so the adapter wraps three of its internals (the CONNECT and upgrade
- * listeners, and the first middleware); it fails to start if they are not where it expects.
+ * buffer whole bodies, so the adapter wraps four of its internals (the CONNECT and upgrade
+ * listeners, the first middleware, and the passthrough rule's handler, whose failures it answers
+ * itself); it fails to start if they are not where it expects.
  */
-export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<RunningProxy> => {
+export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<RunningMockttpProxy> => {
   const { guard } = options
   const log = options.log ?? stderrLogger
   const rules = options.connectTo ?? []
@@ -279,7 +296,28 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   internals.app.stack.unshift({ route: '', handle: decideRequest })
 
   const extraCa = options.upstreamCa ?? []
-  await mock.forAnyRequest().thenPassThrough({ additionalTrustedCAs: extraCa.map((cert) => ({ cert })) })
+  // Extra CAs go in one secure context built here, handed to mockttp through its per-host client
+  // certificate options ('*': every host), which it spreads into each upstream TLS connection. As
+  // `additionalTrustedCAs` they would reach Node as a `ca` list of every root certificate: Node
+  // joins that list into each request's agent key (measured: 40% of the proxy's CPU).
+  const trust = extraCa.length === 0 ? {} : { clientCertificateHostMap: { '*': { secureContext: createSecureContext({ ca: [...rootCertificates, ...extraCa] }) } } }
+  await mock.forAnyRequest().thenPassThrough(trust as never)
+  // An upstream that refuses, resets or fails TLS verification: mockttp would answer with its own
+  // error text (which names the internal address it dialled), or append that text to a body
+  // already under way. Instead the client gets our 502 before any response, or a cut connection
+  // after one began, at once.
+  const passthrough = Object.values(internals.requestRuleSets ?? {}).flat()
+  if (passthrough.length !== 1 || typeof passthrough[0]?.handle !== 'function') throw new Error('mockttp internals changed: no passthrough rule to guard; pin mockttp 4.6.5')
+  for (const rule of passthrough) {
+    const handle = rule.handle.bind(rule)
+    rule.handle = (request, response, ruleOptions) =>
+      handle(request, response, ruleOptions).catch((error: unknown) => {
+        const code = upstreamErrorCode(error)
+        log('warn', `upstream request failed: ${code}`)
+        if (response.headersSent) response.destroy()
+        else writeAnswer(response, 502, `Bad gateway: egress-guard could not complete the request upstream (${code})`)
+      })
+  }
   await mock.forAnyWebSocket().thenPassThrough({ additionalTrustedCAs: extraCa.map((cert) => ({ cert })) } as never)
   await mock.start(options.port ?? 0)
   if (server === undefined) throw new Error('mockttp internals changed: no server was assigned; pin mockttp 4.6.5')
@@ -294,6 +332,11 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     port: address.port,
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
+    recordedRequests: async () => {
+      const endpoints = await mock.getMockedEndpoints()
+      const seen = await Promise.all(endpoints.map((endpoint) => endpoint.getSeenRequests()))
+      return seen.reduce((n, requests) => n + requests.length, 0)
+    },
     close: async () => {
       await mock.stop()
     }

@@ -1,9 +1,11 @@
 // Traps of mockttp 4.6.5 that only it has; the ones every library shares are in proxy.traps.test.ts.
 import { connect } from 'node:net'
 import { networkInterfaces } from 'node:os'
+import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { startMockttpProxy } from '../../adapters/mockttp/mockttpProxy.js'
 import { curl } from './support/clients.js'
 import { policyText, startHarness, type Harness } from './support/harness.js'
 
@@ -40,6 +42,18 @@ describe('mockttp traps', () => {
     expect(await reachable('127.0.0.1', deny.proxy.port)).toBe(true)
     if (outsideAddress === undefined) return context.skip()
     expect(await reachable(outsideAddress, deny.proxy.port)).toBe(false)
+  })
+
+  it('keeps nothing of the traffic: mockttp records every request by default, and that memory would grow without bound', async () => {
+    const proxy = await startMockttpProxy({ guard: deny.guard, configDir: join(deny.dir, 'config-recording'), upstreamCa: [deny.pki.caPem], connectTo: [{ host: 'api.alpha.test', port: 443, toHost: '127.0.0.1', toPort: deny.upstreams.alpha.port }], log: () => undefined })
+    try {
+      const before = deny.upstreams.alpha.received.length
+      for (let i = 0; i < 5; i++) expect((await curl(proxy.url, proxy.caCertPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
+      expect(deny.upstreams.alpha.received).toHaveLength(before + 5)
+      expect(await proxy.recordedRequests()).toBe(0)
+    } finally {
+      await proxy.close()
+    }
   })
 
   it('fails closed on an intercepted IP literal: the TLS handshake fails, nothing is sent, the proxy keeps serving', async () => {

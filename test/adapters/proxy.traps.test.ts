@@ -19,7 +19,6 @@ import { exchange, openTunnel } from './support/rawTunnel.js'
 import { websocketThrough } from './support/websocket.js'
 
 
-const secretFree = (text: string) => !Object.values(SECRETS).some((s) => text.includes(s))
 
 describe.each(ADAPTERS)('%s traps', (adapter) => {
   let deny: Harness
@@ -124,6 +123,21 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(deny.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
   })
 
+  it('decides on the headers, never waiting for the body: an injected request reaches the upstream, a denied one gets its 403, while the body is still unsent', async () => {
+    const head = (path: string) => `POST ${path} HTTP/1.1\r\nHost: api.alpha.test\r\ncontent-type: application/octet-stream\r\ncontent-length: 1000000\r\n\r\n${'y'.repeat(10)}`
+    const before = deny.upstreams.alpha.received.length
+    const injected = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    expect(injected).toBeDefined()
+    await exchange(injected!, [head('/v1/upload')])
+    expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
+    expect(deny.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+    const denied = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    const answer = await exchange(denied!, [head('/v2/upload')])
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /)
+    expect(answer).toContain('Forbidden by egress-guard proxy policy (no_match)')
+    expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
+  })
+
   it('decides WebSocket upgrades too: credentials are injected into the upgrade', async () => {
     const result = await websocketThrough(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', '/v1/realtime', { authorization: 'Bearer client' })
     expect(result).toMatchObject({ opened: true, echo: 'alpha:ping' })
@@ -212,8 +226,7 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     const untrusting = await startHarness({ mode: 'connected_allow', adapter, trustUpstreamCa: false })
     try {
       const answer = await curl(untrusting.proxy.url, untrusting.proxyCaPath, 'https://api.alpha.test/v1/models')
-      expect(answer.status).toBe(502)
-      expect(secretFree(answer.body)).toBe(true)
+      expect(answer).toEqual({ status: 502, body: 'Bad gateway: egress-guard could not complete the request upstream (UNABLE_TO_VERIFY_LEAF_SIGNATURE)' })
       expect(untrusting.upstreams.alpha.received).toHaveLength(0)
     } finally {
       await untrusting.close()
@@ -226,8 +239,7 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     const proxy = await startProxy(adapter, { guard: allow.guard, configDir: join(allow.dir, 'config-impostor'), upstreamCa: [allow.pki.caPem], connectTo: rules, log: () => undefined })
     try {
       const answer = await curl(proxy.url, proxy.caCertPath, 'https://api.alpha.test/v1/models')
-      expect(answer.status).toBe(502)
-      expect(answer.body).toMatch(/ERR_TLS_CERT_ALTNAME_INVALID|altnames/)
+      expect(answer).toEqual({ status: 502, body: 'Bad gateway: egress-guard could not complete the request upstream (ERR_TLS_CERT_ALTNAME_INVALID)' })
       expect(impostor.received).toHaveLength(0)
     } finally {
       await proxy.close()
