@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readPolicyFile } from '../../adapters/config/readPolicyFile.js'
 import { pollModeEndpoint, watchPolicyFile } from '../../adapters/guard/reloadSources.js'
 import { curl } from './support/clients.js'
-import { policyText, SECRETS, startHarness, type Harness } from './support/harness.js'
+import { ADAPTERS, policyText, SECRETS, startHarness, startProxy, type Harness } from './support/harness.js'
 
 const waitFor = async (check: () => Promise<boolean>, what: string): Promise<void> => {
   for (let i = 0; i < 100; i++) {
@@ -20,13 +20,13 @@ const waitFor = async (check: () => Promise<boolean>, what: string): Promise<voi
   throw new Error(`timed out waiting for ${what}`)
 }
 
-describe('a mode change while the proxy runs', () => {
+describe.each(ADAPTERS)('a mode change while the proxy runs (%s)', (adapter) => {
   let h: Harness
   let endpoint: http.Server
   let answer = '{"mode": "connected_allow"}'
   let url = ''
   beforeAll(async () => {
-    h = await startHarness({ mode: 'connected_allow' })
+    h = await startHarness({ mode: 'connected_allow', adapter })
     endpoint = http.createServer((_request, response) => response.end(answer))
     await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve))
     url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/mode`
@@ -48,27 +48,37 @@ describe('a mode change while the proxy runs', () => {
       expect(await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v2/x')).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (no_match)' })
       answer = '{"mode": "strict"}'
       await poller.poll()
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]).toMatch(/unknown mode `strict`.*keeping mode connected_deny/s)
       answer = 'not json'
       await poller.poll()
+      expect(warnings).toHaveLength(2)
+      expect(warnings[1]).toMatch(/did not answer \{"mode": "..."\} with a valid mode.*keeping mode connected_deny/s)
       expect(h.guard.mode()).toBe('connected_deny')
-      expect(warnings.join('\n')).toMatch(/unknown mode `strict`.*keeping mode connected_deny/s)
+      // Still serving, in the mode it kept, and every request of this test is in the audit file.
       expect((await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v1/x')).status).toBe(200)
+      expect((await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v2/x')).status).toBe(403)
+      expect((await h.auditEntries()).map((e) => `${e.mode} ${e.event}`)).toEqual([
+        'connected_allow proxy_miss',
+        'connected_deny proxy_deny',
+        'connected_deny proxy_inject',
+        'connected_deny proxy_deny'
+      ])
     } finally {
       poller.stop()
     }
   })
 })
 
-describe('a policy file changed while the proxy runs', () => {
+describe.each(ADAPTERS)('a policy file changed while the proxy runs (%s)', (adapter) => {
   it('is reloaded on change; a file replaced by garbage keeps the last good policy until it is fixed', async () => {
-    const h = await startHarness({ mode: 'connected_deny' })
+    const h = await startHarness({ mode: 'connected_deny', adapter })
     const path = join(h.dir, 'policy.yaml')
     writeFileSync(path, policyText('connected_deny'))
     const initial = await readPolicyFile(path)
     expect(initial._tag).toBe('Right')
     const messages: Array<string> = []
     const { createGuard } = await import('../../adapters/guard/createGuard.js')
-    const { startHttpMitmProxy } = await import('../../adapters/http-mitm-proxy/httpMitmProxy.js')
     if (initial._tag !== 'Right') throw new Error('policy did not load')
     const guard = createGuard({
       policy: initial.right,
@@ -76,7 +86,7 @@ describe('a policy file changed while the proxy runs', () => {
       loadPolicy: () => readPolicyFile(path),
       log: (_level, message) => messages.push(message)
     })
-    const proxy = await startHttpMitmProxy({
+    const proxy = await startProxy(adapter, {
       guard,
       configDir: join(h.dir, 'config'),
       upstreamCa: [h.pki.caPem],
@@ -95,8 +105,14 @@ describe('a policy file changed while the proxy runs', () => {
       writeFileSync(path, 'providers: [ {name: ')
       await waitFor(async () => messages.some((m) => m.includes('keeping the last good policy')), 'the reload failure')
       expect(await status('/v2/x')).toBe(200)
+      expect(await status('/v1/x')).toBe(403)
       writeFileSync(path, policyText('connected_allow'))
       await waitFor(async () => guard.mode() === 'connected_allow', 'the fixed policy')
+      // The fixed policy serves: /v1 is routed again and injected, anything else passes.
+      expect(await status('/v1/x')).toBe(200)
+      expect(h.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+      expect(await status('/v2/x')).toBe(200)
+      expect(h.upstreams.alpha.received.at(-1)?.headers.authorization).toBeUndefined()
     } finally {
       watcher.stop()
       await proxy.close()
