@@ -1,9 +1,11 @@
 // Load: 64 concurrent clients for a fixed time through the real `egress-guard serve` process, with
 // inject, pass, deny and tunnel traffic across two providers. Every request carries an id; the
 // upstreams' logs are then checked request by request: each credential reached its own provider's
-// host and nowhere else. Audit records must equal requests made, and the proxy's resident memory
-// must stay bounded. CI runs the short form (LOAD_SECONDS=5); `npm run test:load` runs 60 s and
-// writes bench/results/load.json.
+// host and nowhere else. Intercepted requests trust only the proxy's CA and tunnelled ones only the
+// upstream's, so a tunnel that was intercepted (or a request that was not) fails. The audit records
+// must match the requests made, kind by kind, and the proxy's resident memory must stay bounded
+// after a warm-up. Both engines run; LOAD_ENGINE picks one. CI runs the short form
+// (LOAD_SECONDS=5); `npm run test:load` runs 60 s and writes bench/results/load.json.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -20,9 +22,16 @@ import { startUpstream, type Upstream } from '../adapters/support/upstream.js'
 
 const SECONDS = Number(process.env['LOAD_SECONDS'] ?? 5)
 const CLIENTS = Number(process.env['LOAD_CLIENTS'] ?? 64)
-const ENGINE = process.env['LOAD_ENGINE'] ?? 'http-mitm-proxy'
-/** Allowed growth of the proxy's resident memory from the end of warm-up to the end of the run. */
-const RSS_GROWTH_BOUND_MB = Number(process.env['LOAD_RSS_BOUND_MB'] ?? 64)
+const ENGINES = process.env['LOAD_ENGINE'] === undefined ? ['http-mitm-proxy', 'mockttp'] : [process.env['LOAD_ENGINE']]
+const WARM_UP_SECONDS = 2
+/**
+ * Allowed growth of the proxy's resident memory over the second half of the measured run (median of
+ * its last quarter against median of its second quarter). In the 60-second run the heap has
+ * settled by then, and a leak keeps growing: at 1,000 requests/s, 1 KB a request shows. In CI's
+ * 5 seconds V8 is still growing its heap (20 to 40 MB, measured), so the bound there only catches
+ * a gross leak.
+ */
+const RSS_GROWTH_BOUND_MB = Number(process.env['LOAD_RSS_BOUND_MB'] ?? (SECONDS >= 30 ? 32 : 96))
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const CLI = join(ROOT, 'dist', 'cli.js')
 const KEYS = { alpha: 'sk-load-alpha-1f2e3d', beta: 'sk-load-beta-4c5b6a' } as const
@@ -53,7 +62,9 @@ const rssMb = (pid: number): number => {
   return Number(/([0-9]+)/.exec(line)?.[1] ?? 0) / 1024
 }
 
-describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, () => {
+const summaries: Record<string, unknown> = {}
+
+describe.each(ENGINES)(`load: ${CLIENTS} clients for ${SECONDS} s through serve (%s)`, (ENGINE) => {
   const dir = mkdtempSync(join(tmpdir(), 'eg-load-'))
   const auditPath = join(dir, 'audit.jsonl')
   let alpha: Upstream
@@ -61,7 +72,8 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
   let mirror: Upstream
   let server: ChildProcess
   let proxyUrl = ''
-  let trust: Array<string> = []
+  let proxyCa = ''
+  let upstreamCa = ''
 
   beforeAll(async () => {
     const pki = createPki()
@@ -83,7 +95,8 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
       server.once('exit', (code) => reject(new Error(`serve exited with ${code}`)))
     })
     proxyUrl = listening.proxy
-    trust = [readFileSync(listening.caCert, 'utf8'), pki.caPem]
+    proxyCa = readFileSync(listening.caCert, 'utf8')
+    upstreamCa = pki.caPem
   }, 60_000)
   afterAll(async () => {
     if (server.exitCode === null) {
@@ -101,19 +114,21 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
     const rss: Array<{ t: number; mb: number }> = []
     const started = performance.now()
     const sampler = setInterval(() => rss.push({ t: performance.now() - started, mb: rssMb(server.pid ?? 0) }), 250)
-    const end = started + SECONDS * 1000
+    const end = started + (WARM_UP_SECONDS + SECONDS) * 1000
 
     await Promise.all(
       Array.from({ length: CLIENTS }, async (_, client) => {
-        // One client: its own connection pool through the proxy, like a separate process would have.
-        const dispatcher = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: trust }, connections: 1 })
+        // One client: its own connections through the proxy, like a separate process would have.
+        // Intercepted requests trust only the proxy's CA, tunnelled ones only the upstream's.
+        const intercepted = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: proxyCa }, connections: 1 })
+        const tunnelled = new ProxyAgent({ uri: proxyUrl, requestTls: { ca: upstreamCa }, connections: 1 })
         for (let n = 0; performance.now() < end; n++) {
           const kind = KINDS[(client + n) % KINDS.length] ?? 'deny'
           const id = `${client}-${n}`
           made.set(id, kind)
           const url = new URL(URLS[kind])
           try {
-            const response = await dispatcher.request({
+            const response = await (kind === 'tunnel' ? tunnelled : intercepted).request({
               origin: url.origin,
               path: url.pathname,
               method: kind === 'pass' ? 'POST' : 'GET',
@@ -130,7 +145,7 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
             if (transportErrors < 5) wrong.push(`${id} ${kind}: ${(error as Error).message}`)
           }
         }
-        await dispatcher.close()
+        await Promise.all([intercepted.close(), tunnelled.close()])
       })
     )
     clearInterval(sampler)
@@ -170,12 +185,22 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
     await new Promise((resolve) => server.once('exit', resolve))
     const auditText = readFileSync(auditPath, 'utf8')
     const records = auditText.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AuditEntry)
-    const tunnels = [...made.values()].filter((k) => k === 'tunnel').length
-    const intercepted = made.size - tunnels
-    const requestRecords = records.filter((r) => r.metadata['method'] !== 'CONNECT')
-    const tunnelRecords = records.filter((r) => r.metadata['method'] === 'CONNECT' && r.metadata['host'] === 'pypi.test')
-    const warmedUp = rss.find((s) => s.t >= SECONDS * 200)?.mb ?? rss[0]?.mb ?? 0
-    const peak = Math.max(...rss.map((s) => s.mb))
+    // Each kind of request has exactly one kind of record, so the counts must match kind by kind.
+    const count = (kind: Kind) => [...made.values()].filter((k) => k === kind).length
+    const recordOf = (r: AuditEntry): string => `${r.event} ${r.provider ?? '-'} ${r.metadata['host'] ?? ''} ${r.metadata['method'] ?? ''} ${r.metadata['reason'] ?? ''}`.replace(/ +/g, ' ').trim()
+    const expectedRecords: Record<string, number> = {
+      'proxy_inject alpha api.alpha.test GET': count('inject-alpha'),
+      'proxy_inject beta api.beta.test GET': count('inject-beta'),
+      'proxy_miss - api.alpha.test POST auth_endpoint': count('pass'),
+      'proxy_deny - api.alpha.test no_match': count('deny'),
+      'proxy_miss - pypi.test CONNECT passthrough': count('tunnel')
+    }
+    const recorded: Record<string, number> = {}
+    for (const r of records) recorded[recordOf(r)] = (recorded[recordOf(r)] ?? 0) + 1
+    const measured = rss.filter((s) => s.t >= WARM_UP_SECONDS * 1000)
+    const quarter = (q: number) => median(measured.slice(Math.floor((q * measured.length) / 4), Math.floor(((q + 1) * measured.length) / 4)).map((s) => s.mb))
+    const growth = quarter(3) - quarter(1)
+    const peak = Math.max(...measured.map((s) => s.mb))
     const summary = {
       engine: ENGINE,
       clients: CLIENTS,
@@ -184,27 +209,31 @@ describe(`load: ${CLIENTS} clients for ${SECONDS} s through serve (${ENGINE})`, 
       requests_per_second: Math.round(made.size / elapsed),
       transport_errors: transportErrors,
       wrong_decisions: wrong.length,
-      audit_request_records: requestRecords.length,
-      audit_tunnel_records: tunnelRecords.length,
-      rss_after_warmup_mb: round(warmedUp),
+      audit_records: records.length,
+      rss_after_warmup_mb: round(measured[0]?.mb ?? 0),
+      rss_growth_second_half_mb: round(growth),
       rss_peak_mb: round(peak),
-      rss_end_mb: round(rss.at(-1)?.mb ?? 0)
+      rss_end_mb: round(rss.at(-1)?.mb ?? 0),
+      // The shape of the curve: resident memory at each tenth of the measured run.
+      rss_mb_by_tenth: Array.from({ length: 10 }, (_, i) => round(measured[Math.floor(((i + 1) * (measured.length - 1)) / 10)]?.mb ?? 0)),
+      wrong_examples: wrong.slice(0, 5)
     }
     process.stdout.write(`${JSON.stringify(summary)}\n`)
+    summaries[ENGINE] = summary
     if (process.env['LOAD_RESULTS'] !== undefined) {
       mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
-      writeFileSync(join(ROOT, 'bench', 'results', process.env['LOAD_RESULTS']), `${JSON.stringify(summary, null, 2)}\n`)
+      writeFileSync(join(ROOT, 'bench', 'results', process.env['LOAD_RESULTS']), `${JSON.stringify(summaries, null, 2)}\n`)
     }
 
     expect(wrong.slice(0, 10)).toEqual([])
     expect(transportErrors).toBe(0)
-    expect(made.size).toBeGreaterThan(CLIENTS * SECONDS)
-    expect(requestRecords).toHaveLength(intercepted)
-    expect(tunnelRecords).toHaveLength(tunnels)
+    expect(made.size).toBeGreaterThan(CLIENTS * (SECONDS + WARM_UP_SECONDS))
+    expect(recorded).toEqual(expectedRecords)
     expect(auditText).not.toContain(KEYS.alpha)
     expect(auditText).not.toContain(KEYS.beta)
-    expect(peak - warmedUp).toBeLessThan(RSS_GROWTH_BOUND_MB)
-  }, (SECONDS + 60) * 1000)
+    expect(growth).toBeLessThan(RSS_GROWTH_BOUND_MB)
+  }, (SECONDS + WARM_UP_SECONDS + 60) * 1000)
 })
 
 const round = (n: number) => Math.round(n * 10) / 10
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0
