@@ -12,6 +12,8 @@ import * as E from 'fp-ts/lib/Either.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { isLocalHost, parseHost } from '../../core/index.js'
+import { fetch as undiciFetch, ProxyAgent } from 'undici'
+
 import { curl, nodeFetch } from './support/clients.js'
 import { ADAPTER_TRAITS, ADAPTERS, policyText, SECRETS, startHarness, startProxy, type Harness } from './support/harness.js'
 import { startUpstream } from './support/upstream.js'
@@ -230,6 +232,28 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
       expect(untrusting.upstreams.alpha.received).toHaveLength(0)
     } finally {
       await untrusting.close()
+    }
+  })
+
+  it.runIf(ADAPTER_TRAITS[adapter].honoursUpstreamKeepAliveHint)('drops an idle upstream connection before the upstream’s own Keep-Alive timeout', async () => {
+    // An upstream that closes idle connections after 2 s and says so (Keep-Alive: timeout=2).
+    // Reusing a connection it is closing at that very moment fails the request (ECONNRESET).
+    const brief = await startUpstream('brief', allow.pki.leaf(['api.alpha.test']), { keepAliveTimeoutMs: 2_000 })
+    const rules = [{ host: 'api.alpha.test', port: 443, toHost: '127.0.0.1', toPort: brief.port }]
+    const proxy = await startProxy(adapter, { guard: allow.guard, configDir: join(allow.dir, 'config-brief'), upstreamCa: [allow.pki.caPem], connectTo: rules, log: () => undefined })
+    try {
+      // One client connection, kept alive, so that only the proxy's upstream side can differ.
+      const dispatcher = new ProxyAgent({ uri: proxy.url, requestTls: { ca: proxy.caCertPem }, connections: 1 })
+      const get = async () => (await (await undiciFetch('https://api.alpha.test/v1/models', { dispatcher })).text()).length > 0
+      expect(await get()).toBe(true)
+      await new Promise((resolve) => setTimeout(resolve, 1_500))
+      expect(await get()).toBe(true)
+      await dispatcher.close()
+      expect(brief.received).toHaveLength(2)
+      expect(brief.connections()).toBe(2)
+    } finally {
+      await proxy.close()
+      await brief.close()
     }
   })
 

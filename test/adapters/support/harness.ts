@@ -70,11 +70,17 @@ export type AdapterName = (typeof ADAPTERS)[number]
  * Where the adapters differ in ways the policy allows (each documented in the README):
  * - how a refused WebSocket upgrade ends: http-mitm-proxy accepts the upgrade before any hook runs;
  * - a request in an allow mode whose Host names another host than its CONNECT target: mockttp
- *   verifies the upstream's certificate against the Host header, so it is refused (502), never sent.
+ *   verifies the upstream's certificate against the Host header, so it is refused (502), never sent;
+ * - whether an idle upstream connection is dropped before the upstream's own `Keep-Alive` timeout:
+ *   mockttp makes its upstream agents itself (one set per client connection, closed with it),
+ *   without the idle timeout Node needs to read the hint.
  */
-export const ADAPTER_TRAITS: Record<AdapterName, { readonly refusesWebSocketWith: 'close 1008' | 'status 403'; readonly hostMismatchInAllowModes: 'forwarded' | 'refused' }> = {
-  'http-mitm-proxy': { refusesWebSocketWith: 'close 1008', hostMismatchInAllowModes: 'forwarded' },
-  mockttp: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'refused' }
+export const ADAPTER_TRAITS: Record<
+  AdapterName,
+  { readonly refusesWebSocketWith: 'close 1008' | 'status 403'; readonly hostMismatchInAllowModes: 'forwarded' | 'refused'; readonly honoursUpstreamKeepAliveHint: boolean }
+> = {
+  'http-mitm-proxy': { refusesWebSocketWith: 'close 1008', hostMismatchInAllowModes: 'forwarded', honoursUpstreamKeepAliveHint: true },
+  mockttp: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'refused', honoursUpstreamKeepAliveHint: false }
 }
 
 /** Starts a guarded proxy on the named adapter; both take the same options. */

@@ -39,7 +39,7 @@ const record = (into: Array<Received>, request: http.IncomingMessage, websocket:
 }
 
 /** Starts an upstream; with `tls` it serves HTTPS with that key and certificate. */
-export const startUpstream = async (name: string, tls?: { readonly key: string; readonly cert: string }): Promise<Upstream> => {
+export const startUpstream = async (name: string, tls?: { readonly key: string; readonly cert: string }, options: { readonly keepAliveTimeoutMs?: number } = {}): Promise<Upstream> => {
   const received: Array<Received> = []
   const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
     record(received, request, false)
@@ -53,6 +53,7 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
     })
   }
   const server = tls === undefined ? http.createServer(handler) : https.createServer(tls, handler)
+  if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs
   const wss = new WebSocketServer({ server })
   wss.on('connection', (socket, request) => {
     record(received, request, true)
