@@ -1,0 +1,98 @@
+// The proxy benchmark's load generator: undici with kept-alive connections, HTTPS through CONNECT,
+// driven through undici's low-level `dispatch` (its cheapest API, so that the client takes as
+// little of this 2-core machine as it can). Every answer is checked against what the
+// configuration must answer, so a run measures what it claims to.
+import { performance } from 'node:perf_hooks'
+
+import { ProxyAgent, type Dispatcher } from 'undici'
+
+/** Requests per second and latency percentiles of one measurement. */
+export interface Measured {
+  readonly rps: number
+  readonly p50_ms: number
+  readonly p99_ms: number
+  /** Requests that failed or answered anything but the expected status and body. */
+  readonly errors: number
+}
+
+/** A configuration under load: where requests go, and what each must answer. */
+export interface Target {
+  readonly dispatcher: Dispatcher
+  readonly origin: string
+  readonly path: string
+  /** The body every answer must have (the stand-in upstream says which Authorization it saw). */
+  readonly expect: string
+}
+
+/** The value at percentile `p` of sorted values. */
+export const percentile = (sorted: ReadonlyArray<number>, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
+
+/** One request; resolves with its latency in ms, or undefined when it failed or answered wrongly. */
+const request = (target: Target): Promise<number | undefined> =>
+  new Promise((resolve) => {
+    const start = performance.now()
+    let status = 0
+    let body = ''
+    target.dispatcher.dispatch(
+      { origin: target.origin, path: target.path, method: 'GET' },
+      {
+        onConnect: () => undefined,
+        onHeaders: (statusCode: number) => {
+          status = statusCode
+          return true
+        },
+        onData: (chunk: Buffer) => {
+          body += chunk.toString()
+          return true
+        },
+        onComplete: () => resolve(status === 200 && body === target.expect ? performance.now() - start : undefined),
+        onError: () => resolve(undefined)
+      } as unknown as Dispatcher.DispatchHandler
+    )
+  })
+
+/**
+ * `connections` loops, each sending its next request when the last one is answered, for `seconds`.
+ * With `rate`, the loops together send `rate` requests a second at most (a background load).
+ */
+export const measure = async (target: Target, seconds: number, connections: number, rate?: number): Promise<Measured> => {
+  const latencies: Array<number> = []
+  let errors = 0
+  const started = performance.now()
+  const end = started + seconds * 1000
+  const interval = rate === undefined ? 0 : (1000 * connections) / rate
+  await Promise.all(
+    Array.from({ length: connections }, async (_, loop) => {
+      for (let n = 0; ; n++) {
+        const due = started + (n + loop / connections) * interval
+        if (due > end || performance.now() > end) return
+        const wait = due - performance.now()
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+        const latency = await request(target)
+        if (latency === undefined) errors++
+        else latencies.push(latency)
+      }
+    })
+  )
+  latencies.sort((a, b) => a - b)
+  return { rps: latencies.length / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), errors }
+}
+
+/** A dispatcher through a proxy at `proxyUrl`, trusting its CA (and the stand-in's, for tunnels). */
+export const throughProxy = (proxyUrl: string, trusted: ReadonlyArray<string>, connections: number): ProxyAgent =>
+  new ProxyAgent({ uri: proxyUrl, requestTls: { ca: [...trusted] }, connections })
+
+/**
+ * The first request to a host, on a connection of its own: CONNECT, a leaf certificate for the
+ * host, the TLS handshake, the upstream connection and the request. Resolves with its latency.
+ */
+export const firstRequest = async (proxyUrl: string, trusted: ReadonlyArray<string>, origin: string, path: string, expect: string): Promise<number> => {
+  const dispatcher = throughProxy(proxyUrl, trusted, 1)
+  try {
+    const latency = await request({ dispatcher, origin, path, expect })
+    if (latency === undefined) throw new Error(`the first request to ${origin} failed or answered wrongly`)
+    return latency
+  } finally {
+    await dispatcher.close()
+  }
+}
