@@ -14,6 +14,8 @@ export interface CredentialCacheOptions {
 /** Cached, single-flight credential resolution. */
 export interface CredentialCache {
   readonly get: (provider: string, connection: string) => Promise<CredentialOutcome>
+  /** What `get` would answer at once from the cache; undefined when a resolution is needed. */
+  readonly peek: (provider: string, connection: string) => CredentialOutcome | undefined
   /** Forgets everything, including resolutions still under way (the policy or source changed). */
   readonly clear: () => void
 }
@@ -51,10 +53,15 @@ export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000
     }
   }
 
+  const peek = (provider: string, connection: string): CredentialOutcome | undefined => {
+    const cached = entries.get(`${provider}\u0000${connection}`)
+    return cached !== undefined && (cached.refreshAt === undefined || clock.now().getTime() < cached.refreshAt) ? cached.outcome : undefined
+  }
+
   const get = (provider: string, connection: string): Promise<CredentialOutcome> => {
     const key = `${provider}\u0000${connection}`
-    const cached = entries.get(key)
-    if (cached !== undefined && (cached.refreshAt === undefined || clock.now().getTime() < cached.refreshAt)) return Promise.resolve(cached.outcome)
+    const cached = peek(provider, connection)
+    if (cached !== undefined) return Promise.resolve(cached)
     const pending = inFlight.get(key)
     if (pending !== undefined) return pending
     const started = generation
@@ -82,5 +89,5 @@ export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000
     inFlight.clear()
   }
 
-  return { get, clear }
+  return { get, peek, clear }
 }

@@ -11,10 +11,12 @@ import {
   resolveRoute,
   scopeOf,
   type AuditRecord,
+  type CredentialOutcome,
   type Decided,
   type DenyText,
   type ProxyMode,
   type RequestFacts,
+  type RouteResolution,
   type RouteTable,
   type RouteWarning,
   type TunnelDecided
@@ -63,6 +65,12 @@ export type ReloadResult =
 /** The guard: the policy engine with credentials, audit and reload around it. */
 export interface Guard {
   readonly evaluate: (request: RequestFacts) => Promise<Verdict>
+  /**
+   * The same decision as `evaluate`, made at once when it needs no credential resolution (none is
+   * needed, or the credentials are cached); undefined when one is needed, and `evaluate` must be
+   * awaited instead. Lets an adapter act in the same turn of the event loop.
+   */
+  readonly evaluateNow: (request: RequestFacts) => Verdict | undefined
   readonly evaluateTunnel: (host: string, port: number) => TunnelVerdict
   /** The fail-closed verdict for a request an adapter could not even describe. */
   readonly failClosed: (request: Partial<RequestFacts>) => Verdict
@@ -136,24 +144,47 @@ export const createGuard = (options: GuardOptions): Guard => {
     return { ...decided, decisionId, mode }
   }
 
-  const evaluate = async (request: RequestFacts): Promise<Verdict> => {
-    const current = snapshot
+  const conclude = (current: Snapshot, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined): Verdict => {
     const decisionId = randomUUID()
+    const decided = decide({
+      mode: current.mode,
+      request,
+      resolution,
+      ...(credentials === undefined ? {} : { credentials }),
+      denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
+    })
+    record(decided.audit, current.mode, decisionId)
+    return { decision: decided.decision, audit: decided.audit, decisionId, mode: current.mode }
+  }
+
+  const failed = (request: RequestFacts, mode: ProxyMode): Verdict => {
+    log('error', 'a decision failed inside the guard; answered fail-closed')
+    return failClosedVerdict(request, mode)
+  }
+
+  const evaluateNow = (request: RequestFacts): Verdict | undefined => {
+    const current = snapshot
+    try {
+      const resolution = resolveRoute(current.table, request)
+      if (resolution._tag !== 'Matched') return conclude(current, request, resolution, undefined)
+      const cached = cache.peek(resolution.provider, resolution.connection)
+      return cached === undefined ? undefined : conclude(current, request, resolution, cached)
+    } catch {
+      return failed(request, current.mode)
+    }
+  }
+
+  const evaluate = async (request: RequestFacts): Promise<Verdict> => {
+    const now = evaluateNow(request)
+    if (now !== undefined) return now
+    // The credentials must be resolved first (this route's first request, or they expired).
+    const current = snapshot
     try {
       const resolution = resolveRoute(current.table, request)
       const credentials = resolution._tag === 'Matched' ? await cache.get(resolution.provider, resolution.connection) : undefined
-      const decided = decide({
-        mode: current.mode,
-        request,
-        resolution,
-        ...(credentials === undefined ? {} : { credentials }),
-        denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
-      })
-      record(decided.audit, current.mode, decisionId)
-      return { ...decided, decisionId, mode: current.mode }
+      return conclude(current, request, resolution, credentials)
     } catch {
-      log('error', `decision ${decisionId} failed inside the guard; answered fail-closed`)
-      return failClosedVerdict(request, current.mode)
+      return failed(request, current.mode)
     }
   }
 
@@ -188,6 +219,7 @@ export const createGuard = (options: GuardOptions): Guard => {
 
   return {
     evaluate,
+    evaluateNow,
     evaluateTunnel,
     failClosed: (request) => failClosedVerdict(request, snapshot.mode),
     reload,

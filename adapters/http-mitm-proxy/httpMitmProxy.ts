@@ -108,6 +108,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   // once, as the mockttp adapter does: every request inside it goes to the address judged for its
   // first one, and no request pays for a name lookup. A lookup that failed is not kept.
   const pins = new WeakMap<http.IncomingMessage, Promise<PinnedDestination>>()
+  // The same pins once settled, for requests decided without waiting.
+  const pinnedNow = new WeakMap<http.IncomingMessage, PinnedDestination>()
   const destination = (ctx: IContext | IWebSocketContext, fallback: ConnectTarget | undefined): Promise<PinnedDestination | undefined> => {
     const connect = ctx.connectRequest
     if (connect === undefined) return fallback === undefined ? Promise.resolve(undefined) : pinDestination(fallback, ctx.isSSL, rules)
@@ -118,7 +120,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const pinned = pinDestination(raw, ctx.isSSL, rules)
     pins.set(connect, pinned)
     pinned.then(
-      (where) => where.resolved || pins.delete(connect),
+      (where) => (where.resolved ? pinnedNow.set(connect, where) : pins.delete(connect)),
       () => pins.delete(connect)
     )
     return pinned
@@ -172,21 +174,18 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   proxy.onRequest((ctx, callback) => {
     const request = ctx.clientToProxyRequest
     const options_ = ctx.proxyToServerRequestOptions
-    const handle = async (): Promise<boolean> => {
-      if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
-      const fallbackPort = Number(options_.port)
-      // A plain proxy request names its own port; one the socket layer would throw on is refused here.
-      if (ctx.connectRequest === undefined && !(Number.isInteger(fallbackPort) && fallbackPort >= 1 && fallbackPort <= 65535)) {
-        answer(ctx, 400, 'Bad request: egress-guard needs a port from 1 to 65535')
-        return false
-      }
-      const where = await destination(ctx, { host: options_.host, port: fallbackPort })
-      if (where === undefined) throw new Error('unreadable CONNECT authority')
+
+    const factsFor = (where: PinnedDestination): RequestFacts => {
       const facts = factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
       // Inside a tunnel, the library has already rewritten an `http://host/…` target to its path
       // and kept that host as the forwarding host: report it, so a mismatch is still caught.
-      const rewritten = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_.host === 'string' ? options_.host : undefined
-      const verdict: Verdict = await guard.evaluate(rewritten === undefined ? facts : { ...facts, absoluteUriHost: rewritten })
+      const rewritten = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_?.host === 'string' ? options_.host : undefined
+      return rewritten === undefined ? facts : { ...facts, absoluteUriHost: rewritten }
+    }
+
+    // Applies a verdict to the request; true when it is to be forwarded.
+    const apply = (where: PinnedDestination, verdict: Verdict): boolean => {
+      if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
       const headers = options_.headers as Record<string, unknown>
       stripProxyHeaders(headers)
       switch (verdict.decision._tag) {
@@ -210,23 +209,48 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       if (ctx.isSSL && where.servername !== undefined) pinned.servername = where.servername
       return true
     }
-    handle().then(
-      (forward) => {
-        // The library may still throw while it builds the upstream request: never let that escape.
-        if (forward) {
-          try {
-            callback()
-          } catch {
-            answer(ctx, 502, 'Bad gateway: egress-guard could not forward this request')
-          }
-        }
-      },
-      () => {
-        // An adapter failure never injects: deny modes deny, allow modes pass nothing on either.
-        const verdict = guard.failClosed({ scheme: ctx.isSSL ? 'https' : 'http', host: options_?.host ?? '', method: request.method ?? '', path: request.url ?? '' })
-        answer(ctx, verdict.decision._tag === 'Deny' ? 403 : 502, verdict.decision._tag === 'Deny' ? verdict.decision.body : 'Bad gateway: egress-guard could not forward this request')
+
+    const forward = (): void => {
+      // The library may still throw while it builds the upstream request: never let that escape.
+      try {
+        callback()
+      } catch {
+        answer(ctx, 502, 'Bad gateway: egress-guard could not forward this request')
       }
-    )
+    }
+
+    const failClosed = (): void => {
+      // An adapter failure never injects: deny modes deny, allow modes pass nothing on either.
+      const verdict = guard.failClosed({ scheme: ctx.isSSL ? 'https' : 'http', host: options_?.host ?? '', method: request.method ?? '', path: request.url ?? '' })
+      answer(ctx, verdict.decision._tag === 'Deny' ? 403 : 502, verdict.decision._tag === 'Deny' ? verdict.decision.body : 'Bad gateway: egress-guard could not forward this request')
+    }
+
+    // Most requests are decided and forwarded in this same turn: their tunnel is pinned already,
+    // and their credentials (if any) are cached. The rest wait for the pin or the credentials.
+    try {
+      const where = ctx.connectRequest === undefined ? undefined : pinnedNow.get(ctx.connectRequest)
+      const verdict = where === undefined ? undefined : guard.evaluateNow(factsFor(where))
+      if (where !== undefined && verdict !== undefined) {
+        if (apply(where, verdict)) forward()
+        return
+      }
+    } catch {
+      failClosed()
+      return
+    }
+    const handle = async (): Promise<boolean> => {
+      if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
+      const fallbackPort = Number(options_.port)
+      // A plain proxy request names its own port; one the socket layer would throw on is refused here.
+      if (ctx.connectRequest === undefined && !(Number.isInteger(fallbackPort) && fallbackPort >= 1 && fallbackPort <= 65535)) {
+        answer(ctx, 400, 'Bad request: egress-guard needs a port from 1 to 65535')
+        return false
+      }
+      const where = await destination(ctx, { host: options_.host, port: fallbackPort })
+      if (where === undefined) throw new Error('unreadable CONNECT authority')
+      return apply(where, await guard.evaluate(factsFor(where)))
+    }
+    handle().then((forwarded) => forwarded && forward(), failClosed)
   })
 
   proxy.onWebSocketConnection((ctx, callback) => {

@@ -208,19 +208,18 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
 
   type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string }
 
-  /** Decides one request or upgrade; on Inject and Pass, rewrites its headers (and plain-HTTP target) for mockttp to forward. */
-  const judge = async (request: http.IncomingMessage, upgrade: boolean): Promise<Judged> => {
-    if (request.httpVersionMajor === 2) return { forward: false, status: 400, body: HTTP2_REFUSED }
-    const tls = request.socket instanceof TLSSocket
-    const tunnel = tunnels.get(clientSocketOf(request.socket))
-    const where = await whereFor(request, tunnel, tls)
-    if (where === undefined) return { forward: false, status: 400, body: 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)' }
+  /** Requests the policy is never asked about: a bad port, or more than one Host header. */
+  const malformed = (request: http.IncomingMessage, where: PinnedDestination): Judged | undefined => {
     if (!(where.target.port >= 1 && where.target.port <= 65535)) return { forward: false, status: 400, body: 'Bad request: egress-guard needs a port from 1 to 65535' }
     // mockttp would forward every Host header; an upstream could route on one the policy never saw.
     if (request.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(request.rawHeaders[i] ?? '')).length > 1) {
       return { forward: false, status: 400, body: 'Bad request: more than one Host header' }
     }
-    const verdict: Verdict = await guard.evaluate(factsOf(request, where, tls))
+    return undefined
+  }
+
+  /** Applies a verdict: on Inject and Pass, rewrites the request's headers (and target) for mockttp to forward. */
+  const applyVerdict = (request: http.IncomingMessage, where: PinnedDestination, verdict: Verdict, tls: boolean, upgrade: boolean, tunnel: Tunnel | undefined): Judged => {
     const headers = rawHeaderObject(request)
     stripProxyHeaders(headers)
     if (verdict.decision._tag === 'Deny') return { forward: false, status: verdict.decision.status, body: verdict.decision.body }
@@ -240,6 +239,30 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     return { forward: true }
   }
 
+  /**
+   * Decides one request or upgrade. A request inside a pinned tunnel whose credentials (if any) are
+   * cached, nearly every one, is decided at once; the rest wait for their destination or credentials.
+   */
+  const judge = (request: http.IncomingMessage, upgrade: boolean): Judged | Promise<Judged> => {
+    if (request.httpVersionMajor === 2) return { forward: false, status: 400, body: HTTP2_REFUSED }
+    const tls = request.socket instanceof TLSSocket
+    const tunnel = tunnels.get(clientSocketOf(request.socket))
+    const pinned = tunnel?.where
+    if (pinned !== undefined) {
+      const refused = malformed(request, pinned)
+      if (refused !== undefined) return refused
+      const verdict = guard.evaluateNow(factsOf(request, pinned, tls))
+      if (verdict !== undefined) return applyVerdict(request, pinned, verdict, tls, upgrade, tunnel)
+    }
+    return (async (): Promise<Judged> => {
+      const where = await whereFor(request, tunnel, tls)
+      if (where === undefined) return { forward: false, status: 400, body: 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)' }
+      const refused = malformed(request, where)
+      if (refused !== undefined) return refused
+      return applyVerdict(request, where, await guard.evaluate(factsOf(request, where, tls)), tls, upgrade, tunnel)
+    })()
+  }
+
   const failClosed = (request: http.IncomingMessage): Judged => {
     log('error', 'a decision failed inside the mockttp adapter; answered fail-closed')
     const verdict = guard.failClosed({ scheme: request.socket instanceof TLSSocket ? 'https' : 'http', method: request.method ?? '', path: request.url ?? '' })
@@ -248,25 +271,46 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       : { forward: false, status: 502, body: 'Bad gateway: egress-guard could not forward this request' }
   }
 
+  /** Judges a request and hands the outcome to `act`, at once when the judgement needed no wait. */
+  const judged = (request: http.IncomingMessage, upgrade: boolean, act: (judged: Judged) => void, broken: () => void): void => {
+    let outcome: Judged | Promise<Judged>
+    try {
+      outcome = judge(request, upgrade)
+    } catch {
+      outcome = failClosed(request)
+    }
+    if (outcome instanceof Promise) {
+      outcome
+        .catch(() => failClosed(request))
+        .then(act)
+        .catch(broken)
+      return
+    }
+    try {
+      act(outcome)
+    } catch {
+      broken()
+    }
+  }
+
   const decideRequest: Middleware = (request, response, next) => {
-    judge(request, false)
-      .catch(() => failClosed(request))
-      .then((judged) => (judged.forward ? next() : writeAnswer(response, judged.status, judged.body)))
-      .catch(() => response.destroy())
+    judged(request, false, (outcome) => (outcome.forward ? next() : writeAnswer(response, outcome.status, outcome.body)), () => response.destroy())
   }
 
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    judge(request, true)
-      .catch(() => failClosed(request))
-      .then((judged) => {
-        if (judged.forward) {
+    judged(
+      request,
+      true,
+      (outcome) => {
+        if (outcome.forward) {
           for (const listener of original) listener.call(server, request, socket, head)
           return
         }
         socket.on('error', () => socket.destroy())
-        socket.end(`HTTP/1.1 ${judged.status} ${judged.status === 403 ? 'Forbidden' : 'Bad Gateway'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(judged.body)}\r\nConnection: close\r\n\r\n${judged.body}`)
-      })
-      .catch(() => socket.destroy())
+        socket.end(`HTTP/1.1 ${outcome.status} ${outcome.status === 403 ? 'Forbidden' : 'Bad Gateway'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(outcome.body)}\r\nConnection: close\r\n\r\n${outcome.body}`)
+      },
+      () => socket.destroy()
+    )
   }
 
   /** Replaces every listener of `event` with one that decides first and then calls them. */

@@ -32,6 +32,17 @@ describe('credential cache (SPEC.md §7)', () => {
     expect(calls()).toBe(2)
   })
 
+  it('peeks only at what get would answer at once: nothing before a resolution or after the refresh point', async () => {
+    const { clock, advance, at } = manualClock()
+    const { source } = countingSource(async (n) => available(`t${n}`, new Date(at() + 600_000)))
+    const cache = createCredentialCache({ source, clock, refreshWindowMs: 300_000 })
+    expect(cache.peek('p', 'c')).toBeUndefined()
+    await cache.get('p', 'c')
+    expect(cache.peek('p', 'c')).toMatchObject({ _tag: 'Available', headers: { Authorization: 'Bearer t1' } })
+    advance(300_000)
+    expect(cache.peek('p', 'c')).toBeUndefined()
+  })
+
   it('resolves again from expiresAt minus the refresh window', async () => {
     const { clock, advance, at } = manualClock()
     const { source, calls } = countingSource(async (n) => available(`t${n}`, new Date(at() + 600_000)))

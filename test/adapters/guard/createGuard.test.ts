@@ -1,0 +1,64 @@
+// The guard's two ways to decide: `evaluate` (always a promise) and `evaluateNow` (at once when no
+// credential resolution is needed). They must give the same verdicts and the same audit records.
+import * as E from 'fp-ts/lib/Either.js'
+import { describe, expect, it } from 'vitest'
+
+import { parsePolicyText } from '../../../adapters/config/PolicyFile.js'
+import { createGuard } from '../../../adapters/guard/createGuard.js'
+import type { AuditEntry, CredentialSource } from '../../../adapters/ports.js'
+import type { RequestFacts } from '../../../core/index.js'
+
+const policy = parsePolicyText(`
+mode: connected_deny
+providers:
+  - { name: alpha, apiUrl: "https://api.alpha.test/v1" }
+connections:
+  - { provider: alpha, name: default, credentials: { headers: { Authorization: "Bearer unused" } } }
+`)
+
+const request = (path: string): RequestFacts => ({ scheme: 'https', host: 'api.alpha.test', port: 443, path, method: 'GET' })
+
+const guardWith = (resolve: CredentialSource['resolve']) => {
+  if (E.isLeft(policy)) throw new Error(policy.left.messages.join())
+  const audit: Array<AuditEntry> = []
+  let resolutions = 0
+  const guard = createGuard({
+    policy: policy.right,
+    credentials: { resolve: (...args) => (resolutions++, resolve(...args)) },
+    audit: { write: (e) => audit.push(e), flush: async () => undefined, close: async () => undefined, dropped: () => 0 },
+    log: () => undefined
+  })
+  return { guard, audit, resolutions: () => resolutions }
+}
+
+describe('evaluateNow', () => {
+  it('decides at once when no credentials are needed, exactly as evaluate does', async () => {
+    const { guard, audit } = guardWith(async () => ({ _tag: 'Available', headers: { Authorization: 'Bearer sk-now' } }))
+    const now = guard.evaluateNow(request('/v2/x'))
+    const later = await guard.evaluate(request('/v2/x'))
+    expect(now?.decision).toEqual(later.decision)
+    expect(now?.decision._tag).toBe('Deny')
+    expect(audit.map((e) => e.event)).toEqual(['proxy_deny', 'proxy_deny'])
+    expect(audit[0]?.decisionId).not.toBe(audit[1]?.decisionId)
+  })
+
+  it('answers undefined, and records nothing, while the credentials are not resolved; then decides at once from the cache', async () => {
+    const { guard, audit, resolutions } = guardWith(async () => ({ _tag: 'Available', headers: { Authorization: 'Bearer sk-now' } }))
+    expect(guard.evaluateNow(request('/v1/x'))).toBeUndefined()
+    expect(audit).toEqual([])
+    expect(resolutions()).toBe(0)
+    const first = await guard.evaluate(request('/v1/x'))
+    expect(first.decision).toEqual({ _tag: 'Inject', headers: { Authorization: 'Bearer sk-now' } })
+    expect(guard.evaluateNow(request('/v1/y'))?.decision).toEqual(first.decision)
+    expect(resolutions()).toBe(1)
+    expect(audit.map((e) => `${e.event} ${e.metadata['path']}`)).toEqual(['proxy_inject /v1/x', 'proxy_inject /v1/y'])
+  })
+
+  it('never decides at once from a failure: failures are not cached, so each request asks again', async () => {
+    const { guard, resolutions } = guardWith(async () => ({ _tag: 'Unavailable', error: 'helper failed' }))
+    expect((await guard.evaluate(request('/v1/x'))).decision._tag).toBe('Deny')
+    expect(guard.evaluateNow(request('/v1/x'))).toBeUndefined()
+    expect((await guard.evaluate(request('/v1/x'))).decision._tag).toBe('Deny')
+    expect(resolutions()).toBe(2)
+  })
+})
