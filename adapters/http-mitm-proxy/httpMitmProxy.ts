@@ -178,8 +178,11 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const factsFor = (where: PinnedDestination): RequestFacts => {
       const facts = factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
       // Inside a tunnel, the library has already rewritten an `http://host/…` target to its path
-      // and kept that host as the forwarding host: report it, so a mismatch is still caught.
-      const rewritten = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_?.host === 'string' ? options_.host : undefined
+      // and kept that host as the forwarding host: report it, so a mismatch is still caught. (When
+      // it took that host from the Host header instead, as for every origin-form request, the Host
+      // header is reported already.)
+      const forwardingHost = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_?.host === 'string' ? options_.host : undefined
+      const rewritten = forwardingHost !== undefined && forwardingHost !== facts.hostHeader?.split(':')[0] ? forwardingHost : undefined
       return rewritten === undefined ? facts : { ...facts, absoluteUriHost: rewritten }
     }
 
