@@ -1,3 +1,5 @@
+import type { Socket } from 'node:net'
+
 import type { AuditRecord, CredentialOutcome, ProxyMode } from '../core/index.js'
 
 /** Where credentials for a (provider, connection) come from. Never throws; failures are `Unavailable`. */
@@ -45,5 +47,7 @@ export interface RunningProxy {
   /** The CA certificate clients must trust to be intercepted (PEM file, and its text). */
   readonly caCertPath: string
   readonly caCertPem: string
+  /** Serves a client connection accepted elsewhere (by the primary of `serve --workers`). */
+  readonly accept: (socket: Socket) => void
   readonly close: () => Promise<void>
 }

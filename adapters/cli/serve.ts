@@ -6,9 +6,11 @@ import { decisionLogSink } from './decisionLog.js'
 import { configDirOf, startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-import { isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
+import { acceptFromPrimary, isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
 
 const DEFAULT_PORT = 8080
+/** Where `serve` listens: this machine only. */
+const LOOPBACK = '127.0.0.1'
 
 const signalled = (): Promise<NodeJS.Signals> =>
   new Promise((resolve) => {
@@ -31,23 +33,25 @@ const announceStop = (options: CommonOptions, io: Io, signal: NodeJS.Signals): v
   else io.out(`stopped (${signal}); audit records flushed`)
 }
 
-/** One worker of `serve --workers N`: a whole guarded proxy, its certificates issued by the primary. */
+/** One worker of `serve --workers N`: a whole guarded proxy, serving the connections the primary hands it. */
 const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> => {
   const ca = workerCa(await loadOrCreateCa(configDirOf(options, io.env)))
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT, ca })
+  // Its own port is ephemeral and loopback; the clients' connections come from the primary.
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: 0, ca })
   if (E.isLeft(started)) {
     reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
     return 1
   }
-  reportToPrimary({ type: 'egress-guard:ready', url: started.right.proxy.url, caCertPath: started.right.proxy.caCertPath, mode: started.right.mode() })
+  acceptFromPrimary(started.right.proxy.accept)
+  reportToPrimary({ type: 'egress-guard:ready', caCertPath: started.right.proxy.caCertPath, mode: started.right.mode() })
   await Promise.race([stopRequested(), signalled()])
   await started.right.stop()
   return 0
 }
 
-/** The primary of `serve --workers N`: owns the CA, forks the workers, and stops them on a signal. */
+/** The primary of `serve --workers N`: owns the port and the CA, forks the workers, and stops them on a signal. */
 const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number> => {
-  const pool = await startWorkers(options.workers, configDirOf(options, io.env), (message) => stderrLogger('warn', message))
+  const pool = await startWorkers({ count: options.workers, host: LOOPBACK, port: options.port ?? DEFAULT_PORT, configDir: configDirOf(options, io.env), warn: (message) => stderrLogger('warn', message) })
   const stopping = signalled()
   const ready = await Promise.race([pool.ready, stopping.then(() => undefined)])
   if (ready === undefined || ready._tag === 'Failed') {

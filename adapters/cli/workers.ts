@@ -1,26 +1,32 @@
-import cluster, { type Worker } from 'node:cluster'
+import { fork, type ChildProcess } from 'node:child_process'
+import { createServer, type Server, type Socket } from 'node:net'
 
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 
-// `serve --workers N`: the primary process owns the CA and the leaf-certificate cache and accepts
-// nothing itself; node:cluster hands each connection to one of N workers, each a whole guarded
-// proxy on the same port. Workers ask the primary for leaf certificates, so a host's certificate
-// is issued once for all of them.
+// `serve --workers N`: the primary process owns the listening port, the CA and the leaf-certificate
+// cache. It accepts each client connection, without reading from it, and hands it to the next of N
+// worker processes, each a whole guarded proxy. Workers ask the primary for leaf certificates, so
+// a host's certificate is issued once for all of them.
+//
+// node:cluster is not used: a proxy library listens on ports of its own inside each worker (one
+// per intercepted host, on port 0), and cluster would share those between the workers too, handing
+// a tunnel judged by one worker to another worker's server for some other host.
 
 /** Messages between the primary and its workers. */
 type ToPrimary =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly host: string }
-  | { readonly type: 'egress-guard:ready'; readonly url: string; readonly caCertPath: string; readonly mode: string }
+  | { readonly type: 'egress-guard:ready'; readonly caCertPath: string; readonly mode: string }
   | { readonly type: 'egress-guard:failed'; readonly messages: ReadonlyArray<string> }
 type ToWorker =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly cert?: string; readonly key?: string; readonly error?: string }
+  | { readonly type: 'egress-guard:connection' }
   | { readonly type: 'egress-guard:stop' }
 
 /** The environment variable that marks a serve worker (set by the primary when it forks). */
 export const WORKER_MARK = 'EGRESS_GUARD_SERVE_WORKER'
 
 /** True inside a worker forked by `serve --workers`. */
-export const isServeWorker = (env: NodeJS.ProcessEnv): boolean => cluster.isWorker && env[WORKER_MARK] === '1'
+export const isServeWorker = (env: NodeJS.ProcessEnv): boolean => env[WORKER_MARK] === '1' && typeof process.send === 'function'
 
 const isMessage = (value: unknown): value is { readonly type: string } =>
   typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string'
@@ -48,81 +54,126 @@ export const workerCa = (primaryCa: Pick<CertificateAuthority, 'certPath' | 'cer
   }
 }
 
-/** In a worker: tells the primary it listens (or could not start). */
+/** In a worker: tells the primary it is ready (or could not start). */
 export const reportToPrimary = (message: Extract<ToPrimary, { type: 'egress-guard:ready' | 'egress-guard:failed' }>): void => {
   process.send?.(message)
 }
 
-/** In a worker: resolves when the primary asks it to stop. */
+/** In a worker: hands every connection the primary sends to `accept`. */
+export const acceptFromPrimary = (accept: (socket: Socket) => void): void => {
+  process.on('message', (message: unknown, handle: unknown) => {
+    if (!isMessage(message) || message.type !== 'egress-guard:connection' || handle === undefined) return
+    const socket = handle as Socket
+    socket.on('error', () => socket.destroy())
+    accept(socket)
+    socket.resume()
+  })
+}
+
+/** In a worker: resolves when the primary asks it to stop, or goes away. */
 export const stopRequested = (): Promise<void> =>
-  new Promise((resolve) => process.on('message', (message: unknown) => isMessage(message) && message.type === 'egress-guard:stop' && resolve()))
+  new Promise((resolve) => {
+    process.on('message', (message: unknown) => isMessage(message) && message.type === 'egress-guard:stop' && resolve())
+    process.once('disconnect', () => resolve())
+  })
 
 /** What the primary reports about its workers. */
 export interface WorkerPool {
-  /** Resolves with the first worker's address once all are listening, or with the first failure. */
+  /** Resolves once the port is open and every worker is ready, or with the first failure. */
   readonly ready: Promise<{ readonly _tag: 'Ready'; readonly url: string; readonly caCertPath: string; readonly mode: string } | { readonly _tag: 'Failed'; readonly messages: ReadonlyArray<string> }>
-  /** Asks every worker to stop (flushing its audit records) and resolves when all have exited. */
+  /** Stops accepting, asks every worker to stop (flushing its audit records) and resolves when all have exited. */
   readonly stop: () => Promise<void>
 }
 
+/** Where the primary listens, and the command line each worker runs. */
+export interface WorkerPoolOptions {
+  readonly count: number
+  readonly host: string
+  readonly port: number
+  readonly configDir: string
+  readonly warn: (message: string) => void
+}
+
 /**
- * In the primary: creates (or loads) the CA, then forks `count` workers running the same command
- * line. A worker that dies while serving is replaced, and the log says so.
+ * In the primary: creates (or loads) the CA, forks `count` workers running the same command line,
+ * and once all are ready, listens and hands each new connection to the next worker in turn. A
+ * worker that dies while serving is replaced, and the log says so.
  */
-export const startWorkers = async (count: number, configDir: string, warn: (message: string) => void): Promise<WorkerPool> => {
+export const startWorkers = async ({ count, host, port, configDir, warn }: WorkerPoolOptions): Promise<WorkerPool> => {
   const ca = await loadOrCreateCa(configDir)
   let stopping = false
   let readyCount = 0
   let settle: (value: Awaited<WorkerPool['ready']>) => void = () => undefined
   const ready = new Promise<Awaited<WorkerPool['ready']>>((resolve) => (settle = resolve))
-  let first: { url: string; caCertPath: string; mode: string } | undefined
+  let first: { caCertPath: string; mode: string } | undefined
+  const workers: Array<ChildProcess> = []
+  let next = 0
 
-  const onMessage = (worker: Worker, message: unknown): void => {
+  const onMessage = (worker: ChildProcess, message: unknown): void => {
     if (!isMessage(message)) return
     const m = message as ToPrimary
     if (m.type === 'egress-guard:leaf') {
       ca.leafFor(m.host).then(
-        (leaf) => worker.send({ type: 'egress-guard:leaf', id: m.id, cert: leaf.cert, key: leaf.key } satisfies ToWorker),
-        (error: Error) => worker.send({ type: 'egress-guard:leaf', id: m.id, error: error.message } satisfies ToWorker)
+        (leaf) => worker.connected && worker.send({ type: 'egress-guard:leaf', id: m.id, cert: leaf.cert, key: leaf.key } satisfies ToWorker),
+        (error: Error) => worker.connected && worker.send({ type: 'egress-guard:leaf', id: m.id, error: error.message } satisfies ToWorker)
       )
     } else if (m.type === 'egress-guard:ready') {
-      first ??= { url: m.url, caCertPath: m.caCertPath, mode: m.mode }
-      if (++readyCount === count) settle({ _tag: 'Ready', ...first })
+      first ??= { caCertPath: m.caCertPath, mode: m.mode }
+      if (++readyCount === count) listen()
     } else if (m.type === 'egress-guard:failed') {
       settle({ _tag: 'Failed', messages: m.messages })
     }
   }
 
-  const fork = (): Worker => {
-    const worker = cluster.fork({ [WORKER_MARK]: '1' })
+  const spawnWorker = (slot: number): void => {
+    const worker = fork(process.argv[1] ?? '', process.argv.slice(2), { env: { ...process.env, [WORKER_MARK]: '1' }, stdio: 'inherit' })
+    workers[slot] = worker
     worker.on('message', (message: unknown) => onMessage(worker, message))
-    worker.on('exit', (code, signal) => {
+    worker.on('error', () => undefined)
+    worker.once('exit', (code, signal) => {
       if (stopping) return
       if (readyCount < count) {
         settle({ _tag: 'Failed', messages: [`a worker exited while starting (${signal ?? `code ${code}`})`] })
         return
       }
       warn(`a worker exited (${signal ?? `code ${code}`}); starting a new one`)
-      fork()
+      spawnWorker(slot)
     })
-    return worker
   }
-  // Round-robin across workers (the default everywhere but Windows), set explicitly.
-  cluster.schedulingPolicy = cluster.SCHED_RR
-  for (let i = 0; i < count; i++) fork()
+
+  // INVARIANT: the primary never reads from a client connection; the worker it hands it to does.
+  const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
+    for (let tries = 0; tries < count; tries++) {
+      const worker = workers[next++ % count]
+      if (worker?.connected === true) {
+        worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, (error) => error && socket.destroy())
+        return
+      }
+    }
+    socket.destroy() // no worker can take it (all are restarting)
+  })
+  server.on('error', (error: NodeJS.ErrnoException) => settle({ _tag: 'Failed', messages: [`cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use; choose another with --port' : error.message}`] }))
+  const listen = (): void =>
+    void server.listen(port, host, () => {
+      const address = server.address()
+      const bound = typeof address === 'object' && address !== null ? address.port : port
+      settle({ _tag: 'Ready', url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, caCertPath: first?.caCertPath ?? ca.certPath, mode: first?.mode ?? '' })
+    })
+
+  for (let slot = 0; slot < count; slot++) spawnWorker(slot)
 
   return {
     ready,
     stop: async () => {
       stopping = true
-      const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
       await Promise.all(
         workers.map(
           (worker) =>
             new Promise<void>((resolve) => {
-              if (worker.isDead()) return resolve()
+              if (worker.exitCode !== null || worker.signalCode !== null) return resolve()
               worker.once('exit', () => resolve())
-              worker.send({ type: 'egress-guard:stop' } satisfies ToWorker)
+              if (worker.connected) worker.send({ type: 'egress-guard:stop' } satisfies ToWorker)
               // A worker that does not finish within ten seconds is killed.
               setTimeout(() => worker.kill('SIGKILL'), 10_000).unref()
             })

@@ -317,6 +317,9 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     port,
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
+    accept: (socket) => {
+      ;(proxy as unknown as { httpServer?: http.Server }).httpServer?.emit('connection', socket)
+    },
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
       const internals = proxy as unknown as { httpServer?: http.Server; sslServers?: Record<string, { server?: http.Server }> }

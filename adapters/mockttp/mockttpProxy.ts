@@ -376,6 +376,9 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     port: address.port,
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
+    accept: (socket) => {
+      server?.emit('connection', socket)
+    },
     recordedRequests: async () => {
       const endpoints = await mock.getMockedEndpoints()
       const seen = await Promise.all(endpoints.map((endpoint) => endpoint.getSeenRequests()))

@@ -271,6 +271,51 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(stdout + readFileSync(audit, 'utf8')).not.toContain(KEY)
   })
 
+  it('serve --workers 2 keeps every tunnel in the worker that judged its CONNECT: two hosts, new connections in turn, each served with its own certificate and credential', async () => {
+    const pki = createPki()
+    const both = await startUpstream('both', pki.leaf(['api.alpha.test', 'api.beta.test']))
+    const policy = join(dir, 'two-hosts.yaml')
+    writeFileSync(
+      policy,
+      `providers:\n  - { name: alpha, apiUrl: "https://api.alpha.test/v1" }\n  - { name: beta, apiUrl: "https://api.beta.test/v1" }\nconnections:\n  - { provider: alpha, name: default, credentials: { headers: { Authorization: "Bearer \${env:ALPHA_API_KEY}" } } }\n  - { provider: beta, name: default, credentials: { headers: { Authorization: "Bearer \${env:BETA_API_KEY}" } } }\n`
+    )
+    writeFileSync(join(dir, 'both-ca.pem'), pki.caPem)
+    const server = spawn(
+      process.execPath,
+      [CLI, 'serve', '--policy', policy, '--upstream-ca', join(dir, 'both-ca.pem'), '--workers', '2', '--port', '0', '--json', '--config-dir', join(dir, 'config-two-hosts'),
+        ...['api.alpha.test', 'api.beta.test'].flatMap((h) => ['--connect-to', `${h}:443:127.0.0.1:${both.port}`])],
+      { env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY, BETA_API_KEY: `${KEY}-beta` } }
+    )
+    let stdout = ''
+    server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    try {
+      const listening = await new Promise<{ proxy: string; caCert: string }>((resolve) => {
+        server.stdout.on('data', () => {
+          const first = stdout.split('\n')[0] ?? ''
+          if (first.endsWith('}')) resolve(JSON.parse(first))
+        })
+      })
+      // Each curl is a new connection, and round-robin hands consecutive ones to different workers.
+      const statuses: Array<string> = []
+      for (let i = 0; i < 12; i++) {
+        const host = i % 2 === 0 ? 'api.alpha.test' : 'api.beta.test'
+        statuses.push(
+          await new Promise<string>((resolve) =>
+            execFile('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--proxy', listening.proxy, '--cacert', listening.caCert, `https://${host}/v1/x`], (_e, out) => resolve(`${host} ${out}`))
+          )
+        )
+      }
+      expect(statuses).toEqual(Array.from({ length: 12 }, (_, i) => `${i % 2 === 0 ? 'api.alpha.test' : 'api.beta.test'} 200`))
+      expect(both.received.map((r) => `${r.headers.host} ${r.headers.authorization}`)).toEqual(
+        Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? `api.alpha.test Bearer ${KEY}` : `api.beta.test Bearer ${KEY}-beta`))
+      )
+    } finally {
+      server.kill('SIGTERM')
+      await new Promise((resolve) => server.on('exit', resolve))
+      await both.close()
+    }
+  })
+
   it('serve --workers 2 shares one port, one CA and one certificate cache, and flushes every worker’s audit on SIGTERM', async () => {
     const audit = join(dir, 'serve-audit-workers.jsonl')
     const server = spawn(process.execPath, [CLI, 'serve', ...common, '--workers', '2', '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config-workers')], {
