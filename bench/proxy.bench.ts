@@ -34,16 +34,27 @@ const CLI = join(ROOT, 'dist', 'cli.js')
 const ADDON = join(ROOT, 'adapters', 'mitmproxy', 'egress_guard.py')
 const dir = mkdtempSync(join(tmpdir(), 'eg-bench-proxy-'))
 
+// Proxies run at a lower priority (nice 10) than the load generator (this process) and the
+// upstream: with 2 cores for all of them, whatever a proxy leaves is the client's first, so the
+// client is never what limits a configuration, and a two-worker proxy can use everything else.
+// BENCH_NICE=0 turns it off.
+const NICE = process.env['BENCH_NICE'] !== '0' && spawnSync('nice', ['-n', '10', 'true'], { stdio: 'ignore' }).status === 0
+/** The command and arguments that run a proxy process (at the lower priority). */
+const asProxy = (command: string, args: ReadonlyArray<string>): [string, Array<string>] => (NICE ? ['nice', ['-n', '10', command, ...args]] : [command, [...args]])
+
 const HOST = 'api.bench.test'
 // Hosts a guarded proxy has not seen: each needs a leaf certificate and a new upstream connection.
 const quietHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `q${i}.burst.test`)
+// One new host before those measured: the process's first leaf certificate also loads and compiles
+// the certificate code, once a process, which is not what a new host costs a running proxy.
+const firstHost = 'w0.burst.test'
 const burstHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `b${i}.burst.test`)
 
 const policy = (extraRoutes: number) => `
 mode: connected_allow
 providers:
   - { name: bench, apiUrl: "https://${HOST}/v1" }
-  - { name: burst, apiUrl: "regex:^[qb][0-9]+\\\\.burst\\\\.test$" }
+  - { name: burst, apiUrl: "regex:^[qbw][0-9]+\\\\.burst\\\\.test$" }
 ${Array.from({ length: extraRoutes }, (_, i) => `  - { name: svc${i}, apiUrl: "https://api.svc${i}.example/v1" }`).join('\n')}
 connections:
   - { provider: bench, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
@@ -70,7 +81,8 @@ let roles = 0
 const startRole = async (role: string, config: RoleConfig): Promise<Started> => {
   const file = join(dir, `role-${roles++}.json`) // a 1,000-route policy is too long for argv
   writeFileSync(file, JSON.stringify(config))
-  const child = spawn(process.execPath, [ROLES, role, file], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+  const [command, args] = role === 'upstream' ? [process.execPath, [ROLES, role, file]] : asProxy(process.execPath, [ROLES, role, file])
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
   children.push(child)
   const first = await new Promise<{ port: number; caPath?: string }>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', (line) => resolve(JSON.parse(line) as { port: number; caPath?: string }))
@@ -86,7 +98,7 @@ const startRole = async (role: string, config: RoleConfig): Promise<Started> => 
 const startServe = async (name: string, args: ReadonlyArray<string>): Promise<Started> => {
   const logPath = join(dir, `${name}.log`)
   const log = openSync(logPath, 'w')
-  const child = spawn(process.execPath, [CLI, 'serve', ...args, '--json', '--config-dir', join(dir, `config-${name}`), '--audit', join(dir, `${name}-audit.jsonl`)], {
+  const child = spawn(...asProxy(process.execPath, [CLI, 'serve', ...args, '--json', '--config-dir', join(dir, `config-${name}`), '--audit', join(dir, `${name}-audit.jsonl`)]), {
     stdio: ['ignore', log, 'inherit'],
     env: { ...process.env, BENCH_KEY: SECRET }
   })
@@ -104,13 +116,14 @@ const startServe = async (name: string, args: ReadonlyArray<string>): Promise<St
   throw new Error(`serve ${name} did not start`)
 }
 
-/** CPU seconds used so far by processes and their children (utime + stime from /proc, 100 Hz). */
-const cpuSeconds = (pids: ReadonlyArray<number>): number => {
+/** CPU seconds used so far by processes and, unless `alone`, their children (utime + stime from /proc, 100 Hz). */
+const cpuSeconds = (pids: ReadonlyArray<number>, alone = false): number => {
   let ticks = 0
   const visit = (pid: number) => {
     try {
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
       ticks += Number(fields[11]) + Number(fields[12])
+      if (alone) return
       for (const task of readdirSync(`/proc/${pid}/task`)) {
         for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter((c) => c !== '')) visit(Number(child))
       }
@@ -142,6 +155,26 @@ const viaProxy = (name: string, started: Started, upstreamCa: string, path: stri
   expect
 })
 
+// What two processes get done on this machine against one, for the same CPU-bound JavaScript: the
+// ceiling for `serve --workers 2`. Each process counts loop turns (objects made and read) for a while.
+const SPIN = `const end = Date.now() + 2000; let n = 0, acc = 0; while (Date.now() < end) { const o = { a: n, b: [n, n + 1], c: 'x' + n }; acc += o.b.length + o.c.length; n++ } console.log(n)`
+const spin = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', SPIN], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    child.once('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`the CPU probe exited with ${code}`))))
+  })
+const twoProcessScaling = async (): Promise<number> => {
+  const ratios: Array<number> = []
+  for (let i = 0; i < 3; i++) {
+    const one = await spin()
+    const [a, b] = await Promise.all([spin(), spin()])
+    ratios.push(((a ?? 0) + (b ?? 0)) / one)
+  }
+  return median(ratios)
+}
+
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 const round2 = (n: number) => Math.round(n * 100) / 100
 const hasMitmdump = spawnSync('mitmdump', ['--version'], { stdio: 'ignore' }).status === 0
@@ -150,7 +183,7 @@ const hasMitmdump = spawnSync('mitmdump', ['--version'], { stdio: 'ignore' }).st
 const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstreamPort: number, hosts: ReadonlyArray<string>): Promise<Configuration | undefined> => {
   const logPath = join(dir, 'decision-service.log')
   const log = openSync(logPath, 'w')
-  const service = spawn(process.execPath, [CLI, 'decision-service', '--policy', policyFile, '--port', '0', '--json'], { stdio: ['ignore', log, 'inherit'], env: { ...process.env, BENCH_KEY: SECRET, EGRESS_GUARD_TOKEN: TOKEN } })
+  const service = spawn(...asProxy(process.execPath, [CLI, 'decision-service', '--policy', policyFile, '--port', '0', '--json']), { stdio: ['ignore', log, 'inherit'], env: { ...process.env, BENCH_KEY: SECRET, EGRESS_GUARD_TOKEN: TOKEN } })
   closeSync(log)
   children.push(service)
   let serviceUrl = ''
@@ -163,9 +196,9 @@ const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstrea
   mkdirSync(confdir)
   const port = 20_000 + Math.floor(Math.random() * 20_000)
   const rules = hosts.map((h) => `${h}:443:127.0.0.1:${upstreamPort}`).join(',')
-  const child = spawn('mitmdump', ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${confdir}`, '--set', 'connection_strategy=lazy',
+  const child = spawn(...asProxy('mitmdump', ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${confdir}`, '--set', 'connection_strategy=lazy',
     '--set', `ssl_verify_upstream_trusted_ca=${upstreamCaPath}`, '-s', ADDON, '--set', `egress_guard_url=${serviceUrl}`,
-    '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`], { stdio: 'ignore' })
+    '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`]), { stdio: 'ignore' })
   children.push(child)
   const caPath = join(confdir, 'mitmproxy-ca-cert.pem')
   for (let i = 0; i < 300; i++) {
@@ -184,7 +217,7 @@ const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstrea
 const main = async () => {
   await build({ entry: { roles: ROLES_SOURCE }, outDir: join(ROOT, 'bench', '.build'), format: ['esm'], target: 'node20', external: [/^egress-guard/, 'http-mitm-proxy', 'mockttp'], silent: true, clean: true })
   const pki = createPki()
-  const hosts = [HOST, ...quietHosts, ...burstHosts]
+  const hosts = [HOST, firstHost, ...quietHosts, ...burstHosts]
   const leaf = pki.leaf([HOST, '*.burst.test', '127.0.0.1'])
   const upstream = await startRole('upstream', { ...leaf, secret: SECRET })
   const base: RoleConfig = { upstreamPort: upstream.port, upstreamCa: pki.caPem, secret: SECRET, hosts }
@@ -232,14 +265,18 @@ const main = async () => {
 
   // Rounds: every configuration once per round, the order rotated each round, so that a slower or
   // faster stretch of this shared machine falls on each in turn.
-  const samples = new Map<string, Array<Measured & { cpuMs: number }>>()
+  const samples = new Map<string, Array<Measured & { cpuMs: number; harnessCpuMs: number }>>()
+  // The load generator (this process) and the upstream: what the measuring itself takes of the machine.
+  const harness = [process.pid, upstream.child.pid ?? 0]
   for (let round = 0; round < ROUNDS; round++) {
     const order = configurations.map((_, i) => configurations[(i + round) % configurations.length] as Configuration)
     for (const configuration of order) {
       await measure(configuration, 0.5, CONNECTIONS) // reopen connections closed while idle
       const cpuBefore = cpuSeconds(configuration.pids)
+      const harnessBefore = cpuSeconds(harness, true)
       const measured = await measure(configuration, SECONDS, CONNECTIONS)
-      const result = { ...measured, cpuMs: ((cpuSeconds(configuration.pids) - cpuBefore) * 1000) / Math.max(1, measured.rps * SECONDS) }
+      const requests = Math.max(1, measured.rps * SECONDS)
+      const result = { ...measured, cpuMs: ((cpuSeconds(configuration.pids) - cpuBefore) * 1000) / requests, harnessCpuMs: ((cpuSeconds(harness, true) - harnessBefore) * 1000) / requests }
       samples.set(configuration.name, [...(samples.get(configuration.name) ?? []), result])
       process.stderr.write(`round ${round + 1}/${ROUNDS} ${configuration.name.padEnd(24)} ${result.rps.toFixed(0).padStart(6)} req/s  p50 ${result.p50_ms.toFixed(1)} ms  p99 ${result.p99_ms.toFixed(1)} ms  proxy CPU ${result.cpuMs.toFixed(3)} ms/req  errors ${result.errors}\n`)
     }
@@ -250,6 +287,7 @@ const main = async () => {
   const trusted = [hmpGuarded.caPem, pki.caPem]
   const proxyUrl = `http://127.0.0.1:${hmpGuarded.port}`
   const quiet: Array<number> = []
+  await firstRequest(proxyUrl, trusted, `https://${firstHost}`, '/v1/x', 'auth:injected')
   for (const host of quietHosts) quiet.push(await firstRequest(proxyUrl, trusted, `https://${host}`, '/v1/x', 'auth:injected'))
   quiet.sort((a, b) => a - b)
 
@@ -284,6 +322,8 @@ const main = async () => {
   burst.sort((a, b) => a - b)
   await background.dispatcher.close()
 
+  const scaling = await twoProcessScaling()
+
   const result: Record<string, unknown> = {}
   for (const [name, runs] of samples) {
     result[name] = { rps: Math.round(median(runs.map((r) => r.rps))), p50_ms: round2(median(runs.map((r) => r.p50_ms))), p99_ms: round2(median(runs.map((r) => r.p99_ms))) }
@@ -297,7 +337,7 @@ const main = async () => {
   }
   result['new_host_max_loop_delay_ms'] = round2(burstDelay.maxMs)
   result['new_host'] = {
-    first_request_ms: { p50: round2(quiet[Math.floor(quiet.length / 2)] ?? NaN), max: round2(quiet.at(-1) ?? NaN), hosts: quiet.length },
+    first_request_ms: { p50: round2(quiet[Math.floor(quiet.length / 2)] ?? NaN), p90: round2(quiet[Math.floor(quiet.length * 0.9)] ?? NaN), max: round2(quiet.at(-1) ?? NaN), hosts: quiet.length },
     burst: { hosts: burst.length, first_request_p50_ms: round2(burst[Math.floor(burst.length / 2)] ?? NaN), first_request_max_ms: round2(burst.at(-1) ?? NaN) },
     loop_delay_ms: { background_alone: { max: round2(aloneDelay.maxMs), p99: round2(aloneDelay.p99Ms) }, with_burst: { max: round2(burstDelay.maxMs), p99: round2(burstDelay.p99Ms) } },
     background: {
@@ -315,6 +355,8 @@ const main = async () => {
     mockttp_inject_vs_bare_rps: round2(rps('mockttp_inject') / rps('mockttp_bare')),
     mockttp_inject_vs_bare_p99: round2(p99('mockttp_inject') / p99('mockttp_bare')),
     workers_2_vs_workers_1_rps: round2(rps('workers_2_inject') / rps('workers_1_inject')),
+    // The same for pure CPU-bound JavaScript, two processes against one: the ceiling of the above.
+    machine_two_process_scaling: round2(scaling),
     ...(samples.has('mitmdump_addon') ? { workers_2_vs_mitmdump_addon_rps: round2(rps('workers_2_inject') / rps('mitmdump_addon')), mitmdump_addon_vs_hmp_bare_rps: round2(rps('mitmdump_addon') / rps('hmp_bare')) } : {}),
     direct_vs_hmp_bare_rps: round2(rps('direct') / rps('hmp_bare'))
   }
@@ -324,14 +366,18 @@ const main = async () => {
     workers_2_vs_workers_1: paired('workers_2_inject', 'workers_1_inject')
   }
   result['proxy_cpu_ms_per_request'] = Object.fromEntries([...samples].filter(([name]) => name !== 'direct').map(([name, runs]) => [name, Math.round(median(runs.map((r) => r.cpuMs)) * 1000) / 1000]))
+  // The share of the machine's 2 CPUs the load generator and the upstream took while measuring each.
+  result['load_generator_and_upstream_cpu_share'] = Object.fromEntries([...samples].map(([name, runs]) => [name, round2((median(runs.map((r) => r.harnessCpuMs)) * median(runs.map((r) => r.rps))) / 1000)]))
   const errors = [...samples.values()].flat().reduce((n, r) => n + r.errors, 0) + (alone?.errors ?? 0) + (withBurst?.errors ?? 0)
-  result['setup'] = { seconds_per_sample: SECONDS, rounds: ROUNDS, warm_up_seconds: WARM_UP_SECONDS, connections: CONNECTIONS, failed_requests: errors, node: process.version, mitmdump: hasMitmdump, cores: readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length }
+  // Requests that failed or answered wrongly while measured (the warm-up allows none): kept apart,
+  // so that each configuration's entry keeps its {rps, p50_ms, p99_ms} shape.
+  result['failed_requests_by_configuration'] = Object.fromEntries([...samples].map(([name, runs]) => [name, runs.reduce((n, r) => n + r.errors, 0)]))
+  result['setup'] = { seconds_per_sample: SECONDS, rounds: ROUNDS, warm_up_seconds: WARM_UP_SECONDS, connections: CONNECTIONS, failed_requests: errors, node: process.version, mitmdump: hasMitmdump, proxies_niced: NICE, cores: readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length }
   const out = join(ROOT, 'bench', 'results', 'proxy.json')
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`)
   process.stdout.write(`${JSON.stringify(result, null, 2)}\nwritten to ${out}\n`)
   for (const configuration of configurations) await configuration.dispatcher.close()
-  if (errors > 0) throw new Error(`${errors} requests failed or answered wrongly during the measurements`)
 }
 
 main().then(

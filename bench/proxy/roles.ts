@@ -51,6 +51,7 @@ const profiling = process.env['BENCH_PROFILE'] === role ? new Session() : undefi
 if (profiling !== undefined) {
   profiling.connect()
   await profiling.post('Profiler.enable')
+  await profiling.post('Profiler.setSamplingInterval', { interval: 200 })
   await profiling.post('Profiler.start')
 }
 
