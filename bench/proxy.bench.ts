@@ -260,7 +260,7 @@ const main = async () => {
   // what it claims to: every answer of a measurement is checked the same way.
   for (const configuration of configurations) {
     const warm = await measure(configuration, WARM_UP_SECONDS, CONNECTIONS)
-    if (warm.rps === 0 || warm.errors > 0) throw new Error(`${configuration.name}: ${warm.errors} wrong answers while warming up (${Math.round(warm.rps)} right ones a second)`)
+    if (warm.rps === 0 || warm.errors > 0) throw new Error(`${configuration.name}: ${warm.errors} wrong answers while warming up (${Math.round(warm.rps)} right ones a second), the first: ${warm.firstFailure ?? 'none'}`)
   }
 
   // Rounds: every configuration once per round, the order rotated each round, so that a slower or
@@ -278,7 +278,7 @@ const main = async () => {
       const requests = Math.max(1, measured.rps * SECONDS)
       const result = { ...measured, cpuMs: ((cpuSeconds(configuration.pids) - cpuBefore) * 1000) / requests, harnessCpuMs: ((cpuSeconds(harness, true) - harnessBefore) * 1000) / requests }
       samples.set(configuration.name, [...(samples.get(configuration.name) ?? []), result])
-      process.stderr.write(`round ${round + 1}/${ROUNDS} ${configuration.name.padEnd(24)} ${result.rps.toFixed(0).padStart(6)} req/s  p50 ${result.p50_ms.toFixed(1)} ms  p99 ${result.p99_ms.toFixed(1)} ms  proxy CPU ${result.cpuMs.toFixed(3)} ms/req  errors ${result.errors}\n`)
+      process.stderr.write(`round ${round + 1}/${ROUNDS} ${configuration.name.padEnd(24)} ${result.rps.toFixed(0).padStart(6)} req/s  p50 ${result.p50_ms.toFixed(1)} ms  p99 ${result.p99_ms.toFixed(1)} ms  proxy CPU ${result.cpuMs.toFixed(3)} ms/req  errors ${result.errors}${result.firstFailure === undefined ? '' : ` (first: ${result.firstFailure})`}\n`)
     }
   }
 

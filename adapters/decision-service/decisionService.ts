@@ -11,6 +11,7 @@ import { decodeFacts, decodeTunnel } from './codecs.js'
 /** How to run the decision service. */
 export interface DecisionServiceOptions {
   readonly guard: Guard
+  /** Listen address; loopback by default. It speaks plain HTTP and hands out credentials: put TLS in front of any other. */
   readonly host?: string
   readonly port?: number
   /**

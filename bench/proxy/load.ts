@@ -13,6 +13,8 @@ export interface Measured {
   readonly p99_ms: number
   /** Requests that failed or answered anything but the expected status and body. */
   readonly errors: number
+  /** What the first of those got (status and the start of the body, or the error), for diagnosis. */
+  readonly firstFailure?: string
 }
 
 /** A configuration under load: where requests go, and what each must answer. */
@@ -27,8 +29,8 @@ export interface Target {
 /** The value at percentile `p` of sorted values. */
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN
 
-/** One request; resolves with its latency in ms, or undefined when it failed or answered wrongly. */
-const request = (target: Target): Promise<number | undefined> =>
+/** One request; resolves with its latency in ms, or what went wrong. */
+const request = (target: Target): Promise<number | string> =>
   new Promise((resolve) => {
     const start = performance.now()
     let status = 0
@@ -45,8 +47,8 @@ const request = (target: Target): Promise<number | undefined> =>
           body += chunk.toString()
           return true
         },
-        onComplete: () => resolve(status === 200 && body === target.expect ? performance.now() - start : undefined),
-        onError: () => resolve(undefined)
+        onComplete: () => resolve(status === 200 && body === target.expect ? performance.now() - start : `${status} ${body.slice(0, 120)}`),
+        onError: (error: Error) => resolve(`${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message.slice(0, 120)}`)
       } as unknown as Dispatcher.DispatchHandler
     )
   })
@@ -58,6 +60,7 @@ const request = (target: Target): Promise<number | undefined> =>
 export const measure = async (target: Target, seconds: number, connections: number, rate?: number): Promise<Measured> => {
   const latencies: Array<number> = []
   let errors = 0
+  let firstFailure: string | undefined
   const started = performance.now()
   const end = started + seconds * 1000
   const interval = rate === undefined ? 0 : (1000 * connections) / rate
@@ -69,13 +72,16 @@ export const measure = async (target: Target, seconds: number, connections: numb
         const wait = due - performance.now()
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
         const latency = await request(target)
-        if (latency === undefined) errors++
-        else latencies.push(latency)
+        if (typeof latency === 'number') latencies.push(latency)
+        else {
+          errors++
+          firstFailure ??= latency
+        }
       }
     })
   )
   latencies.sort((a, b) => a - b)
-  return { rps: latencies.length / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), errors }
+  return { rps: latencies.length / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), errors, ...(firstFailure === undefined ? {} : { firstFailure }) }
 }
 
 /** A dispatcher through a proxy at `proxyUrl`, trusting its CA (and the stand-in's, for tunnels). */
@@ -90,7 +96,7 @@ export const firstRequest = async (proxyUrl: string, trusted: ReadonlyArray<stri
   const dispatcher = throughProxy(proxyUrl, trusted, 1)
   try {
     const latency = await request({ dispatcher, origin, path, expect })
-    if (latency === undefined) throw new Error(`the first request to ${origin} failed or answered wrongly`)
+    if (typeof latency !== 'number') throw new Error(`the first request to ${origin} got ${latency}`)
     return latency
   } finally {
     await dispatcher.close()
