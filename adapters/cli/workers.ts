@@ -85,7 +85,7 @@ export interface WorkerPool {
   readonly stop: () => Promise<void>
 }
 
-/** Where the primary listens, and the command line each worker runs. */
+/** Where the primary listens, how many workers it runs, and where their CA lives. */
 export interface WorkerPoolOptions {
   readonly count: number
   readonly host: string
