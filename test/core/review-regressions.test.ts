@@ -104,6 +104,14 @@ describe('a checked outcome is checked once', () => {
   })
 })
 
+describe('IPv6 literals take no trailing dot', () => {
+  it.each(['::.', '::1.', '[::1].', 'fe80::1.'])('%s is not a host: no_match, never a route', (host) => {
+    const { table } = tableOf({ p: 'api.x.com' })
+    expect(resolveRoute(table, request(host))).toEqual({ _tag: 'Miss', reason: 'no_match' })
+    expect(decideTunnel({ mode: 'connected_deny', table, host, port: 443 }).decision).toEqual({ _tag: 'Deny', reason: 'no_match' })
+  })
+})
+
 describe('hosts with more than one trailing dot', () => {
   it.each(['localhost..', 'foo.localhost..', '127.0.0.1..', 'api.x.com..'])('%s is not a host: never routed, never matched', (host) => {
     const { table, warnings } = tableOf({ p: [`https://${host}/v1`, 'api.x.com'] })
