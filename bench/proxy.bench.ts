@@ -5,7 +5,7 @@
 // first request to new hosts, and the guarded proxy's event-loop delay during a burst of them.
 // Writes bench/results/proxy.json. `npm run bench:proxy` builds first.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -33,6 +33,9 @@ const ROLES = join(ROOT, 'bench', '.build', 'roles.js')
 const CLI = join(ROOT, 'dist', 'cli.js')
 const ADDON = join(ROOT, 'adapters', 'mitmproxy', 'egress_guard.py')
 const dir = mkdtempSync(join(tmpdir(), 'eg-bench-proxy-'))
+// Everything temporary of the run (the test PKI, each role's CA directory) goes below `dir`, which
+// is removed on exit: the roles inherit this TMPDIR.
+process.env['TMPDIR'] = dir
 
 // Proxies run at a lower priority (nice 10) than the load generator (this process) and the
 // upstream: with 2 cores for all of them, whatever a proxy leaves is the client's first, so the
@@ -74,6 +77,7 @@ const stopAll = () => {
 }
 process.on('exit', () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
+  rmSync(dir, { recursive: true, force: true })
 })
 
 /** Starts a bench role and waits for the JSON line that says where it listens. */
