@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSecureContext, type SecureContext } from 'node:tls'
 
+import { fetch, ProxyAgent } from 'undici'
+
 import { PROXY_MODES, type ProxyMode } from '../../core/index.js'
 import { createGuard } from '../guard/createGuard.js'
 import { loadOrCreateCa } from '../interception/certificates.js'
@@ -48,7 +50,6 @@ const curl = (proxy: string, bundle: string, url: string): Promise<string> =>
   })
 
 const nodeFetch = async (proxy: string, caPem: string, url: string): Promise<string> => {
-  const { fetch, ProxyAgent } = await import('undici')
   const dispatcher = new ProxyAgent({ uri: proxy, requestTls: { ca: caPem } })
   try {
     return String((await fetch(url, { dispatcher })).status)

@@ -13,6 +13,7 @@ import type { AuditSink, Logger, RunningProxy } from '../ports.js'
 import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
 import type { CommonOptions, Engine } from './options.js'
+import { loadOptional } from './optionalLibraries.js'
 import { readCaFiles } from './policySource.js'
 
 /** A proxy started from the command line's options. */
@@ -30,16 +31,13 @@ export const configDirOf = (options: Pick<CommonOptions, 'configDir'>, env: Node
 type StartProxy = (options: HttpMitmProxyOptions) => Promise<RunningProxy>
 
 /** Loads an engine's adapter only when it is used, so neither proxy library is needed for the other. */
-const loadEngine = async (engine: Engine): Promise<E.Either<string, StartProxy>> => {
-  try {
-    return E.right(engine === 'mockttp' ? (await import('../mockttp/mockttpProxy.js')).startMockttpProxy : (await import('../http-mitm-proxy/httpMitmProxy.js')).startHttpMitmProxy)
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') throw error
-    const pinned = engine === 'mockttp' ? 'mockttp@4.6.5' : 'http-mitm-proxy@1.1.0'
-    return E.left(`the ${engine} engine needs its proxy library: run \`npm install ${pinned}\` next to egress-guard, or choose another with --engine`)
-  }
-}
+const loadEngine = (engine: Engine): Promise<E.Either<string, StartProxy>> =>
+  loadOptional<StartProxy>(
+    async () => (engine === 'mockttp' ? (await import('../mockttp/mockttpProxy.js')).startMockttpProxy : (await import('../http-mitm-proxy/httpMitmProxy.js')).startHttpMitmProxy),
+    `the ${engine} engine needs its proxy library`,
+    [engine],
+    'choose another with --engine'
+  )
 
 /** Starts guard and proxy from `--policy` (watched for changes) or the bundled catalog. */
 export const startGuardedProxy = async (

@@ -4,6 +4,7 @@ import { check } from './check.js'
 import { decisionService } from './decisionServiceCommand.js'
 import { explain } from './explain.js'
 import { processIo, type Io } from './io.js'
+import { loadOptional } from './optionalLibraries.js'
 import { parseOptions, type CommonOptions } from './options.js'
 import { run } from './run.js'
 import { serve } from './serve.js'
@@ -40,8 +41,12 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
     return name === undefined ? 2 : 0
   }
   if (name === 'demo') {
-    const { demo } = await import('./demo.js')
-    return demo(io)
+    const demo = await loadOptional(async () => (await import('./demo.js')).demo, 'demo runs http-mitm-proxy and Node fetch through undici', ['http-mitm-proxy', 'undici'])
+    if (E.isLeft(demo)) {
+      io.err(`egress-guard: ${demo.left}`)
+      return 1
+    }
+    return demo.right(io)
   }
   if (name === 'run') {
     const split = rest.indexOf('--')
