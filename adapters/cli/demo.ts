@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
 import http from 'node:http'
 import https from 'node:https'
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -63,6 +64,12 @@ const nodeFetch = async (proxy: string, caPem: string, url: string): Promise<str
 /** `egress-guard demo`: everything offline, on loopback, in one run. */
 export const demo = async (io: Io): Promise<number> => {
   const dir = await mkdtemp(join(tmpdir(), 'egress-guard-demo-'))
+  // Interrupted, it still removes its directory (the stand-in's and the proxy's CA keys).
+  const interrupted = () => {
+    rmSync(dir, { recursive: true, force: true })
+    process.exit(130)
+  }
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted)
   const received: Array<string> = []
   const standInCa = await loadOrCreateCa(join(dir, 'stand-in-ca'))
   const contexts = new Map<string, SecureContext>()
@@ -127,6 +134,7 @@ export const demo = async (io: Io): Promise<number> => {
     await new Promise((resolve) => standIn.close(resolve))
     await new Promise((resolve) => plainStandIn.close(resolve))
     await rm(dir, { recursive: true, force: true })
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted)
   }
   const width = (key: keyof Row) => Math.max(key.length, ...rows.map((r) => r[key].length))
   const keys: ReadonlyArray<keyof Row> = ['mode', 'client', 'request', 'decision', 'upstream']
