@@ -100,11 +100,13 @@ export class GuardedDispatcher extends Dispatcher {
           case 'Deny':
             fail(handler, new EgressGuardDenied(verdict.decision.reason, verdict.decision.body))
             return
+          // INVARIANT: `maxRedirections: 0` turns off undici's redirect interceptor in `base`, so
+          // a redirect comes back to the caller, whose next hop is a new request decided anew.
           case 'Inject':
-            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, verdict.decision.headers) }, handler)
+            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, verdict.decision.headers), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
             return
           case 'Pass':
-            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, {}) }, handler)
+            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, {}), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
         }
       },
       (error: unknown) => fail(handler, error instanceof Error ? error : new Error('egress-guard failed'))
@@ -132,9 +134,10 @@ export class GuardedDispatcher extends Dispatcher {
 /**
  * Makes every `fetch` and undici request of this process go through the guard, Node's built-in
  * `fetch` included (both read the same global dispatcher). Returns a function that restores the
- * previous dispatcher. `base` must not follow redirects itself (a fresh Agent by default): a hop
- * it followed would carry the injected credentials without asking the guard. `fetch` follows
- * redirects above the dispatcher, so each hop is decided anew.
+ * previous dispatcher. `fetch` follows redirects above the dispatcher, so each hop is decided
+ * anew. `base` (a fresh Agent by default) must not follow redirects itself: a hop it followed would
+ * carry the injected credentials without asking the guard. undici's redirect interceptor is turned
+ * off for every request the guard forwards; a redirect-following dispatcher of another kind is not.
  */
 export const installGlobalGuard = (guard: Guard, base: Dispatcher = new Agent()): (() => void) => {
   const previous = getGlobalDispatcher()

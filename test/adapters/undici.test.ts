@@ -3,7 +3,7 @@
 import type { LookupAddress } from 'node:dns'
 
 import * as E from 'fp-ts/lib/Either.js'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { Agent, fetch as undiciFetch, interceptors } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { parsePolicyText } from '../../adapters/config/PolicyFile.js'
@@ -137,5 +137,58 @@ describe('installGlobalGuard', () => {
     }
     const after = await globalThis.fetch('https://api.alpha.test:1/').then(() => 'answered', (e: unknown) => ((e as { cause?: { name?: string } }).cause?.name ?? 'failed'))
     expect(after).not.toBe('EgressGuardDenied')
+  })
+})
+
+describe('redirects', () => {
+  const redirect = (to: string) => `/v1/redirect?to=${encodeURIComponent(to)}`
+
+  it.each(['Node’s built-in fetch', 'undici’s fetch'])('%s asks the guard again for every hop: a hop off the route gets no credential', async (which) => {
+    const audit: Array<AuditEntry> = []
+    const restore = installGlobalGuard(guardFor('connected_allow', audit), base)
+    const get = which.startsWith('Node') ? globalThis.fetch : (undiciFetch as unknown as typeof fetch)
+    try {
+      for (const to of [url('api.alpha.test', '/v2/same-host'), url('other.test', '/other-host')]) {
+        const before = upstream.received.length
+        const response = await get(url('api.alpha.test', redirect(to)))
+        expect(response.status).toBe(200)
+        await response.text()
+        const [first, second] = upstream.received.slice(before)
+        expect(first?.headers.authorization).toBe(`Bearer ${KEY}`)
+        expect(second?.path).toBe(new URL(to).pathname)
+        expect(second?.headers.authorization).toBeUndefined()
+      }
+      expect(audit.map((e) => `${e.event} ${String(e.metadata['host'])}${String(e.metadata['path'])}`)).toEqual([
+        'proxy_inject api.alpha.test/v1/redirect',
+        'proxy_miss api.alpha.test/v2/same-host',
+        'proxy_inject api.alpha.test/v1/redirect',
+        'proxy_miss other.test/other-host'
+      ])
+    } finally {
+      restore()
+    }
+  })
+
+  it('a hop a deny mode refuses fails the fetch, and is never sent', async () => {
+    const restore = installGlobalGuard(guardFor('connected_deny'), base)
+    try {
+      const before = upstream.received.length
+      const error = await globalThis.fetch(url('api.alpha.test', redirect(url('api.alpha.test', '/v2/x')))).then(() => undefined, (e: unknown) => (e as { cause?: unknown }).cause)
+      expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'no_match' })
+      expect(upstream.received.slice(before).map((r) => r.path)).toEqual(['/v1/redirect?to=' + encodeURIComponent(url('api.alpha.test', '/v2/x'))])
+    } finally {
+      restore()
+    }
+  })
+
+  it('a base dispatcher with undici’s redirect interceptor does not follow hops behind the guard’s back', async () => {
+    const following = base.compose(interceptors.redirect({ maxRedirections: 3 }))
+    const dispatcher = new GuardedDispatcher(guardFor('connected_allow'), following)
+    const before = upstream.received.length
+    const response = await dispatcher.request({ origin: `https://api.alpha.test:${upstream.port}`, path: redirect(url('api.alpha.test', '/v2/x')), method: 'GET' })
+    await response.body.text()
+    // The 302 comes back to the caller; the credential never reached /v2/x.
+    expect(response.statusCode).toBe(302)
+    expect(upstream.received.slice(before).map((r) => r.path)).toEqual([redirect(url('api.alpha.test', '/v2/x'))])
   })
 })

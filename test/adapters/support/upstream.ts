@@ -48,6 +48,13 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
       if (seen !== undefined) seen.bodyBytes += chunk.length
     })
     request.on('end', () => {
+      // `…/redirect?to=<url>` answers a 302 to that URL.
+      const to = /\/redirect\?to=([^&]+)$/.exec(request.url ?? '')?.[1]
+      if (to !== undefined) {
+        response.writeHead(302, { location: decodeURIComponent(to), 'content-length': '0' })
+        response.end()
+        return
+      }
       response.writeHead(200, { 'content-type': 'application/json' })
       response.end(JSON.stringify({ upstream: name, path: request.url }))
     })
