@@ -76,7 +76,12 @@ export const usableCredentials = (outcome: unknown): CredentialOutcome => {
     checked[name] = value
   }
   const expiresAt = outcome['expiresAt']
-  const usable: Available = Object.freeze({ _tag: 'Available', headers: Object.freeze(checked), ...(expiresAt instanceof Date ? { expiresAt } : {}) })
+  // An expiry that is not a real Date (an ISO string read from JSON, an invalid Date) would be
+  // cached as if it never expired: refused instead.
+  if (expiresAt !== undefined && !(expiresAt instanceof Date && Number.isFinite(expiresAt.getTime()))) {
+    return unavailable('credential expiresAt is not a valid Date')
+  }
+  const usable: Available = Object.freeze({ _tag: 'Available', headers: Object.freeze(checked), ...(expiresAt === undefined ? {} : { expiresAt }) })
   checkedOutcomes.add(usable)
   return usable
 }

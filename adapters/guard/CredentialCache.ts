@@ -65,20 +65,23 @@ export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000
     const pending = inFlight.get(key)
     if (pending !== undefined) return pending
     const started = generation
-    const resolution = resolveWithTimeout(provider, connection).then((resolved) => {
-      // The outcome is kept as the core checked it (frozen): its check then costs nothing on later
-      // requests. Headers the check refuses are kept as they came, and refused on every request.
-      const checked = resolved._tag === 'Available' ? usableCredentials(resolved) : resolved
-      const outcome = checked._tag === 'Available' ? checked : resolved
-      // INVARIANT: only the resolution of the current generation is kept, and only a success.
-      if (started === generation) {
-        inFlight.delete(key)
-        const refreshAt = outcome._tag === 'Available' && outcome.expiresAt !== undefined ? outcome.expiresAt.getTime() - refreshWindowMs : undefined
-        if (outcome._tag === 'Available' && (refreshAt === undefined || clock.now().getTime() < refreshAt)) entries.set(key, { outcome, refreshAt })
-        else entries.delete(key)
-      }
-      return outcome
-    })
+    const resolution: Promise<CredentialOutcome> = resolveWithTimeout(provider, connection)
+      .then((resolved) => {
+        // Checked (and frozen) once here, so the check costs nothing on later requests. Whatever
+        // fails it, even a source that answered null, is Unavailable with the check's error.
+        const outcome = usableCredentials(resolved)
+        // INVARIANT: only the resolution of the current generation is kept, and only a success.
+        if (started === generation) {
+          const refreshAt = outcome._tag === 'Available' && outcome.expiresAt !== undefined ? outcome.expiresAt.getTime() - refreshWindowMs : undefined
+          if (outcome._tag === 'Available' && (refreshAt === undefined || clock.now().getTime() < refreshAt)) entries.set(key, { outcome, refreshAt })
+          else entries.delete(key)
+        }
+        return outcome
+      })
+      .finally(() => {
+        // Whatever happened above, the next miss starts a new resolution.
+        if (inFlight.get(key) === resolution) inFlight.delete(key)
+      })
     inFlight.set(key, resolution)
     return resolution
   }

@@ -104,6 +104,24 @@ describe('a checked outcome is checked once', () => {
   })
 })
 
+describe('a credential expiry must be a valid Date', () => {
+  it.each<[string, unknown]>([
+    ['an ISO string', '2026-01-01T00:10:00Z'],
+    ['a number', 1_767_226_200_000],
+    ['an invalid Date', new Date(Number.NaN)],
+    ['null', null]
+  ])('%s is refused: no credential is injected without a usable expiry', (_, expiresAt) => {
+    const outcome = { _tag: 'Available', headers: { Authorization: 'Bearer ok' }, expiresAt }
+    expect(usableCredentials(outcome)).toEqual({ _tag: 'Unavailable', error: 'credential expiresAt is not a valid Date' })
+    expect(decide({ mode: 'connected_allow', request: request('api.x.com'), resolution: { _tag: 'Matched', provider: 'p', connection: 'default' }, credentials: outcome as never }).decision._tag).not.toBe('Inject')
+  })
+
+  it('a valid Date is kept', () => {
+    const expiresAt = new Date('2026-01-01T00:10:00Z')
+    expect(usableCredentials({ _tag: 'Available', headers: { Authorization: 'Bearer ok' }, expiresAt })).toEqual({ _tag: 'Available', headers: { Authorization: 'Bearer ok' }, expiresAt })
+  })
+})
+
 describe('IPv6 literals take no trailing dot', () => {
   it.each(['::.', '::1.', '[::1].', 'fe80::1.'])('%s is not a host: no_match, never a route', (host) => {
     const { table } = tableOf({ p: 'api.x.com' })

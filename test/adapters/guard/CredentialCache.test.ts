@@ -121,4 +121,17 @@ describe('credential cache (SPEC.md §7)', () => {
     expect(await cache.get('p', 'c')).toEqual(available('t2'))
     expect(calls()).toBe(2)
   })
+
+  it('asks again after a source broke its contract (answered null, an expiry that is not a Date)', async () => {
+    const { clock, advance } = manualClock()
+    const answers: ReadonlyArray<unknown> = [null, { ...available('s'), expiresAt: '2026-01-01T00:10:00Z' }, { ...available('i'), expiresAt: new Date(Number.NaN) }]
+    const { source, calls } = countingSource(async (n) => (n <= answers.length ? answers[n - 1] : available(`t${n}`)) as CredentialOutcome)
+    const cache = createCredentialCache({ source, clock })
+    expect((await cache.get('p', 'c'))._tag).toBe('Unavailable')
+    expect(await cache.get('p', 'c')).toEqual({ _tag: 'Unavailable', error: 'credential expiresAt is not a valid Date' })
+    advance(3600 * 1000)
+    expect(await cache.get('p', 'c')).toEqual({ _tag: 'Unavailable', error: 'credential expiresAt is not a valid Date' })
+    expect(await cache.get('p', 'c')).toEqual(available('t4'))
+    expect(calls()).toBe(4)
+  })
 })
