@@ -94,22 +94,29 @@ export interface WorkerPoolOptions {
   readonly warn: (message: string) => void
 }
 
+/** The wait before a worker that died is replaced: doubled for each death in a row, at most 10 s. */
+const respawnDelayMs = (deathsInARow: number): number => Math.min(10_000, 100 * 2 ** Math.max(0, deathsInARow - 1))
+
 /**
  * In the primary: creates (or loads) the CA, forks `count` workers running the same command line,
- * and once all are ready, listens and hands each new connection to the next worker in turn. A
- * worker that dies while serving is replaced, and the log says so.
+ * and once all are ready, listens and hands each new connection to the next ready worker in turn.
+ * A worker that dies while serving is replaced (after a growing wait if replacements keep dying),
+ * and the log says so; no connection is handed to a worker until it reports ready.
  */
 export const startWorkers = async ({ count, host, port, configDir, warn }: WorkerPoolOptions): Promise<WorkerPool> => {
   const ca = await loadOrCreateCa(configDir)
   let stopping = false
-  let readyCount = 0
+  let started = false
   let settle: (value: Awaited<WorkerPool['ready']>) => void = () => undefined
   const ready = new Promise<Awaited<WorkerPool['ready']>>((resolve) => (settle = resolve))
   let first: { caCertPath: string; mode: string } | undefined
   const workers: Array<ChildProcess> = []
+  // INVARIANT: a connection goes only to a worker whose slot is marked ready here.
+  const readySlots: Array<boolean> = []
+  let deathsInARow = 0
   let next = 0
 
-  const onMessage = (worker: ChildProcess, message: unknown): void => {
+  const onMessage = (slot: number, worker: ChildProcess, message: unknown): void => {
     if (!isMessage(message)) return
     const m = message as ToPrimary
     if (m.type === 'egress-guard:leaf') {
@@ -119,33 +126,42 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
       )
     } else if (m.type === 'egress-guard:ready') {
       first ??= { caCertPath: m.caCertPath, mode: m.mode }
-      if (++readyCount === count) listen()
+      readySlots[slot] = true
+      if (started) {
+        deathsInARow = 0
+        warn('the new worker is ready')
+      } else if (readySlots.filter(Boolean).length === count) listen()
     } else if (m.type === 'egress-guard:failed') {
-      settle({ _tag: 'Failed', messages: m.messages })
+      if (started) warn(`a new worker could not start: ${m.messages.join('; ')}`)
+      else settle({ _tag: 'Failed', messages: m.messages })
     }
   }
 
   const spawnWorker = (slot: number): void => {
     const worker = fork(process.argv[1] ?? '', process.argv.slice(2), { env: { ...process.env, [WORKER_MARK]: '1' }, stdio: 'inherit' })
     workers[slot] = worker
-    worker.on('message', (message: unknown) => onMessage(worker, message))
+    readySlots[slot] = false
+    worker.on('message', (message: unknown) => onMessage(slot, worker, message))
     worker.on('error', () => undefined)
     worker.once('exit', (code, signal) => {
+      readySlots[slot] = false
       if (stopping) return
-      if (readyCount < count) {
+      if (!started) {
         settle({ _tag: 'Failed', messages: [`a worker exited while starting (${signal ?? `code ${code}`})`] })
         return
       }
-      warn(`a worker exited (${signal ?? `code ${code}`}); starting a new one`)
-      spawnWorker(slot)
+      const delay = respawnDelayMs(++deathsInARow)
+      warn(`a worker exited (${signal ?? `code ${code}`}); starting a new one in ${delay} ms`)
+      setTimeout(() => stopping || spawnWorker(slot), delay).unref()
     })
   }
 
   // INVARIANT: the primary never reads from a client connection; the worker it hands it to does.
   const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
     for (let tries = 0; tries < count; tries++) {
-      const worker = workers[next++ % count]
-      if (worker?.connected === true) {
+      const slot = next++ % count
+      const worker = workers[slot]
+      if (readySlots[slot] === true && worker?.connected === true) {
         worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, (error) => error && socket.destroy())
         return
       }
@@ -155,6 +171,7 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
   server.on('error', (error: NodeJS.ErrnoException) => settle({ _tag: 'Failed', messages: [`cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use; choose another with --port' : error.message}`] }))
   const listen = (): void =>
     void server.listen(port, host, () => {
+      started = true
       const address = server.address()
       const bound = typeof address === 'object' && address !== null ? address.port : port
       settle({ _tag: 'Ready', url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, caCertPath: first?.caCertPath ?? ca.certPath, mode: first?.mode ?? '' })
@@ -166,7 +183,9 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
     ready,
     stop: async () => {
       stopping = true
-      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
+      // Stops accepting at once. Not awaited: its callback waits for every connection already
+      // handed to a worker to close, and the workers close those when they stop, below.
+      if (server.listening) server.close()
       await Promise.all(
         workers.map(
           (worker) =>

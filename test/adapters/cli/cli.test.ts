@@ -3,6 +3,7 @@ import { execFile, spawn } from 'node:child_process'
 import http from 'node:http'
 import { connect as tlsConnect } from 'node:tls'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -346,5 +347,58 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(await new Promise((resolve) => server.on('exit', resolve))).toBe(0)
     expect(stdout.trim().split('\n').at(-1)).toBe('{"event":"stopped","signal":"SIGTERM"}')
     expect(readFileSync(audit, 'utf8').trim().split('\n').filter((l) => l.includes('"proxy_inject"'))).toHaveLength(6)
+  })
+
+  it('serve --workers 2 hands no connection to a replacement worker before it is ready, and stops on SIGTERM while a client holds a tunnel open', async () => {
+    const audit = join(dir, 'serve-audit-replaced.jsonl')
+    const server = spawn(process.execPath, [CLI, 'serve', ...common, '--workers', '2', '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config-replaced')], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
+    })
+    let stdout = ''
+    let stderr = ''
+    server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    server.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<number | null>((resolve) => server.once('exit', resolve))
+    let tunnel: Socket | undefined
+    try {
+      const listening = await new Promise<{ proxy: string; caCert: string }>((resolve) => {
+        server.stdout.on('data', () => {
+          const first = stdout.split('\n')[0] ?? ''
+          if (first.endsWith('}')) resolve(JSON.parse(first))
+        })
+      })
+      const workers = readFileSync(`/proc/${server.pid}/task/${server.pid}/children`, 'utf8').trim().split(' ').map(Number)
+      expect(workers).toHaveLength(2)
+      process.kill(workers[0] ?? 0, 'SIGKILL')
+      // New connections while the replacement starts: every one is served, by the worker left.
+      const statuses: Array<string> = []
+      for (let i = 0; i < 6; i++) {
+        statuses.push(
+          await new Promise<string>((resolve) =>
+            execFile('curl', ['-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '--proxy', listening.proxy, '--cacert', listening.caCert, 'https://api.alpha.test/v1/models'], (_e, out) => resolve(out))
+          )
+        )
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(statuses).toEqual(Array.from({ length: 6 }, () => '200'))
+      for (let i = 0; i < 250 && !stderr.includes('the new worker is ready'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(stderr).toContain('the new worker is ready')
+      // A client holds an idle tunnel open; SIGTERM still stops every worker, flushing its audit.
+      const { port } = new URL(listening.proxy)
+      tunnel = netConnect(Number(port), '127.0.0.1')
+      tunnel.on('error', () => undefined)
+      tunnel.write('CONNECT api.alpha.test:443 HTTP/1.1\r\nHost: api.alpha.test:443\r\n\r\n')
+      await new Promise((resolve) => tunnel?.once('data', resolve))
+      const signalledAt = Date.now()
+      server.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      expect(Date.now() - signalledAt).toBeLessThan(8_000)
+      expect(stdout.trim().split('\n').at(-1)).toBe('{"event":"stopped","signal":"SIGTERM"}')
+      expect(readFileSync(audit, 'utf8').trim().split('\n').filter((l) => l.includes('"proxy_inject"'))).toHaveLength(6)
+    } finally {
+      tunnel?.destroy()
+      server.kill('SIGKILL')
+      await exited
+    }
   })
 })
