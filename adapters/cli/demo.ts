@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process'
 import http from 'node:http'
 import https from 'node:https'
-import { rmSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,13 +63,15 @@ const nodeFetch = async (proxy: string, caPem: string, url: string): Promise<str
 
 /** `egress-guard demo`: everything offline, on loopback, in one run. */
 export const demo = async (io: Io): Promise<number> => {
-  const dir = await mkdtemp(join(tmpdir(), 'egress-guard-demo-'))
-  // Interrupted, it still removes its directory (the stand-in's and the proxy's CA keys).
+  // Interrupted, it still removes its directory (the stand-in's and the proxy's CA keys). The
+  // handlers come first, and the directory is made synchronously: no signal falls in between.
+  let dir = ''
   const interrupted = () => {
-    rmSync(dir, { recursive: true, force: true })
+    if (dir !== '') rmSync(dir, { recursive: true, force: true })
     process.exit(130)
   }
   process.once('SIGINT', interrupted).once('SIGTERM', interrupted)
+  dir = mkdtempSync(join(tmpdir(), 'egress-guard-demo-'))
   const received: Array<string> = []
   const standInCa = await loadOrCreateCa(join(dir, 'stand-in-ca'))
   const contexts = new Map<string, SecureContext>()
