@@ -156,18 +156,23 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
     })
   }
 
-  // INVARIANT: the primary never reads from a client connection; the worker it hands it to does.
-  const server: Server = createServer({ pauseOnConnect: true }, (socket) => {
-    for (let tries = 0; tries < count; tries++) {
+  // Hands a connection to the next ready worker. A worker that cannot take it (it died and its exit
+  // is not known yet) is passed over, and the next one is tried.
+  const handOver = (socket: Socket, tries: number): void => {
+    for (; tries < count; tries++) {
       const slot = next++ % count
       const worker = workers[slot]
       if (readySlots[slot] === true && worker?.connected === true) {
-        worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, (error) => error && socket.destroy())
+        worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, (error) => {
+          if (error) handOver(socket, tries + 1)
+        })
         return
       }
     }
     socket.destroy() // no worker can take it (all are restarting)
-  })
+  }
+  // INVARIANT: the primary never reads from a client connection; the worker it hands it to does.
+  const server: Server = createServer({ pauseOnConnect: true }, (socket) => handOver(socket, 0))
   server.on('error', (error: NodeJS.ErrnoException) => settle({ _tag: 'Failed', messages: [`cannot listen on ${host}:${port}: ${error.code === 'EADDRINUSE' ? 'the port is in use; choose another with --port' : error.message}`] }))
   const listen = (): void =>
     void server.listen(port, host, () => {
