@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -21,7 +21,6 @@ import type { AuditEntry, CredentialSource, RunningProxy } from '../../adapters/
 import { curl } from '../adapters/support/clients.js'
 import { ADAPTERS, startProxy } from '../adapters/support/harness.js'
 import { createPki } from '../adapters/support/pki.js'
-import { freePort } from '../adapters/support/ports.js'
 import { startUpstream, type Upstream } from '../adapters/support/upstream.js'
 
 const SECRET = 'sk-fault-6a7b8c9d'
@@ -90,14 +89,19 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
   let resetting: Awaited<ReturnType<typeof startResetting>>
   let guard: Guard
   let proxy: RunningProxy
-  // The audit endpoint: nothing listens on its port at first; then it answers 503; then it is back.
+  // The audit endpoint: unreachable at first (every connection cut at once); then it answers 503;
+  // then it is back. Its port is bound from the start, so no other test can take it meanwhile.
   let endpointState: 'down' | 'failing' | 'up' = 'down'
   const delivered: Array<AuditEntry> = []
+  let answered503 = 0
   const endpoint = http.createServer((request, response) => {
     let body = ''
     request.on('data', (c: Buffer) => (body += c.toString()))
     request.on('end', () => {
-      if (endpointState !== 'up') return void response.writeHead(503).end()
+      if (endpointState !== 'up') {
+        answered503++
+        return void response.writeHead(503).end()
+      }
       delivered.push(...(JSON.parse(body) as Array<AuditEntry>))
       response.writeHead(204).end()
     })
@@ -113,7 +117,9 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
     untrusted = await startUpstream('untrusted', strangers.leaf(['api.untrusted.test']))
     impostor = await startUpstream('impostor', pki.leaf(['not-impostor.test']))
     resetting = await startResetting(pki.leaf(['api.good.test']))
-    endpointPort = await freePort()
+    endpoint.on('connection', (socket: Socket) => endpointState === 'down' && socket.destroy())
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve))
+    endpointPort = (endpoint.address() as AddressInfo).port
     remote = httpSink({ url: `http://127.0.0.1:${endpointPort}/audit`, retryMs: 50, maxQueue: AUDIT_BOUND, log: () => undefined })
     const loaded = parsePolicyText(policy(dir), 'fault policy')
     if (E.isLeft(loaded)) throw new Error(loaded.left.messages.join('\n'))
@@ -274,9 +280,11 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
     expect(made).toBeGreaterThan(AUDIT_BOUND)
     expect(remote.dropped()).toBe(made - AUDIT_BOUND)
     endpointState = 'failing'
-    await new Promise<void>((resolve) => endpoint.listen(endpointPort, '127.0.0.1', resolve))
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // The sink retries every 50 ms: it gets 503s, keeps its queue, and delivers nothing.
+    for (let i = 0; i < 250 && answered503 < 3; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(answered503).toBeGreaterThanOrEqual(3)
     expect(delivered).toHaveLength(0)
+    expect(remote.dropped()).toBe(made - AUDIT_BOUND)
     endpointState = 'up'
     for (let i = 0; i < 100 && delivered.length < AUDIT_BOUND; i++) await new Promise((resolve) => setTimeout(resolve, 20))
     expect(delivered.map((r) => r.decisionId)).toEqual((await records()).slice(0, AUDIT_BOUND).map((r) => r.decisionId))

@@ -56,7 +56,8 @@ describe('egress-guard demo', () => {
     const demo = spawn(process.execPath, [CLI, 'demo'], { stdio: 'ignore', env: { ...process.env, TMPDIR: scratch } })
     const exited = new Promise<number | null>((resolve) => demo.once('exit', resolve))
     // Interrupted as soon as its directory exists.
-    while (!readdirSync(scratch).some((name) => name.startsWith('egress-guard-demo-'))) await new Promise((resolve) => setTimeout(resolve, 5))
+    for (let i = 0; i < 2_000 && demo.exitCode === null && !readdirSync(scratch).some((name) => name.startsWith('egress-guard-demo-')); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(demo.exitCode).toBeNull()
     demo.kill('SIGINT')
     expect(await exited).toBe(130)
     expect(readdirSync(scratch)).toEqual([])
