@@ -131,6 +131,8 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     const injected = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
     expect(injected).toBeDefined()
     await exchange(injected!, [head('/v1/upload')])
+    // Reached while the body is still unsent; a loaded machine may take a moment past the exchange.
+    for (let i = 0; i < 250 && deny.upstreams.alpha.received.length === before; i++) await new Promise((resolve) => setTimeout(resolve, 20))
     expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
     expect(deny.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
     const denied = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')

@@ -74,9 +74,12 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
   },
   // A law about names: an IPv6 literal (bracketed, or bare as a CONNECT authority gives it) has no
   // trailing dot in any notation, and `::.` is not a host (found by the ten-million-fact fuzz run).
+  // Only hosts that parse as IPv6 are exempt; any other text with a colon still obeys it.
   hostCaseAndTrailingDotIrrelevant: ({ table, request, resolution }) => {
+    const parsed = parseHost(request.host)
+    if (E.isRight(parsed) && parsed.right.includes(':')) return true
     const varied = { ...request, host: `${request.host.toUpperCase()}${request.host.endsWith('.') ? '' : '.'}` }
-    return request.host.includes('[') || request.host.includes(':') || JSON.stringify(resolveRoute(table, varied)) === JSON.stringify(resolution)
+    return JSON.stringify(resolveRoute(table, varied)) === JSON.stringify(resolution)
   },
   queryStringIrrelevant: ({ table, request, resolution }) =>
     request.path.includes('?') ||
