@@ -279,7 +279,7 @@ const main = async () => {
       const cpuBefore = cpuSeconds(configuration.pids)
       const harnessBefore = cpuSeconds(harness, true)
       const measured = await measure(configuration, SECONDS, CONNECTIONS)
-      const requests = Math.max(1, measured.rps * SECONDS)
+      const requests = Math.max(1, measured.requests)
       const result = { ...measured, cpuMs: ((cpuSeconds(configuration.pids) - cpuBefore) * 1000) / requests, harnessCpuMs: ((cpuSeconds(harness, true) - harnessBefore) * 1000) / requests }
       samples.set(configuration.name, [...(samples.get(configuration.name) ?? []), result])
       process.stderr.write(`round ${round + 1}/${ROUNDS} ${configuration.name.padEnd(24)} ${result.rps.toFixed(0).padStart(6)} req/s  p50 ${result.p50_ms.toFixed(1)} ms  p99 ${result.p99_ms.toFixed(1)} ms  proxy CPU ${result.cpuMs.toFixed(3)} ms/req  errors ${result.errors}${result.firstFailure === undefined ? '' : ` (first: ${result.firstFailure})`}\n`)
@@ -371,7 +371,7 @@ const main = async () => {
   }
   result['proxy_cpu_ms_per_request'] = Object.fromEntries([...samples].filter(([name]) => name !== 'direct').map(([name, runs]) => [name, Math.round(median(runs.map((r) => r.cpuMs)) * 1000) / 1000]))
   // The share of the machine's 2 CPUs the load generator and the upstream took while measuring each.
-  result['load_generator_and_upstream_cpu_share'] = Object.fromEntries([...samples].map(([name, runs]) => [name, round2((median(runs.map((r) => r.harnessCpuMs)) * median(runs.map((r) => r.rps))) / 1000)]))
+  result['load_generator_and_upstream_cpu_share'] = Object.fromEntries([...samples].map(([name, runs]) => [name, round2(median(runs.map((r) => (r.harnessCpuMs * r.rps) / 1000)))]))
   const errors = [...samples.values()].flat().reduce((n, r) => n + r.errors, 0) + (alone?.errors ?? 0) + (withBurst?.errors ?? 0)
   // Requests that failed or answered wrongly while measured (the warm-up allows none): kept apart,
   // so that each configuration's entry keeps its {rps, p50_ms, p99_ms} shape.

@@ -8,7 +8,10 @@ import { ProxyAgent, type Dispatcher } from 'undici'
 
 /** Requests per second and latency percentiles of one measurement. */
 export interface Measured {
+  /** Answered requests a second, over the time the measurement really took. */
   readonly rps: number
+  /** Requests answered as expected. */
+  readonly requests: number
   readonly p50_ms: number
   readonly p99_ms: number
   /** Requests that failed or answered anything but the expected status and body. */
@@ -80,8 +83,10 @@ export const measure = async (target: Target, seconds: number, connections: numb
       }
     })
   )
+  // Divided by the time the loops really took: requests still in flight at `end` finish after it.
+  const elapsedSeconds = (performance.now() - started) / 1000
   latencies.sort((a, b) => a - b)
-  return { rps: latencies.length / seconds, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), errors, ...(firstFailure === undefined ? {} : { firstFailure }) }
+  return { rps: latencies.length / elapsedSeconds, requests: latencies.length, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99), errors, ...(firstFailure === undefined ? {} : { firstFailure }) }
 }
 
 /** A dispatcher through a proxy at `proxyUrl`, trusting its CA (and the stand-in's, for tunnels). */
