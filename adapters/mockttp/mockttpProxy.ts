@@ -8,6 +8,7 @@ import { getLocal, type Mockttp } from 'mockttp'
 import type { RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
+import { falseLoopMatches } from './loopCheck.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -45,8 +46,11 @@ interface MockttpInternals {
   readonly app: { readonly stack: Array<{ route: string; handle: Middleware }> }
   /** The listening server, assigned inside `start()`. */
   server?: Server
-  /** The request rules by priority; the passthrough rule's `handle` is wrapped for its failures. */
-  readonly requestRuleSets?: Record<string, Array<{ handle: RuleHandle }>>
+  /**
+   * The request rules by priority; the passthrough rule's `handle` is wrapped for its failures, and
+   * its step's set of upstream sockets is what mockttp's loop check reads.
+   */
+  readonly requestRuleSets?: Record<string, Array<{ handle: RuleHandle; readonly steps?: ReadonlyArray<{ readonly outgoingSockets?: Set<Socket> }> }>>
 }
 
 type RuleHandle = (request: http.IncomingMessage, response: http.ServerResponse, options: unknown) => Promise<void>
@@ -354,13 +358,26 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   if (passthrough.length !== 1 || typeof passthrough[0]?.handle !== 'function') throw new Error('mockttp internals changed: no passthrough rule to guard; pin mockttp 4.6.5')
   for (const rule of passthrough) {
     const handle = rule.handle.bind(rule)
-    rule.handle = (request, response, ruleOptions) =>
-      handle(request, response, ruleOptions).catch((error: unknown) => {
+    const outgoing = rule.steps?.[0]?.outgoingSockets
+    if (!(outgoing instanceof Set)) throw new Error('mockttp internals changed: no upstream socket set on the passthrough step; pin mockttp 4.6.5')
+    rule.handle = (request, response, ruleOptions) => {
+      // mockttp runs its loop check synchronously, as the call starts: sockets it would wrongly
+      // take for this request's other end are out of its set for that moment only (see loopCheck).
+      const spared = falseLoopMatches(outgoing, request.socket)
+      for (const socket of spared) outgoing.delete(socket)
+      let handled: Promise<void>
+      try {
+        handled = handle(request, response, ruleOptions)
+      } finally {
+        for (const socket of spared) if (!socket.destroyed) outgoing.add(socket)
+      }
+      return handled.catch((error: unknown) => {
         const code = upstreamErrorCode(error)
         log('warn', `upstream request failed: ${code}`)
         if (response.headersSent) response.destroy()
         else writeAnswer(response, 502, `Bad gateway: egress-guard could not complete the request upstream (${code})`)
       })
+    }
   }
   await mock.forAnyWebSocket().thenPassThrough({ additionalTrustedCAs: extraCa.map((cert) => ({ cert })) } as never)
   await mock.start(options.port ?? 0)

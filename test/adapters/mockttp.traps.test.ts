@@ -1,10 +1,11 @@
 // Traps of mockttp 4.6.5 that only it has; the ones every library shares are in proxy.traps.test.ts.
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
+import { falseLoopMatches } from '../../adapters/mockttp/loopCheck.js'
 import { startMockttpProxy } from '../../adapters/mockttp/mockttpProxy.js'
 import { curl } from './support/clients.js'
 import { policyText, startHarness, type Harness } from './support/harness.js'
@@ -62,5 +63,33 @@ describe('mockttp traps', () => {
     expect(answer.status).toBe(0)
     expect(deny.upstreams.alpha.received.length + deny.upstreams.other.received.length).toBe(before)
     expect((await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
+  })
+})
+
+describe('mockttp’s passthrough loop check', () => {
+  // mockttp takes a client for its own upstream connection when the client's address and port equal
+  // that connection's local ones. On one machine a port can serve two connections with other peers.
+  it('spares an upstream socket that only shares the client’s address and port', () => {
+    const client = { remoteAddress: '::ffff:127.0.0.1', remotePort: 40_000, localAddress: '::ffff:127.0.0.1', localPort: 8080 }
+    const upstream = { localAddress: '127.0.0.1', localPort: 40_000, remoteAddress: '127.0.0.1', remotePort: 443 }
+    expect(falseLoopMatches([upstream], client)).toEqual([upstream])
+  })
+
+  it('keeps a real loop, where the upstream socket is the client’s other end', async () => {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
+    const outgoing = connect((server.address() as AddressInfo).port, '127.0.0.1')
+    await new Promise((resolve) => outgoing.once('connect', resolve))
+    const incoming = await accepted
+    try {
+      expect(falseLoopMatches([outgoing], incoming)).toEqual([])
+      // And an unrelated connection is not matched at all.
+      expect(falseLoopMatches([outgoing], { remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2 })).toEqual([])
+    } finally {
+      outgoing.destroy()
+      incoming.destroy()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })
