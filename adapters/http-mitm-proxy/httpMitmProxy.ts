@@ -14,7 +14,7 @@ import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { absoluteUriHost, headerText, injectHeaders, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
 
@@ -170,6 +170,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   })
 
   const deny = (ctx: IContext, decision: Deny): void => answer(ctx, decision.status, decision.body)
+  // Each request outside a tunnel, with its target as the client sent it.
+  const receivedTargets = new WeakMap<http.IncomingMessage, string>()
 
   proxy.onRequest((ctx, callback) => {
     const request = ctx.clientToProxyRequest
@@ -244,6 +246,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const handle = async (): Promise<boolean> => {
       if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
       const fallbackPort = Number(options_.port)
+      // Outside a tunnel only a proxy request (an absolute http:// URI) is forwarded. The library
+      // would take the destination of an origin-form request from its Host header, and a request
+      // naming the proxy itself was then forwarded to itself, again and again (thousands of
+      // connections a second from one request).
+      if (ctx.connectRequest === undefined && !/^http:\/\//i.test(receivedTargets.get(request) ?? '')) {
+        answer(ctx, 400, NOT_A_PROXY_REQUEST)
+        return false
+      }
       // A plain proxy request names its own port; one the socket layer would throw on is refused here.
       if (ctx.connectRequest === undefined && !(Number.isInteger(fallbackPort) && fallbackPort >= 1 && fallbackPort <= 65535)) {
         answer(ctx, 400, 'Bad request: egress-guard needs a port from 1 to 65535')
@@ -260,12 +270,17 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const socket = ctx.clientToProxyWebSocket as unknown as RefusableWebSocket
     const request = socket.upgradeReq
     const wsOptions = ctx.proxyToServerWebSocketOptions
+    // Outside a tunnel the library takes an upgrade's destination from its Host header, and one
+    // addressed to the proxy itself was forwarded to itself, again and again. Only upgrades inside
+    // a CONNECT tunnel are proxied (as with mockttp).
+    if (ctx.connectRequest === undefined) {
+      refuseWebSocket(socket, NOT_A_PROXY_REQUEST)
+      return
+    }
     const handle = async (): Promise<boolean> => {
       if (wsOptions === undefined) throw new Error('http-mitm-proxy gave no WebSocket options')
       if (!(request.url ?? '/').startsWith('/')) throw new Error('only origin-form WebSocket targets are forwarded')
-      const hostHeader = headerText(request.headers.host) ?? ''
-      const fallback = connectTarget(hostHeader.includes(':') ? hostHeader : `${hostHeader}:${ctx.isSSL ? 443 : 80}`)
-      const where = await destination(ctx, fallback)
+      const where = await destination(ctx, undefined)
       if (where === undefined) throw new Error('unreadable destination')
       const verdict = await guard.evaluate(factsOf(request, ctx.isSSL, where, 'GET'))
       const headers = (wsOptions.headers ?? {}) as Record<string, unknown>
@@ -310,6 +325,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       error ? reject(error) : resolve()
     )
   })
+  // The library rewrites an absolute-form target to its path before any hook runs; the target as
+  // received tells a proxy request from one addressed to the proxy itself (see the request hook).
+  const listener = (proxy as unknown as { httpServer?: http.Server }).httpServer
+  if (listener === undefined) {
+    proxy.close()
+    throw new Error('http-mitm-proxy internals changed: no HTTP server after listen; pin http-mitm-proxy 1.1.0')
+  }
+  listener.prependListener('request', (request: http.IncomingMessage) => receivedTargets.set(request, request.url ?? ''))
   const port = (proxy as unknown as { httpPort: number }).httpPort
   const host = options.host ?? '127.0.0.1'
   return {

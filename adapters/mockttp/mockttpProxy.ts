@@ -11,7 +11,7 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 import { falseLoopMatches } from './loopCheck.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { absoluteUriHost, headerText, injectHeaders, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
 
@@ -260,7 +260,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     }
     return (async (): Promise<Judged> => {
       const where = await whereFor(request, tunnel, tls)
-      if (where === undefined) return { forward: false, status: 400, body: 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)' }
+      if (where === undefined) return { forward: false, status: 400, body: NOT_A_PROXY_REQUEST }
       const refused = malformed(request, where)
       if (refused !== undefined) return refused
       return applyVerdict(request, where, await guard.evaluate(factsOf(request, where, tls)), tls, upgrade, tunnel)

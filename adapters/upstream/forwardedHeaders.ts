@@ -27,6 +27,9 @@ export const absoluteUriHost = (target: string): string | undefined => {
   }
 }
 
+/** The answer (400) to a request outside a tunnel that is not a proxy request: neither adapter forwards it. */
+export const NOT_A_PROXY_REQUEST = 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)'
+
 /**
  * The path and query of an absolute-form target exactly as sent (`http://h/a/../b?q` → `/a/../b?q`),
  * without the dot-segment resolution a URL parser applies, so the policy judges what is forwarded.

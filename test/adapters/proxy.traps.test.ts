@@ -3,6 +3,7 @@
 // policy allows, the difference is named in ADAPTER_TRAITS and documented in the README.
 import { lookup } from 'node:dns/promises'
 import { statSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import http2 from 'node:http2'
 import { connect } from 'node:net'
 import { hostname } from 'node:os'
@@ -13,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { isLocalHost, parseHost } from '../../core/index.js'
 import { fetch as undiciFetch, ProxyAgent } from 'undici'
+import WebSocket from 'ws'
+
+import { NOT_A_PROXY_REQUEST } from '../../adapters/upstream/forwardedHeaders.js'
 
 import { curl, nodeFetch } from './support/clients.js'
 import { ADAPTER_TRAITS, ADAPTERS, policyText, SECRETS, startHarness, startProxy, type Harness } from './support/harness.js'
@@ -48,6 +52,34 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     const next = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')
     expect(next.status).toBe(200)
     expect(deny.upstreams.alpha.received.at(-1)?.path).toBe('/v1/models')
+  })
+
+  it('never forwards a request to itself: one addressed to the proxy is refused (400), and a proxy request naming the proxy ends there', async () => {
+    const self = `127.0.0.1:${allow.proxy.port}`
+    const before = (await allow.auditEntries()).length
+    // Addressed to the proxy, not sent through it: the libraries would forward it to its Host.
+    const direct = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: allow.proxy.port, path: '/x', headers: { host: self } }, (response) => {
+        let body = ''
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }))
+      }).on('error', reject)
+    })
+    expect(direct).toEqual({ status: 400, body: NOT_A_PROXY_REQUEST })
+    // A proxy request naming the proxy: judged once (a local destination, passed in this allow
+    // mode), forwarded once, refused there. It used to go round thousands of times a second.
+    expect(await curl(allow.proxy.url, allow.proxyCaPath, `http://${self}/x`)).toEqual({ status: 400, body: NOT_A_PROXY_REQUEST })
+    // A WebSocket upgrade addressed to the proxy is not forwarded either (http-mitm-proxy accepts
+    // every upgrade before any hook runs, so there it is closed with 1008 instead).
+    const upgrade = await new Promise<string>((resolve) => {
+      const ws = new WebSocket(`ws://${self}/x`)
+      ws.on('unexpected-response', (_request, response) => resolve(`status ${response.statusCode}`))
+      ws.on('close', (code) => resolve(`close ${code}`))
+      ws.on('error', () => undefined)
+    })
+    expect(upgrade).toMatch(/^(status 400|close 1008)$/)
+    const added = (await allow.auditEntries()).slice(before)
+    expect(added.map((e) => [e.event, e.metadata['host'], e.metadata['reason']])).toEqual([['proxy_miss', '127.0.0.1', 'local_destination']])
   })
 
   it('refuses a denied CONNECT with a status line, so Node fetch fails at once instead of retrying', async () => {
