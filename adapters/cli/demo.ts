@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import http from 'node:http'
 import https from 'node:https'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -67,7 +67,17 @@ export const demo = async (io: Io): Promise<number> => {
   // handlers come first, and the directory is made synchronously: no signal falls in between.
   let dir = ''
   const interrupted = () => {
-    if (dir !== '') rmSync(dir, { recursive: true, force: true })
+    // File operations already under way (the CAs being made) can land while it removes, and
+    // recreate the directory: it waits for them, blocking, until the directory stays gone.
+    const pause = new Int32Array(new SharedArrayBuffer(4))
+    for (let tries = 0; dir !== '' && tries < 20 && existsSync(dir); tries++) {
+      try {
+        rmSync(dir, { recursive: true, force: true })
+      } catch {
+        // not empty yet: a write landed meanwhile
+      }
+      Atomics.wait(pause, 0, 0, 25)
+    }
     process.exit(130)
   }
   process.once('SIGINT', interrupted).once('SIGTERM', interrupted)
