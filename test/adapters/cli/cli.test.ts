@@ -355,6 +355,46 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(readFileSync(audit, 'utf8').trim().split('\n').filter((l) => l.includes('"proxy_inject"'))).toHaveLength(6)
   })
 
+  it('serve --workers 2 restarts a replacement that cannot start after a doubling wait, saying why, and keeps serving with the worker left', async () => {
+    const policy = join(dir, 'restarts.yaml')
+    writeFileSync(policy, POLICY)
+    const server = spawn(process.execPath, [CLI, 'serve', ...common.map((a) => (a === policyPath ? policy : a)), '--workers', '2', '--port', '0', '--json', '--config-dir', join(dir, 'config-restarts')], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
+    })
+    let stdout = ''
+    let stderr = ''
+    server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    server.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = exitCode(server)
+    try {
+      const listening = await new Promise<{ proxy: string; caCert: string }>((resolve) => {
+        server.stdout.on('data', () => {
+          const first = stdout.split('\n')[0] ?? ''
+          if (first.endsWith('}')) resolve(JSON.parse(first))
+        })
+      })
+      // A policy no new worker can start with (the running ones keep their last good one).
+      writeFileSync(policy, 'providers: [')
+      const workers = readFileSync(`/proc/${server.pid}/task/${server.pid}/children`, 'utf8').trim().split(' ').map(Number)
+      process.kill(workers[0] ?? 0, 'SIGKILL')
+      const waits = () => [...stderr.matchAll(/starting a new one in (\d+) ms/g)].map((m) => Number(m[1]))
+      for (let i = 0; i < 1_000 && waits().length < 4; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(waits().slice(0, 4)).toEqual([100, 200, 400, 800])
+      expect(stderr).toContain('a new worker could not start')
+      const status = await new Promise<string>((resolve) =>
+        execFile('curl', ['-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '--proxy', listening.proxy, '--cacert', listening.caCert, 'https://api.alpha.test/v1/models'], (_e, out) => resolve(out))
+      )
+      expect(status).toBe('200')
+      // Fixed, the next replacement starts.
+      writeFileSync(policy, POLICY)
+      for (let i = 0; i < 1_000 && !stderr.includes('the new worker is ready'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(stderr).toContain('the new worker is ready')
+    } finally {
+      server.kill('SIGTERM')
+      await exited
+    }
+  })
+
   it('serve --workers 2 hands no connection to a replacement worker before it is ready, and stops on SIGTERM while a client holds a tunnel open', async () => {
     const audit = join(dir, 'serve-audit-replaced.jsonl')
     const server = spawn(process.execPath, [CLI, 'serve', ...common, '--workers', '2', '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config-replaced')], {
