@@ -17,6 +17,7 @@ import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.j
 import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
+import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 
 /** How to run the proxy. */
 export interface HttpMitmProxyOptions {
@@ -315,9 +316,9 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   // library would otherwise answer 504 with its internal error text.
   proxy.onError((ctx, error, kind) => {
     if (ctx === null || ctx === undefined || ctx.proxyToClientResponse === undefined) return
-    const code = /^[A-Z0-9_]{2,60}$/.test((error as NodeJS.ErrnoException | undefined)?.code ?? '') ? (error as NodeJS.ErrnoException).code : (kind ?? 'ERROR')
+    const code = upstreamErrorCode(error, kind ?? 'ERROR')
     log('warn', `upstream request failed: ${code}`)
-    answer(ctx, 502, `Bad gateway: egress-guard could not complete the request upstream (${code})`)
+    answer(ctx, 502, upstreamFailureBody(code))
   })
 
   await new Promise<void>((resolve, reject) => {
@@ -341,7 +342,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     caCertPath: ca.certPath,
     caCertPem: ca.certPem,
     accept: (socket) => {
-      ;(proxy as unknown as { httpServer?: http.Server }).httpServer?.emit('connection', socket)
+      listener.emit('connection', socket)
     },
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.

@@ -8,12 +8,13 @@ import { getLocal, type Mockttp } from 'mockttp'
 import type { RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
-import { falseLoopMatches } from './loopCheck.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
+import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
+import { falseLoopMatches } from './loopCheck.js'
 
 /** A running proxy on mockttp, which can also tell what mockttp keeps of the traffic. */
 export interface RunningMockttpProxy extends RunningProxy {
@@ -70,12 +71,6 @@ const clientSocketOf = (socket: Duplex): Duplex => (socket as Duplex & { _parent
 const refuseWith = (socket: Duplex, status: string, body: string): void => {
   socket.on('error', () => socket.destroy())
   socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
-}
-
-/** An error's code when it is one (`ECONNREFUSED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`), never its message. */
-const upstreamErrorCode = (error: unknown): string => {
-  const code = (error as { code?: unknown } | undefined)?.code
-  return typeof code === 'string' && /^[A-Z0-9_]{2,60}$/.test(code) ? code : 'ERROR'
 }
 
 const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
@@ -375,7 +370,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
         const code = upstreamErrorCode(error)
         log('warn', `upstream request failed: ${code}`)
         if (response.headersSent) response.destroy()
-        else writeAnswer(response, 502, `Bad gateway: egress-guard could not complete the request upstream (${code})`)
+        else writeAnswer(response, 502, upstreamFailureBody(code))
       })
     }
   }

@@ -94,19 +94,22 @@ export class GuardedDispatcher extends Dispatcher {
       fail(handler, new EgressGuardDenied('internal_error', 'Forbidden by egress-guard proxy policy (internal_error)'))
       return true
     }
+    // INVARIANT: `maxRedirections: 0` turns off undici's redirect interceptor in `base`, so a
+    // redirect comes back to the caller, whose next hop is a new request decided anew.
+    const forward = (credentials: Readonly<Record<string, string>>): void => {
+      this.#base.dispatch({ ...options, headers: withCredentials(options.headers, credentials), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
+    }
     this.#guard.evaluate(facts).then(
       (verdict) => {
         switch (verdict.decision._tag) {
           case 'Deny':
             fail(handler, new EgressGuardDenied(verdict.decision.reason, verdict.decision.body))
             return
-          // INVARIANT: `maxRedirections: 0` turns off undici's redirect interceptor in `base`, so
-          // a redirect comes back to the caller, whose next hop is a new request decided anew.
           case 'Inject':
-            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, verdict.decision.headers), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
+            forward(verdict.decision.headers)
             return
           case 'Pass':
-            this.#base.dispatch({ ...options, headers: withCredentials(options.headers, {}), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
+            forward({})
         }
       },
       (error: unknown) => fail(handler, error instanceof Error ? error : new Error('egress-guard failed'))
