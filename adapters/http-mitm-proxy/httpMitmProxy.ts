@@ -18,6 +18,7 @@ import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, stripP
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
+import { manageHostServers, type HostServers, type LibraryServerTable } from './hostServers.js'
 
 /** How to run the proxy. */
 export interface HttpMitmProxyOptions {
@@ -34,6 +35,10 @@ export interface HttpMitmProxyOptions {
   readonly upstreamCa?: ReadonlyArray<string>
   /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
   readonly connectTo?: ReadonlyArray<ConnectTo>
+  /** Intercepted hosts whose TLS server is kept; beyond this the least recently used is closed. Default 256. */
+  readonly maxInterceptedHosts?: number
+  /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
+  readonly now?: () => number
   readonly log?: Logger
 }
 
@@ -79,7 +84,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const { guard } = options
   const log = options.log ?? stderrLogger
   const rules = options.connectTo ?? []
-  const ca = options.ca ?? (await loadOrCreateCa(options.configDir))
+  const now = options.now ?? Date.now
+  const ca = options.ca ?? (await loadOrCreateCa(options.configDir, { now }))
   const extraCa = options.upstreamCa ?? []
   // Upstream TLS is verified by the agent; per-request `ca` would be ignored once the agent has one.
   // Extra CAs go in one secure context built here: as an agent `ca` list, Node would parse every
@@ -93,6 +99,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const httpsAgent = new https.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS, ...trust })
   const httpAgent = new http.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS })
   const proxy = new Proxy()
+  // Set once the proxy listens (the library makes its server table then).
+  let hostServers: HostServers | undefined
 
   // Leaf certificates come from our CA, asynchronously; nothing is read from or written to disk.
   const nowhere = join(options.configDir, '.leaf-certificates-are-kept-in-memory')
@@ -161,6 +169,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         // host, so `API.Example.com.` and `api.example.com` share one server and one certificate.
         const normalised = parseHost(target.host)
         if (E.isRight(normalised)) request.url = `${hostForUrl(normalised.right)}:${target.port}`
+        // The library's key for this host's server: the authority up to its first colon.
+        hostServers?.use((request.url ?? '').split(':', 2)[0] ?? '')
         callback()
         return
       }
@@ -334,6 +344,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     throw new Error('http-mitm-proxy internals changed: no HTTP server after listen; pin http-mitm-proxy 1.1.0')
   }
   listener.prependListener('request', (request: http.IncomingMessage) => receivedTargets.set(request, request.url ?? ''))
+  let servers: HostServers
+  try {
+    servers = manageHostServers(proxy as unknown as LibraryServerTable, { max: options.maxInterceptedHosts ?? 256, now })
+  } catch (error) {
+    proxy.close()
+    throw error
+  }
+  hostServers = servers
   const port = (proxy as unknown as { httpPort: number }).httpPort
   const host = options.host ?? '127.0.0.1'
   return {
@@ -346,10 +364,9 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     },
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
-      const internals = proxy as unknown as { httpServer?: http.Server; sslServers?: Record<string, { server?: http.Server }> }
-      const servers = [internals.httpServer, ...Object.values(internals.sslServers ?? {}).map((s) => s.server)]
+      const open = [listener, ...servers.open()]
       proxy.close()
-      for (const server of servers) server?.closeAllConnections()
+      for (const server of open) server.closeAllConnections()
       httpsAgent.destroy()
       httpAgent.destroy()
     }

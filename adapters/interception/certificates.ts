@@ -5,6 +5,8 @@ import { webcrypto } from 'node:crypto'
 
 import * as x509 from '@peculiar/x509'
 
+import { LEAF_VALIDITY_MS, leafIsFresh } from './leafLifetime.js'
+
 /** The proxy's own certificate authority, kept in a config directory. */
 export interface CertificateAuthority {
   /** Path of the CA certificate clients must trust. */
@@ -12,12 +14,20 @@ export interface CertificateAuthority {
   readonly certPem: string
   /** Path of the CA private key (0600), for proxies that issue their own leaf certificates from it. */
   readonly keyPath: string
-  /** Issues (once per host, then from memory) a leaf certificate for a host; never blocks the event loop. */
+  /** A leaf certificate for a host: from memory while it is fresh (see leafLifetime.ts), else newly issued; never blocks the event loop. */
   readonly leafFor: (host: string) => Promise<{ readonly cert: string; readonly key: string }>
 }
 
 const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const
 const DAY = 24 * 60 * 60 * 1000
+
+/** How a CA is kept; the defaults suit a long-running proxy. */
+export interface CaOptions {
+  /** The clock leaf certificates are dated and aged by (tests). */
+  readonly now?: () => number
+  /** Leaf certificates kept in memory; the least recently used beyond this is dropped. Default 1,024. */
+  readonly maxLeaves?: number
+}
 // x509 takes a WebCrypto implementation; Node's is the one to use.
 const provider = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1]
 type KeyPair = webcrypto.CryptoKeyPair
@@ -41,7 +51,9 @@ const serial = (): string => {
  * private key at 0600. The layout (`certs/ca.pem`, `keys/ca.private.key`, `keys/ca.public.key`)
  * is the one http-mitm-proxy loads, so it never generates a CA of its own.
  */
-export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority> => {
+export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Promise<CertificateAuthority> => {
+  const now = options.now ?? Date.now
+  const maxLeaves = Math.max(1, options.maxLeaves ?? 1_024)
   const certPath = join(dir, 'certs', 'ca.pem')
   const keyPath = join(dir, 'keys', 'ca.private.key')
   // A new config directory is created 0700; an existing one (it may be shared) is left as it is,
@@ -56,13 +68,13 @@ export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority>
     ;[certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
   } catch {
     const keys = (await webcrypto.subtle.generateKey({ ...RSA, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['sign', 'verify'])) as KeyPair
-    const now = Date.now()
+    const created = now()
     const cert = await x509.X509CertificateGenerator.createSelfSigned(
       {
         serialNumber: serial(),
         name: 'CN=egress-guard local CA, O=egress-guard',
-        notBefore: new Date(now - DAY),
-        notAfter: new Date(now + 5 * 365 * DAY),
+        notBefore: new Date(created - DAY),
+        notAfter: new Date(created + 5 * 365 * DAY),
         signingAlgorithm: RSA,
         keys,
         extensions: [
@@ -82,7 +94,8 @@ export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority>
   await chmod(keyPath, 0o600)
   const caCert = new x509.X509Certificate(certPem)
   const caKey = await webcrypto.subtle.importKey('pkcs8', derOf(keyPem), RSA, false, ['sign'])
-  const leaves = new Map<string, Promise<{ cert: string; key: string }>>()
+  // Issued leaves by host, least recently used first, with when each was issued.
+  const leaves = new Map<string, { readonly issuedAt: number; readonly leaf: Promise<{ cert: string; key: string }> }>()
   // Made once for all leaves: the CA's key identifier, and always one leaf key pair ahead, so that
   // the first request to a new host waits only for the signature (measured: 10 ms down to 7).
   const authorityKeyId = x509.AuthorityKeyIdentifierExtension.create(caCert, false, provider)
@@ -104,16 +117,15 @@ export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority>
     return taken
   }
 
-  const issue = async (host: string): Promise<{ cert: string; key: string }> => {
+  const issue = async (host: string, issuedAt: number): Promise<{ cert: string; key: string }> => {
     const { keys, pkcs8 } = await takeKeyPair()
-    const now = Date.now()
     const cert = await x509.X509CertificateGenerator.create(
       {
         serialNumber: serial(),
         subject: `CN=${isIP(host) === 0 ? host : 'egress-guard'}`,
         issuer: caCert.subject,
-        notBefore: new Date(now - DAY),
-        notAfter: new Date(now + 90 * DAY),
+        notBefore: new Date(issuedAt - DAY),
+        notAfter: new Date(issuedAt + LEAF_VALIDITY_MS),
         signingAlgorithm: RSA,
         publicKey: keys.publicKey,
         signingKey: caKey,
@@ -136,13 +148,18 @@ export const loadOrCreateCa = async (dir: string): Promise<CertificateAuthority>
     keyPath,
     leafFor: (host) => {
       const key = host.toLowerCase()
-      let leaf = leaves.get(key)
-      if (leaf === undefined) {
-        leaf = issue(key)
-        leaves.set(key, leaf)
-        leaf.catch(() => leaves.delete(key))
+      const at = now()
+      const cached = leaves.get(key)
+      leaves.delete(key) // re-inserted below: the most recently used is last
+      if (cached !== undefined && leafIsFresh(cached.issuedAt, at)) {
+        leaves.set(key, cached)
+        return cached.leaf
       }
-      return leaf
+      const entry = { issuedAt: at, leaf: issue(key, at) }
+      leaves.set(key, entry)
+      if (leaves.size > maxLeaves) leaves.delete(leaves.keys().next().value as string)
+      entry.leaf.catch(() => leaves.get(key) === entry && leaves.delete(key))
+      return entry.leaf
     }
   }
 }

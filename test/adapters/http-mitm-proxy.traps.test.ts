@@ -4,7 +4,11 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
-import { startHarness, type Harness } from './support/harness.js'
+import { curl } from './support/clients.js'
+import { SECRETS, startHarness, type Harness } from './support/harness.js'
+import { openTunnel } from './support/rawTunnel.js'
+
+const DAY = 24 * 60 * 60 * 1000
 
 describe('http-mitm-proxy traps', () => {
   let allow: Harness
@@ -31,5 +35,57 @@ describe('http-mitm-proxy traps', () => {
     expect(certificate.subjectaltname).toBe('DNS:api.alpha.test')
     expect(certificate.issuer.CN).toBe('egress-guard local CA')
     expect((certificate as PeerCertificate & { asn1Curve?: string }).asn1Curve).toBe('prime256v1')
+  })
+})
+
+// The library makes one listening TLS server per intercepted host and keeps it for the life of the
+// process, with the leaf certificate it was made with: the adapter bounds and renews them.
+describe('http-mitm-proxy per-host TLS servers', () => {
+  // The proxy's clock starts 40 days back, so that leaves issued 31 days later still verify today.
+  let clock = Date.now() - 40 * DAY
+  let h: Harness
+  beforeAll(async () => {
+    h = await startHarness({ mode: 'connected_allow', adapter: 'http-mitm-proxy', proxy: { maxInterceptedHosts: 2, now: () => clock } })
+  })
+  afterAll(async () => {
+    await h.close()
+  })
+
+  const listening = () => process.getActiveResourcesInfo().filter((resource) => resource === 'TCPServerWrap').length
+  const settled = async (expected: number) => {
+    for (let i = 0; i < 50 && listening() !== expected; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    return listening()
+  }
+  const leafSerial = async (host: string) => {
+    const tls = await openTunnel(h.proxy.port, h.proxy.caCertPem, host)
+    if (tls === undefined) throw new Error(`no intercepted TLS for ${host}`)
+    const serial = tls.getPeerCertificate().serialNumber
+    tls.destroy()
+    return serial
+  }
+
+  it('keeps at most maxInterceptedHosts, closing the least recently used; its host is served again', async () => {
+    const before = listening()
+    const alpha = await leafSerial('api.alpha.test')
+    expect(await leafSerial('api.alpha.test')).toBe(alpha)
+    await leafSerial('api.beta.test')
+    expect(await settled(before + 2)).toBe(before + 2)
+    await leafSerial('x.beta.test') // a third host: api.alpha.test's server is closed
+    expect(await settled(before + 2)).toBe(before + 2)
+    const answer = await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v1/models')
+    expect(answer.status).toBe(200)
+    expect(h.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+    expect(await settled(before + 2)).toBe(before + 2)
+  })
+
+  it('makes a host a new server with a new leaf once its certificate is 30 days old', async () => {
+    const first = await leafSerial('api.alpha.test')
+    clock += 29 * DAY
+    expect(await leafSerial('api.alpha.test')).toBe(first)
+    clock += 2 * DAY
+    expect(await leafSerial('api.alpha.test')).not.toBe(first)
+    const answer = await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/v1/models')
+    expect(answer.status).toBe(200)
+    expect(h.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
   })
 })

@@ -119,6 +119,8 @@ export interface HarnessOptions {
   readonly wrapGuard?: (guard: Guard) => Guard
   /** Sinks that receive every record besides the harness's own audit file. */
   readonly extraSinks?: ReadonlyArray<AuditSink>
+  /** Options of the proxy adapter beyond the ones the harness sets. */
+  readonly proxy?: Pick<Parameters<typeof startHttpMitmProxy>[0], 'maxInterceptedHosts' | 'now'>
 }
 
 let sharedPki: Pki | undefined
@@ -154,7 +156,8 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
     configDir: join(dir, 'config'),
     upstreamCa: options.trustUpstreamCa === false ? [] : [pki.caPem],
     connectTo: rules,
-    log: () => undefined
+    log: () => undefined,
+    ...options.proxy
   })
   const upstreamCaPath = join(dir, 'upstream-ca.pem')
   const bundlePath = join(dir, 'bundle.pem')

@@ -1,0 +1,58 @@
+// The proxy CA's leaf certificates: reused while fresh, issued again before they expire, and kept
+// in memory for a bounded number of hosts.
+import { X509Certificate } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { loadOrCreateCa } from '../../../adapters/interception/certificates.js'
+
+const DAY = 24 * 60 * 60 * 1000
+const dirs: Array<string> = []
+const freshDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'egress-guard-ca-'))
+  dirs.push(dir)
+  return dir
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+const serialOf = async (leaf: Promise<{ readonly cert: string }>) => new X509Certificate((await leaf).cert).serialNumber
+
+describe('leaf certificates', () => {
+  it('are reused for a host (whatever its case) until 30 days old, then issued again, dated by the clock', async () => {
+    let now = Date.UTC(2026, 0, 1)
+    const ca = await loadOrCreateCa(freshDir(), { now: () => now })
+    const first = new X509Certificate((await ca.leafFor('api.example.test')).cert)
+    expect(new Date(first.validFrom).getTime()).toBe(now - DAY)
+    expect(new Date(first.validTo).getTime() - new Date(first.validFrom).getTime()).toBe(91 * DAY)
+    now += 30 * DAY - 1
+    expect(await serialOf(ca.leafFor('API.Example.test'))).toBe(first.serialNumber)
+    now += 1
+    const renewed = new X509Certificate((await ca.leafFor('api.example.test')).cert)
+    expect(renewed.serialNumber).not.toBe(first.serialNumber)
+    expect(new Date(renewed.validFrom).getTime()).toBe(now - DAY)
+    expect(renewed.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true)
+  })
+
+  it('are issued again when the clock went back past the one in memory', async () => {
+    let now = Date.UTC(2026, 0, 1)
+    const ca = await loadOrCreateCa(freshDir(), { now: () => now })
+    const first = await serialOf(ca.leafFor('api.example.test'))
+    now -= 1
+    expect(await serialOf(ca.leafFor('api.example.test'))).not.toBe(first)
+  })
+
+  it('are kept for at most maxLeaves hosts, the least recently used dropped first', async () => {
+    const ca = await loadOrCreateCa(freshDir(), { maxLeaves: 2 })
+    const a = await serialOf(ca.leafFor('a.example.test'))
+    const b = await serialOf(ca.leafFor('b.example.test'))
+    expect(await serialOf(ca.leafFor('a.example.test'))).toBe(a) // a is now the most recently used
+    await ca.leafFor('c.example.test') // drops b
+    expect(await serialOf(ca.leafFor('a.example.test'))).toBe(a)
+    expect(await serialOf(ca.leafFor('b.example.test'))).not.toBe(b)
+  })
+})
