@@ -175,14 +175,14 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
 
   const evaluate = async (request: RequestFacts): Promise<Verdict> => {
-    const now = evaluateNow(request)
-    if (now !== undefined) return now
-    // The credentials must be resolved first (this route's first request, or they expired).
     const current = snapshot
+    const credentials = cache
     try {
       const resolution = resolveRoute(current.table, request)
-      const credentials = resolution._tag === 'Matched' ? await cache.get(resolution.provider, resolution.connection) : undefined
-      return conclude(current, request, resolution, credentials)
+      if (resolution._tag !== 'Matched') return conclude(current, request, resolution, undefined)
+      // Resolved first when not cached (this route's first request, or they expired).
+      const outcome = credentials.peek(resolution.provider, resolution.connection) ?? (await credentials.get(resolution.provider, resolution.connection))
+      return conclude(current, request, resolution, outcome)
     } catch {
       return failed(request, current.mode)
     }
