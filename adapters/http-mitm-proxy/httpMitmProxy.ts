@@ -344,14 +344,12 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     throw new Error('http-mitm-proxy internals changed: no HTTP server after listen; pin http-mitm-proxy 1.1.0')
   }
   listener.prependListener('request', (request: http.IncomingMessage) => receivedTargets.set(request, request.url ?? ''))
-  let servers: HostServers
   try {
-    servers = manageHostServers(proxy as unknown as LibraryServerTable, { max: options.maxInterceptedHosts ?? 256, now })
+    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: options.maxInterceptedHosts ?? 256, now })
   } catch (error) {
     proxy.close()
     throw error
   }
-  hostServers = servers
   const port = (proxy as unknown as { httpPort: number }).httpPort
   const host = options.host ?? '127.0.0.1'
   return {
@@ -364,7 +362,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     },
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
-      const open = [listener, ...servers.open()]
+      const open = [listener, ...(hostServers?.open() ?? [])]
       proxy.close()
       for (const server of open) server.closeAllConnections()
       httpsAgent.destroy()

@@ -28,6 +28,7 @@ export interface CaOptions {
   /** Leaf certificates kept in memory; the least recently used beyond this is dropped. Default 1,024. */
   readonly maxLeaves?: number
 }
+
 // x509 takes a WebCrypto implementation; Node's is the one to use.
 const provider = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1]
 type KeyPair = webcrypto.CryptoKeyPair
