@@ -176,12 +176,12 @@ export const createGuard = (options: GuardOptions): Guard => {
 
   const evaluate = async (request: RequestFacts): Promise<Verdict> => {
     const current = snapshot
-    const credentials = cache
+    const credentialCache = cache
     try {
       const resolution = resolveRoute(current.table, request)
       if (resolution._tag !== 'Matched') return conclude(current, request, resolution, undefined)
       // Resolved first when not cached (this route's first request, or they expired).
-      const outcome = credentials.peek(resolution.provider, resolution.connection) ?? (await credentials.get(resolution.provider, resolution.connection))
+      const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await credentialCache.get(resolution.provider, resolution.connection))
       return conclude(current, request, resolution, outcome)
     } catch {
       return failed(request, current.mode)

@@ -1,9 +1,12 @@
 // http-mitm-proxy makes one listening HTTPS server per intercepted host, with that host's leaf
 // certificate, and keeps it for the life of the process: a proxy up for months would serve expired
 // certificates, and one whose routes match many hosts (a regex route) would gather servers without
-// end. This module keeps that table bounded and its certificates fresh.
+// end. Two first CONNECTs to a host at once each make a server (its semaphore is deleted as soon
+// as it is taken), and the second replaced the first in its table, which stayed open, unreachable.
+// This module keeps that table bounded and its certificates fresh, and closes what it replaces.
 import type http from 'node:http'
 
+import { atLeastOne } from '../interception/atLeastOne.js'
 import { leafIsFresh } from '../interception/leafLifetime.js'
 
 /** One entry of the library's per-host server table. */
@@ -16,49 +19,76 @@ export interface LibraryServerTable {
   sslServers?: Record<string, LibraryServer | undefined>
 }
 
+/** How the table is kept. */
+export interface HostServerOptions {
+  /** Hosts whose server is kept; beyond this the least recently used is retired. */
+  readonly max: number
+  /** The clock servers are aged by. */
+  readonly now: () => number
+  /**
+   * How long a retired server still accepts connections: the library looks a server's port up and
+   * connects to it a moment later, and that connection must not be refused. Default 5 s.
+   */
+  readonly graceMs?: number
+}
+
 /** The library's per-host servers, kept fresh and bounded. */
 export interface HostServers {
   /**
-   * Called before a CONNECT to `host` is intercepted: a server whose certificate is due for renewal
-   * is retired (the library then makes a new one, with a new leaf); a kept one is marked used.
+   * Called before a CONNECT to `host` is intercepted: a server older than the leaf refresh age is
+   * retired (the library then makes a new one, with a leaf the CA issues anew); a kept one is
+   * marked used.
    */
   readonly use: (host: string) => void
-  /** Every server still open, retired ones whose connections have not ended included. */
+  /** Every server still open: those in the table and those retired whose connections have not ended. */
   readonly open: () => ReadonlyArray<http.Server>
 }
 
 /**
- * Takes over the library's server table (after `listen`, which replaces it): each server is
- * registered with the time it was made, the least recently used beyond `max` is retired, and a
- * server older than the leaf refresh age (leafLifetime.ts) is retired on its next use. Retiring
- * stops its listener; connections already open on it finish as they are.
+ * Takes over the library's server table (after `listen`, which replaces it). Each server is
+ * registered with the time it was made; the least recently used beyond `max` is retired, and so is
+ * a server older than the leaf refresh age (leafLifetime.ts), on its host's next CONNECT, and a
+ * server the library replaces. A retired server leaves the table at once and is closed after the
+ * grace period.
  *
  * A server's certificate may come from the CA's memory, up to the refresh age old; so a leaf is
  * served at most twice that age (60 days), within its 90 days of validity.
  */
-export const manageHostServers = (library: LibraryServerTable, options: { readonly max: number; readonly now: () => number }): HostServers => {
+export const manageHostServers = (library: LibraryServerTable, options: HostServerOptions): HostServers => {
   const table = library.sslServers
   if (table === undefined) throw new Error('http-mitm-proxy internals changed: no per-host server table after listen; pin http-mitm-proxy 1.1.0')
-  const max = Math.max(1, options.max)
-  // When each host's server was made, least recently used first.
+  const max = atLeastOne('maxInterceptedHosts', options.max)
+  const graceMs = options.graceMs ?? 5_000
+  // INVARIANT: `made` has exactly the hosts of `table` that have a server, least recently used
+  // first, and at most `max` of them; every server this module took out of the table is in
+  // `retired` until it has closed.
   const made = new Map<string, number>()
   const retired = new Set<http.Server>()
+
+  const retireServer = (server: http.Server): void => {
+    if (retired.has(server)) return
+    retired.add(server)
+    server.once('close', () => retired.delete(server))
+    // By then the library has no way to it; requests under way finish, and kept-alive connections
+    // idle at that moment are closed, as the server's own keep-alive timeout (5 s) would close them.
+    setTimeout(() => server.listening && server.close(), graceMs).unref()
+  }
 
   const retire = (host: string): void => {
     made.delete(host)
     const server = table[host]?.server
     delete table[host]
-    if (server === undefined) return
-    retired.add(server)
-    server.close(() => retired.delete(server))
+    if (server !== undefined) retireServer(server)
   }
 
   library.sslServers = new Proxy(table, {
-    set: (target, host, entry: LibraryServer) => {
+    set: (target, host, entry: LibraryServer | undefined) => {
       if (typeof host !== 'string') return Reflect.set(target, host, entry)
+      const replaced = target[host]?.server
       target[host] = entry
+      if (replaced !== undefined && replaced !== entry?.server) retireServer(replaced)
       made.delete(host)
-      made.set(host, options.now())
+      if (entry?.server !== undefined) made.set(host, options.now())
       while (made.size > max) retire(made.keys().next().value as string)
       return true
     },

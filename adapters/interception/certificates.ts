@@ -5,7 +5,8 @@ import { webcrypto } from 'node:crypto'
 
 import * as x509 from '@peculiar/x509'
 
-import { LEAF_VALIDITY_MS, leafIsFresh } from './leafLifetime.js'
+import { atLeastOne } from './atLeastOne.js'
+import { DAY, LEAF_VALIDITY_MS, leafIsFresh } from './leafLifetime.js'
 
 /** The proxy's own certificate authority, kept in a config directory. */
 export interface CertificateAuthority {
@@ -19,7 +20,6 @@ export interface CertificateAuthority {
 }
 
 const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as const
-const DAY = 24 * 60 * 60 * 1000
 
 /** How a CA is kept; the defaults suit a long-running proxy. */
 export interface CaOptions {
@@ -54,7 +54,7 @@ const serial = (): string => {
  */
 export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Promise<CertificateAuthority> => {
   const now = options.now ?? Date.now
-  const maxLeaves = Math.max(1, options.maxLeaves ?? 1_024)
+  const maxLeaves = atLeastOne('maxLeaves', options.maxLeaves ?? 1_024)
   const certPath = join(dir, 'certs', 'ca.pem')
   const keyPath = join(dir, 'keys', 'ca.private.key')
   // A new config directory is created 0700; an existing one (it may be shared) is left as it is,
@@ -151,7 +151,8 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
       const key = host.toLowerCase()
       const at = now()
       const cached = leaves.get(key)
-      leaves.delete(key) // re-inserted below: the most recently used is last
+      // INVARIANT: `leaves` holds at most maxLeaves hosts, the most recently used last.
+      leaves.delete(key)
       if (cached !== undefined && leafIsFresh(cached.issuedAt, at)) {
         leaves.set(key, cached)
         return cached.leaf

@@ -38,12 +38,18 @@ describe('leaf certificates', () => {
     expect(renewed.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true)
   })
 
-  it('are issued again when the clock went back past the one in memory', async () => {
+  it('are reused across a clock step back of up to an hour, and issued again after a larger one', async () => {
     let now = Date.UTC(2026, 0, 1)
     const ca = await loadOrCreateCa(freshDir(), { now: () => now })
     const first = await serialOf(ca.leafFor('api.example.test'))
+    now -= 60 * 60 * 1000
+    expect(await serialOf(ca.leafFor('api.example.test'))).toBe(first)
     now -= 1
     expect(await serialOf(ca.leafFor('api.example.test'))).not.toBe(first)
+  })
+
+  it('refuses a maxLeaves that is not a whole number of at least 1', async () => {
+    await expect(loadOrCreateCa(freshDir(), { maxLeaves: 0 })).rejects.toThrow(/maxLeaves must be a whole number of at least 1/)
   })
 
   it('are kept for at most maxLeaves hosts, the least recently used dropped first', async () => {

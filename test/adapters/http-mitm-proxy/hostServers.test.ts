@@ -1,0 +1,98 @@
+// The per-host server table of http-mitm-proxy as the adapter keeps it, with real listening
+// servers standing in for the library's: which are retired, when, and that they really close.
+import http from 'node:http'
+
+import { afterAll, describe, expect, it } from 'vitest'
+
+import { manageHostServers, type LibraryServerTable } from '../../../adapters/http-mitm-proxy/hostServers.js'
+
+const DAY = 24 * 60 * 60 * 1000
+const HOUR = 60 * 60 * 1000
+const started: Array<http.Server> = []
+
+const listeningServer = async (): Promise<http.Server> => {
+  const server = http.createServer()
+  started.push(server)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return server
+}
+const closed = (server: http.Server): Promise<void> => new Promise((resolve) => (server.listening ? server.once('close', () => resolve()) : resolve()))
+
+afterAll(async () => {
+  await Promise.all(started.map((server) => new Promise((resolve) => server.close(resolve))))
+})
+
+const table = (library: LibraryServerTable) => library.sslServers ?? {}
+
+describe('the adapter’s table of per-host servers', () => {
+  let now = 0
+  const manage = (max: number, graceMs = 10) => {
+    const library: LibraryServerTable = { sslServers: {} }
+    return { library, servers: manageHostServers(library, { max, now: () => now, graceMs }) }
+  }
+
+  it('retires the least recently used host beyond the bound, not the first made', async () => {
+    const { library, servers } = manage(2)
+    const [a, b, c] = [await listeningServer(), await listeningServer(), await listeningServer()]
+    table(library)['a'] = { server: a }
+    table(library)['b'] = { server: b }
+    servers.use('a')
+    table(library)['c'] = { server: c }
+    await closed(b)
+    expect(Object.keys(table(library)).sort()).toEqual(['a', 'c'])
+    expect([a.listening, c.listening]).toEqual([true, true])
+    expect(servers.open()).toEqual([a, c])
+  })
+
+  it('keeps a retired server listening for the grace period, then closes it', async () => {
+    const { library, servers } = manage(1, 300)
+    const [a, b] = [await listeningServer(), await listeningServer()]
+    table(library)['a'] = { server: a }
+    table(library)['b'] = { server: b }
+    expect(Object.keys(table(library))).toEqual(['b'])
+    expect(a.listening).toBe(true)
+    expect(servers.open()).toContain(a)
+    const since = Date.now()
+    await closed(a)
+    expect(Date.now() - since).toBeGreaterThanOrEqual(250)
+    expect(servers.open()).toEqual([b])
+  })
+
+  it('closes a server the library replaces with another for the same host', async () => {
+    const { library, servers } = manage(8)
+    const [first, second] = [await listeningServer(), await listeningServer()]
+    table(library)['a'] = { server: first }
+    table(library)['a'] = { server: second }
+    await closed(first)
+    expect(second.listening).toBe(true)
+    expect(servers.open()).toEqual([second])
+  })
+
+  it('retires a server 30 days old on its host’s next use, and one from before a clock step back of over an hour', async () => {
+    const { library, servers } = manage(8)
+    const [a, b] = [await listeningServer(), await listeningServer()]
+    now = 100 * DAY
+    table(library)['a'] = { server: a }
+    table(library)['b'] = { server: b }
+    now += 30 * DAY - 1
+    servers.use('a')
+    expect(table(library)['a']?.server).toBe(a)
+    now += 1
+    servers.use('a')
+    expect(table(library)['a']).toBeUndefined()
+    await closed(a)
+    now = 100 * DAY - HOUR
+    servers.use('b')
+    expect(table(library)['b']?.server).toBe(b)
+    now -= 1
+    servers.use('b')
+    expect(table(library)['b']).toBeUndefined()
+    await closed(b)
+  })
+
+  it('refuses a bound that is not a whole number of at least 1', () => {
+    for (const max of [0, -1, 1.5, Number.NaN]) {
+      expect(() => manageHostServers({ sslServers: {} }, { max, now: () => 0 })).toThrow(/maxInterceptedHosts must be a whole number of at least 1/)
+    }
+  })
+})
