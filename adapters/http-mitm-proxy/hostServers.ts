@@ -5,6 +5,7 @@
 // as it is taken), and the second replaced the first in its table, which stayed open, unreachable.
 // This module keeps that table bounded and its certificates fresh, and closes what it replaces.
 import type http from 'node:http'
+import net from 'node:net'
 
 import { atLeastOne } from '../interception/atLeastOne.js'
 import { leafIsFresh } from '../interception/leafLifetime.js'
@@ -42,14 +43,16 @@ export interface HostServers {
   readonly use: (host: string) => void
   /** Every server still open: those in the table and those retired whose connections have not ended. */
   readonly open: () => ReadonlyArray<http.Server>
+  /** Stops the retired servers' listeners at once (the proxy is stopping). */
+  readonly close: () => void
 }
 
 /**
  * Takes over the library's server table (after `listen`, which replaces it). Each server is
  * registered with the time it was made; the least recently used beyond `max` is retired, and so is
  * a server older than the leaf refresh age (leafLifetime.ts), on its host's next CONNECT, and a
- * server the library replaces. A retired server leaves the table at once and is closed after the
- * grace period.
+ * server the library replaces. A retired server leaves the table at once and stops listening
+ * after the grace period; its connections finish as they are.
  *
  * A server's certificate may come from the CA's memory, up to the refresh age old; so a leaf is
  * served at most twice that age (60 days), within its 90 days of validity.
@@ -65,13 +68,21 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
   const made = new Map<string, number>()
   const retired = new Set<http.Server>()
 
+  // Only the listener is closed: http's close() would also cut every kept-alive connection that
+  // is between two requests at that moment (measured: the benchmark's clients got "other side
+  // closed"). Its connections end on their own (the client closes them, or the server's keep-alive
+  // timeout does), and then http's close() releases what the server still holds.
+  const stopListening = (server: http.Server): void => {
+    if (server.listening) net.Server.prototype.close.call(server)
+  }
   const retireServer = (server: http.Server): void => {
     if (retired.has(server)) return
     retired.add(server)
-    server.once('close', () => retired.delete(server))
-    // By then the library has no way to it; requests under way finish, and kept-alive connections
-    // idle at that moment are closed, as the server's own keep-alive timeout (5 s) would close them.
-    setTimeout(() => server.listening && server.close(), graceMs).unref()
+    server.once('close', () => {
+      retired.delete(server)
+      server.close()
+    })
+    setTimeout(() => stopListening(server), graceMs).unref()
   }
 
   const retire = (host: string): void => {
@@ -109,6 +120,9 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
       made.delete(host)
       made.set(host, at)
     },
-    open: () => [...Object.values(table).flatMap((entry) => (entry?.server === undefined ? [] : [entry.server])), ...retired]
+    open: () => [...Object.values(table).flatMap((entry) => (entry?.server === undefined ? [] : [entry.server])), ...retired],
+    close: () => {
+      for (const server of retired) stopListening(server)
+    }
   }
 }

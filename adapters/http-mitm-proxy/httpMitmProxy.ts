@@ -363,6 +363,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
       const open = [listener, ...(hostServers?.open() ?? [])]
+      hostServers?.close()
       proxy.close()
       for (const server of open) server.closeAllConnections()
       httpsAgent.destroy()

@@ -1,6 +1,7 @@
 // The per-host server table of http-mitm-proxy as the adapter keeps it, with real listening
 // servers standing in for the library's: which are retired, when, and that they really close.
 import http from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 
 import { afterAll, describe, expect, it } from 'vitest'
 
@@ -16,7 +17,8 @@ const listeningServer = async (): Promise<http.Server> => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return server
 }
-const closed = (server: http.Server): Promise<void> => new Promise((resolve) => (server.listening ? server.once('close', () => resolve()) : resolve()))
+// Resolves when the server has stopped listening and its connections have ended.
+const closed = (server: http.Server): Promise<void> => new Promise((resolve) => server.once('close', () => resolve()))
 
 afterAll(async () => {
   await Promise.all(started.map((server) => new Promise((resolve) => server.close(resolve))))
@@ -56,6 +58,37 @@ describe('the adapter’s table of per-host servers', () => {
     await closed(a)
     expect(Date.now() - since).toBeGreaterThanOrEqual(250)
     expect(servers.open()).toEqual([b])
+  })
+
+  it('leaves a retired server’s kept-alive connections open when it stops listening; it closes once they end', async () => {
+    const { library, servers } = manage(1)
+    const server = http.createServer((_request, response) => response.end('ok'))
+    started.push(server)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    const get = () =>
+      new Promise<{ body: string; socket: Socket }>((resolve, reject) => {
+        const request = http.get({ host: '127.0.0.1', port, agent }, (response) => {
+          let body = ''
+          response.on('data', (chunk: Buffer) => (body += chunk.toString()))
+          response.on('end', () => resolve({ body, socket: request.socket as Socket }))
+        })
+        request.on('error', reject)
+      })
+    const first = await get()
+    table(library)['a'] = { server }
+    table(library)['b'] = { server: await listeningServer() } // retires a
+    for (let i = 0; i < 50 && server.listening; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(server.listening).toBe(false)
+    const second = await get() // over the kept-alive connection, after the listener closed
+    expect(second.body).toBe('ok')
+    expect(second.socket).toBe(first.socket)
+    expect(servers.open()).toContain(server)
+    const gone = closed(server)
+    agent.destroy()
+    await gone
+    expect(servers.open()).not.toContain(server)
   })
 
   it('closes a server the library replaces with another for the same host', async () => {
