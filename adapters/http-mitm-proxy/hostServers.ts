@@ -43,7 +43,7 @@ export interface HostServers {
   readonly use: (host: string) => void
   /** Every server still open: those in the table and those retired whose connections have not ended. */
   readonly open: () => ReadonlyArray<http.Server>
-  /** Stops the retired servers' listeners at once (the proxy is stopping). */
+  /** The proxy is stopping: retired listeners stop at once, and a server the library adds later is closed as it comes. */
   readonly close: () => void
 }
 
@@ -60,13 +60,14 @@ export interface HostServers {
 export const manageHostServers = (library: LibraryServerTable, options: HostServerOptions): HostServers => {
   const table = library.sslServers
   if (table === undefined) throw new Error('http-mitm-proxy internals changed: no per-host server table after listen; pin http-mitm-proxy 1.1.0')
-  const max = atLeastOne('maxInterceptedHosts', options.max)
+  const max = atLeastOne('max', options.max)
   const graceMs = options.graceMs ?? 5_000
   // INVARIANT: `made` has exactly the hosts of `table` that have a server, least recently used
   // first, and at most `max` of them; every server this module took out of the table is in
   // `retired` until it has closed.
   const made = new Map<string, number>()
-  const retired = new Set<http.Server>()
+  const retired = new Map<http.Server, NodeJS.Timeout>()
+  let stopped = false
 
   // Only the listener is closed: http's close() would also cut every kept-alive connection that
   // is between two requests at that moment (measured: the benchmark's clients got "other side
@@ -77,12 +78,14 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
   }
   const retireServer = (server: http.Server): void => {
     if (retired.has(server)) return
-    retired.add(server)
+    retired.set(server, setTimeout(() => stopListening(server), graceMs).unref())
     server.once('close', () => {
+      clearTimeout(retired.get(server))
       retired.delete(server)
+      // INVARIANT: nothing else listens for this server's 'close'; the call below emits it once
+      // more (the server has no handle and no connection left) and clears http's interval.
       server.close()
     })
-    setTimeout(() => stopListening(server), graceMs).unref()
   }
 
   const retire = (host: string): void => {
@@ -95,6 +98,11 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
   library.sslServers = new Proxy(table, {
     set: (target, host, entry: LibraryServer | undefined) => {
       if (typeof host !== 'string') return Reflect.set(target, host, entry)
+      if (stopped) {
+        // A server whose certificate was still being issued when the proxy stopped.
+        entry?.server?.close()
+        return true
+      }
       const replaced = target[host]?.server
       target[host] = entry
       if (replaced !== undefined && replaced !== entry?.server) retireServer(replaced)
@@ -120,9 +128,13 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
       made.delete(host)
       made.set(host, at)
     },
-    open: () => [...Object.values(table).flatMap((entry) => (entry?.server === undefined ? [] : [entry.server])), ...retired],
+    open: () => [...Object.values(table).flatMap((entry) => (entry?.server === undefined ? [] : [entry.server])), ...retired.keys()],
     close: () => {
-      for (const server of retired) stopListening(server)
+      stopped = true
+      for (const [server, timer] of retired) {
+        clearTimeout(timer)
+        stopListening(server)
+      }
     }
   }
 }

@@ -11,6 +11,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
+import { atLeastOne } from '../interception/atLeastOne.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
@@ -85,6 +86,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const log = options.log ?? stderrLogger
   const rules = options.connectTo ?? []
   const now = options.now ?? Date.now
+  const maxInterceptedHosts = atLeastOne('maxInterceptedHosts', options.maxInterceptedHosts ?? 256)
   const ca = options.ca ?? (await loadOrCreateCa(options.configDir, { now }))
   const extraCa = options.upstreamCa ?? []
   // Upstream TLS is verified by the agent; per-request `ca` would be ignored once the agent has one.
@@ -345,7 +347,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
   listener.prependListener('request', (request: http.IncomingMessage) => receivedTargets.set(request, request.url ?? ''))
   try {
-    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: options.maxInterceptedHosts ?? 256, now })
+    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now })
   } catch (error) {
     proxy.close()
     throw error

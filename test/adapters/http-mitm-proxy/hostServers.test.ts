@@ -85,10 +85,18 @@ describe('the adapter’s table of per-host servers', () => {
     expect(second.body).toBe('ok')
     expect(second.socket).toBe(first.socket)
     expect(servers.open()).toContain(server)
+    // Once they end, http's own close() runs too, which releases the server's timers.
+    const httpClose = server.close.bind(server)
+    let httpClosed = 0
+    server.close = (...args: Parameters<typeof httpClose>) => {
+      httpClosed++
+      return httpClose(...args)
+    }
     const gone = closed(server)
     agent.destroy()
     await gone
     expect(servers.open()).not.toContain(server)
+    expect(httpClosed).toBe(1)
   })
 
   it('closes a server the library replaces with another for the same host', async () => {
@@ -123,9 +131,22 @@ describe('the adapter’s table of per-host servers', () => {
     await closed(b)
   })
 
+  it('stops retired listeners at once when the proxy stops, and closes a server added after', async () => {
+    const { library, servers } = manage(1, 60_000)
+    const [a, b, late] = [await listeningServer(), await listeningServer(), await listeningServer()]
+    table(library)['a'] = { server: a }
+    table(library)['b'] = { server: b } // retires a, for a minute
+    expect(a.listening).toBe(true)
+    servers.close()
+    expect(a.listening).toBe(false)
+    table(library)['late'] = { server: late }
+    expect(late.listening).toBe(false)
+    expect(table(library)['late']).toBeUndefined()
+  })
+
   it('refuses a bound that is not a whole number of at least 1', () => {
     for (const max of [0, -1, 1.5, Number.NaN]) {
-      expect(() => manageHostServers({ sslServers: {} }, { max, now: () => 0 })).toThrow(/maxInterceptedHosts must be a whole number of at least 1/)
+      expect(() => manageHostServers({ sslServers: {} }, { max, now: () => 0 })).toThrow('expected a whole number of at least 1')
     }
   })
 })

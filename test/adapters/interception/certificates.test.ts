@@ -49,7 +49,7 @@ describe('leaf certificates', () => {
   })
 
   it('refuses a maxLeaves that is not a whole number of at least 1', async () => {
-    await expect(loadOrCreateCa(freshDir(), { maxLeaves: 0 })).rejects.toThrow(/maxLeaves must be a whole number of at least 1/)
+    await expect(loadOrCreateCa(freshDir(), { maxLeaves: 0 })).rejects.toThrow('`maxLeaves` is `0`: expected a whole number of at least 1')
   })
 
   it('are kept for at most maxLeaves hosts, the least recently used dropped first', async () => {
