@@ -4,13 +4,18 @@
 
 /** A request path reduced to what route matching compares (SPEC.md §4 step 3). */
 export interface CanonicalPath {
-  /** Query and fragment dropped, unreserved escapes decoded, dot segments removed. */
+  /** Query and fragment dropped, unreserved escapes decoded, dot segments removed (RFC 3986). */
   readonly path: string
   /**
-   * The raw path had `%2f`, `%5c`, a raw `\`, or a dot segment with `;` parameters (`/..;/`, which
-   * Tomcat-style servers resolve): it never matches a path-prefix route.
+   * Upstreams may read the path differently, so it never matches a path-prefix route: the raw path
+   * had `%2f`, `%5c`, a raw `\`, or a dot segment with `;` parameters (`/..;/`, which Tomcat-style
+   * servers resolve), or its dot segments land elsewhere when repeated `/` are merged first (as
+   * nginx, Go's `path.Clean` and most frameworks do: `/v1//../v2` is `/v1/v2` to RFC 3986 and
+   * `/v2` to them).
    */
-  readonly ambiguousSeparators: boolean
+  readonly ambiguous: boolean
+  /** The path as a server that merges repeated `/` before removing dot segments reads it, when that differs from `path`. */
+  readonly mergedReading?: string
   /** The raw target was not origin-form (`*`, an absolute URI): it matches no route at all. */
   readonly opaque: boolean
 }
@@ -40,6 +45,11 @@ const decodeUnreserved = (path: string): string =>
     const ch = String.fromCharCode(parseInt(hex, 16))
     return UNRESERVED.test(ch) ? ch : escape.toUpperCase()
   })
+
+const REPEATED_SLASHES = /\/{2,}/g
+
+/** Merges every run of `/` into one. */
+export const mergeSlashes = (path: string): string => path.replace(REPEATED_SLASHES, '/')
 
 const removeDotSegments = (path: string): string => {
   const segments = path.split('/')
@@ -78,20 +88,29 @@ export const canonicalPath = (target: string): CanonicalPath => {
     else if (c === 46 && i > 0 && text.charCodeAt(i - 1) === 47) dotSegment = true
   }
   const raw = end === text.length ? text : text.slice(0, end)
-  if (raw === '') return { path: '/', ambiguousSeparators: false, opaque: false }
-  if (raw.charCodeAt(0) !== 47) return { path: raw, ambiguousSeparators: false, opaque: true }
-  const ambiguousSeparators =
+  if (raw === '') return { path: '/', ambiguous: false, opaque: false }
+  if (raw.charCodeAt(0) !== 47) return { path: raw, ambiguous: false, opaque: true }
+  const separators =
     backslash || (escapes && SEPARATOR_ESCAPE.test(raw)) || ((parameters || escapes) && DOT_SEGMENT_PARAMETERS.test(raw))
-  if (!escapes && !dotSegment) return { path: raw, ambiguousSeparators, opaque: false }
-  return { path: removeDotSegments(decodeUnreserved(raw)), ambiguousSeparators, opaque: false }
+  if (!escapes && !dotSegment) return { path: raw, ambiguous: separators, opaque: false }
+  const decoded = decodeUnreserved(raw)
+  const path = removeDotSegments(decoded)
+  // INVARIANT: a path means one thing to every upstream before a prefix may match it; whether
+  // repeated `/` are merged before or after dot segments are removed must not change its reading.
+  if (!decoded.includes('//')) return { path, ambiguous: separators, opaque: false }
+  const merged = removeDotSegments(mergeSlashes(decoded))
+  return merged === mergeSlashes(path) ? { path, ambiguous: separators, opaque: false } : { path, ambiguous: true, opaque: false, mergedReading: merged }
 }
 
 /**
- * The path as a lenient upstream may read it: encoded and backslash separators as `/`, `;`
- * parameters dropped. Used to recognise auth endpoints however they are spelled.
+ * The readings of a lenient upstream: encoded and backslash separators as `/`, `;` parameters
+ * dropped, with repeated `/` merged before dot segments are removed and without. Used to recognise
+ * auth endpoints however they are spelled.
  */
-export const lenientPath = (path: string): string =>
-  canonicalPath(path.replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')).path
+export const lenientPaths = (target: string): ReadonlyArray<string> => {
+  const plain = withoutQuery(typeof target === 'string' ? target : '').replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')
+  return [canonicalPath(plain).path, canonicalPath(mergeSlashes(plain)).path]
+}
 
 /** Turns the path of an API URL into a route prefix (`/` and `''` become the empty prefix). */
 export const pathPrefixOf = (path: string): PathPrefix => {
@@ -100,7 +119,7 @@ export const pathPrefixOf = (path: string): PathPrefix => {
 
 /** The form auth endpoints are compared in: repeated `/` collapsed, no trailing `/`. */
 export const authEndpointKey = (path: string): string => {
-  const collapsed = path.replace(/\/{2,}/g, '/')
+  const collapsed = mergeSlashes(path)
   return collapsed.length > 1 && collapsed.endsWith('/') ? collapsed.slice(0, -1) : collapsed
 }
 

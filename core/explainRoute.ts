@@ -31,7 +31,7 @@ const whyNot = (route: Route, request: RequestFacts): RouteExplanation['ruledOut
   if (route.port !== request.port) return { by: 'port', why: `port ${request.port} is not ${route.port}` }
   const path = canonicalPath(request.path)
   if (path.opaque) return { by: 'path', why: 'the request target is not a path' }
-  if (route.prefix !== '' && path.ambiguousSeparators) return { by: 'path', why: 'the path has an encoded or backslash separator, which never matches a path prefix' }
+  if (route.prefix !== '' && path.ambiguous) return { by: 'path', why: 'upstreams may read the path differently (an encoded or backslash separator, or dot segments after a repeated `/`), so it never matches a path prefix' }
   if (!prefixCovers(route.prefix, path.path)) return { by: 'path', why: `path \`${path.path}\` is not under \`${route.prefix}\`` }
   return undefined
 }

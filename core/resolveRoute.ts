@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
-import { authEndpointKey, canonicalPath, lenientPath, prefixCovers, type CanonicalPath } from './RequestPath.js'
+import { authEndpointKey, canonicalPath, lenientPaths, prefixCovers, type CanonicalPath } from './RequestPath.js'
 import { miss, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type RouteTable } from './RouteTable.js'
 
@@ -43,12 +43,13 @@ const hasHostMismatch = (request: RequestFacts, host: Host): boolean =>
 const unmatched = (table: RouteTable, host: Host): RouteResolution =>
   miss(isPassthroughHost(table, host) ? 'passthrough' : 'no_match')
 
-// Step 5, auth endpoints: compared on the canonical path, and also on the reading of an upstream
-// that decodes separators and drops `;` parameters.
-const authKeysOf = (path: CanonicalPath): ReadonlyArray<string> => {
-  const key = authEndpointKey(path.path)
-  const lenient = authEndpointKey(lenientPath(path.path))
-  return lenient === key ? [key] : [key, lenient]
+// Step 5, auth endpoints: compared on the canonical path, and also on the readings of upstreams
+// that merge repeated `/` before removing dot segments, decode separators or drop `;` parameters.
+const authKeysOf = (target: string, path: CanonicalPath): ReadonlyArray<string> => {
+  const keys = new Set([authEndpointKey(path.path)])
+  if (path.mergedReading !== undefined) keys.add(authEndpointKey(path.mergedReading))
+  for (const reading of lenientPaths(target)) keys.add(authEndpointKey(reading))
+  return [...keys]
 }
 
 const hitsAuthPath = (route: Route, keys: ReadonlyArray<string>): boolean => keys.some((k) => route.authPaths.includes(k))
@@ -62,7 +63,7 @@ class Ranking {
   tie = false
 
   offer(route: Route, path: CanonicalPath): void {
-    if (route.prefix !== '' && (path.ambiguousSeparators || !prefixCovers(route.prefix, path.path))) return
+    if (route.prefix !== '' && (path.ambiguous || !prefixCovers(route.prefix, path.path))) return
     const best = this.best
     const length = route.prefix.length
     if (best === undefined || length > this.length || (length === this.length && route._tag === 'ExactRoute' && best._tag === 'RegexRoute')) {
@@ -108,11 +109,11 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
   let authKeys: ReadonlyArray<string> | undefined
   if (exact !== undefined) {
     for (const route of exact) {
-      if (route.port === port && route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(path)))) return miss('auth_endpoint')
+      if (route.port === port && route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(request.path, path)))) return miss('auth_endpoint')
     }
   }
   for (const route of regex) {
-    if (route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(path)))) return miss('auth_endpoint')
+    if (route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(request.path, path)))) return miss('auth_endpoint')
   }
 
   const ranking = new Ranking()

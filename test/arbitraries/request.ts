@@ -21,7 +21,12 @@ const routedHosts = (table: RouteTable): ReadonlyArray<string> => [
 
 const localHost = fc.constantFrom('localhost', 'a.localhost', '127.1', '2130706433', '0x7f.0.0.1', '[::ffff:7f00:1]', '10.0.0.8', '169.254.169.254', '[fe80::1]', '[::1]')
 
-const pathTail = fc.constantFrom('', '/', '/x', '0', '/../admin', '/%2e%2e/v1', '%2fx', '/x?key=1', '\\x', '/./x', '/X', '#frag')
+// Tails that bend a prefix: dot segments, encoded separators, and dot segments behind a repeated
+// `/` (read as `/v1/v2/x` by RFC 3986 and as `/v2/x` by servers that merge slashes first).
+const pathTail = fc.constantFrom(
+  '', '/', '/x', '0', '/../admin', '/%2e%2e/v1', '%2fx', '/x?key=1', '\\x', '/./x', '/X', '#frag',
+  '//../v2/x', '/x//../../v2/x', '//%2e%2e/admin', '//%2E./x', '///../..//v2', '//./x', '//x'
+)
 
 const authTail = fc.tuple(fc.constantFrom('', '/', '?code=1', '%2f', 'x', '/..'), fc.boolean())
 
@@ -31,6 +36,8 @@ export const bentPath = fc.oneof(
   fc.tuple(fc.constantFrom(...AUTH_PATHS), fc.constantFrom('', '/', '?code=1', '%2f'), fc.boolean()).map(
     ([p, t, doubled]) => `${doubled ? '/' : ''}${p.replace('token', '%74oken')}${t}`
   ),
+  // An auth endpoint only servers that merge repeated `/` first reach: `/x//../oauth/token`.
+  fc.tuple(fc.constantFrom(...AUTH_PATHS), fc.constantFrom('/x//..', '/x//%2e%2e', '/x/%2f..')).map(([p, lead]) => `${lead}${p}`),
   fc.constantFrom('*', 'https://alpha.com/v1', '')
 )
 

@@ -139,6 +139,16 @@ describe('adversarial paths (SPEC.md §4 step 3)', () => {
     ['raw backslash', '/v1\\models', missed('no_match')],
     ['query does not count', '/v1?x=/../../admin', matched('openai')],
     ['fragment does not count', '/v1#/../admin', matched('openai')],
+    // Read as `/v1/v2/x` by RFC 3986 and as `/v2/x` by nginx, Go, Node and Python, which merge
+    // repeated `/` before removing dot segments: no prefix may match a path read two ways.
+    ['dot segments behind a repeated slash', '/v1//../v2/x', missed('no_match')],
+    ['two dot segments behind a repeated slash', '/v1/x//../../v2/x', missed('no_match')],
+    ['encoded dots behind a repeated slash', '/v1//%2e%2e/v2/x', missed('no_match')],
+    ['mixed encoded dots behind a repeated slash', '/v1/x//.%2E/%2e./v2/x', missed('no_match')],
+    ['three slashes before dot segments', '/v1///../../v2', missed('no_match')],
+    ['a repeated slash whose readings agree', '/v1//models', matched('openai')],
+    ['a repeated slash after the dot segments', '/x/../v1//models', matched('openai')],
+    ['a single dot behind a repeated slash', '/v1//./models', matched('openai')],
     ['absolute-form target matches nothing', 'https://api.openai.com/v1/models', missed('no_match')],
     ['asterisk-form target matches nothing', '*', missed('no_match')]
   ])('%s', (_, path, expected) => {
@@ -151,7 +161,7 @@ describe('adversarial paths (SPEC.md §4 step 3)', () => {
 })
 
 describe('auth endpoints (SPEC.md §4 step 5)', () => {
-  it.each(['/login/oauth/access_token', '/login/oauth/access_token/', '//login/oauth/access_token', '/login//oauth/access_token', '/login/oauth/%61ccess_token', '/login/oauth/access_token?client_id=x', '/login/oauth/x/../access_token', '/login%2foauth/access_token'])(
+  it.each(['/login/oauth/access_token', '/login/oauth/access_token/', '//login/oauth/access_token', '/login//oauth/access_token', '/login/oauth/%61ccess_token', '/login/oauth/access_token?client_id=x', '/login/oauth/x/../access_token', '/login%2foauth/access_token', '/x//../login/oauth/access_token', '/x//%2e%2e/login/oauth/access_token', '/x/%2f../login/oauth/access_token'])(
     '%s on github.com is an auth endpoint',
     (path) => {
       expect(resolve({ host: 'github.com', path })).toEqual(missed('auth_endpoint'))

@@ -16,6 +16,7 @@ import {
   type RouteTable
 } from '../../core/index.js'
 import { SECRET_PREFIX } from '../arbitraries/request.js'
+import { modelReadings, segmentsCover } from './referenceResolver.js'
 
 /** One decision with everything that led to it. */
 export interface Case {
@@ -80,6 +81,21 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
     if (E.isRight(parsed) && parsed.right.includes(':')) return true
     const varied = { ...request, host: `${request.host.toUpperCase()}${request.host.endsWith('.') ? '' : '.'}` }
     return JSON.stringify(resolveRoute(table, varied)) === JSON.stringify(resolution)
+  },
+  // A prefix route is judged by every reading an upstream may take of the path: `/v1//../v2` is
+  // `/v1/v2` to RFC 3986 and `/v2` to nginx, so a `/v1` credential must not match it.
+  matchHoldsUnderEveryReadingOfThePath: ({ table, request, resolution }) => {
+    if (resolution._tag !== 'Matched') return true
+    const host = parseHost(request.host)
+    if (E.isLeft(host)) return false
+    const own = table.routes.filter(
+      (r) =>
+        r.provider === resolution.provider &&
+        r.connection === resolution.connection &&
+        r.port === request.port &&
+        (r._tag === 'ExactRoute' ? r.host === host.right : r.pattern.matches(host.right))
+    )
+    return modelReadings(request.path).every((reading) => own.some((r) => segmentsCover(r.prefix, reading)))
   },
   queryStringIrrelevant: ({ table, request, resolution }) =>
     request.path.includes('?') ||

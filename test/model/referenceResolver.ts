@@ -9,16 +9,9 @@ import type { RequestFacts } from '../../core/resolveRoute.js'
 import type { RouteResolution } from '../../core/RouteResolution.js'
 import type { Route, RouteTable } from '../../core/RouteTable.js'
 
-/** RFC 3986 §5.2.4, the input-buffer algorithm, after decoding unreserved escapes. */
-export const modelCanonicalPath = (target: string): { path: string; ambiguous: boolean; opaque: boolean } => {
-  const raw = target.split(/[?#]/)[0] ?? ''
-  if (raw === '') return { path: '/', ambiguous: false, opaque: false }
-  if (!raw.startsWith('/')) return { path: raw, ambiguous: false, opaque: true }
-  const ambiguous = /%2f|%5c|\\/i.test(raw) || /(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw)
-  let input = raw.replace(/%[0-9a-fA-F]{2}/g, (m) => {
-    const c = String.fromCharCode(parseInt(m.slice(1), 16))
-    return /[A-Za-z0-9._~-]/.test(c) ? c : m.toUpperCase()
-  })
+/** RFC 3986 §5.2.4, the input-buffer algorithm, on a path whose unreserved escapes are decoded. */
+const removeDots = (path: string): string => {
+  let input = path
   let output = ''
   const dropLast = () => {
     output = output.slice(0, Math.max(0, output.lastIndexOf('/')))
@@ -38,10 +31,46 @@ export const modelCanonicalPath = (target: string): { path: string; ambiguous: b
       input = input.slice(segment.length)
     }
   }
-  return { path: output, ambiguous, opaque: false }
+  return output
 }
 
-const segmentsCover = (prefix: string, path: string): boolean => {
+const merged = (path: string): string => {
+  let out = path
+  while (out.includes('//')) out = out.split('//').join('/')
+  return out
+}
+
+/**
+ * The canonical path, and whether upstreams may read it differently: an encoded or backslash
+ * separator, `;` on a dot segment, or dot segments that land elsewhere once repeated `/` are
+ * merged first (nginx, Go, most frameworks) than under RFC 3986 alone.
+ */
+export const modelCanonicalPath = (target: string): { path: string; ambiguous: boolean; opaque: boolean } => {
+  const raw = target.split(/[?#]/)[0] ?? ''
+  if (raw === '') return { path: '/', ambiguous: false, opaque: false }
+  if (!raw.startsWith('/')) return { path: raw, ambiguous: false, opaque: true }
+  const decoded = raw.replace(/%[0-9a-fA-F]{2}/g, (m) => {
+    const c = String.fromCharCode(parseInt(m.slice(1), 16))
+    return /[A-Za-z0-9._~-]/.test(c) ? c : m.toUpperCase()
+  })
+  const path = removeDots(decoded)
+  const readingsDiffer = merged(path) !== removeDots(merged(decoded))
+  const ambiguous = /%2f|%5c|\\/i.test(raw) || /(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw) || readingsDiffer
+  return { path, ambiguous, opaque: false }
+}
+
+/**
+ * Every reading of a request path an upstream may take: RFC 3986, repeated `/` merged first, and
+ * both again with encoded and backslash separators decoded and `;` parameters dropped.
+ */
+export const modelReadings = (target: string): ReadonlyArray<string> => {
+  const raw = target.split(/[?#]/)[0] ?? ''
+  const lenientRaw = raw.replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')
+  return [raw, merged(raw), lenientRaw, merged(lenientRaw)].map((r) => modelCanonicalPath(r).path)
+}
+
+/** True when a route prefix covers a path segment by segment. */
+export const segmentsCover = (prefix: string, path: string): boolean => {
   if (prefix === '') return true
   const want = prefix.split('/')
   const have = path.split('/')
@@ -86,8 +115,8 @@ export const referenceResolve = (table: RouteTable, request: RequestFacts): Rout
   if (request.scheme.toLowerCase() !== 'https') return onHost.length > 0 ? miss('insecure_scheme') : passOrMiss()
   if (path.opaque) return passOrMiss()
   const candidates = onHost.filter((r) => portMatches(r, request.port))
-  const lenient = modelCanonicalPath(path.path.replace(/%2f|%5c|\\/gi, '/').replace(/%3b/gi, ';').replace(/;[^/]*/g, '')).path
-  const keys = [authKey(path.path), authKey(lenient)]
+  const readings = modelReadings(request.path)
+  const keys = readings.map(authKey)
   if (candidates.some((r) => keys.some((k) => r.authPaths.includes(k)))) return miss('auth_endpoint')
   const covering = candidates.filter((r) => r.prefix === '' || (!path.ambiguous && segmentsCover(r.prefix, path.path)))
   if (covering.length === 0) return passOrMiss()

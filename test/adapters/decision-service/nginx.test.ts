@@ -27,7 +27,7 @@ const waitForPort = async (port: number): Promise<void> => {
 
 const curl = (url: string, headers: ReadonlyArray<string> = []): Promise<{ status: number; body: string }> =>
   new Promise((resolve) => {
-    execFile('curl', ['-sS', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), url], (_e, stdout) => {
+    execFile('curl', ['-sS', '--path-as-is', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), url], (_e, stdout) => {
       const cut = stdout.lastIndexOf('\n')
       resolve({ status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) })
     })
@@ -94,6 +94,22 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('nginx auth_requ
       expect(upstream.received).toHaveLength(before)
     } else {
       expect(answer.status).toBe(200)
+      expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer client-own')
+    }
+  })
+
+  // nginx merges `//` before it removes dot segments (merge_slashes on), and so do Go, Node and
+  // Python servers: to them `/v1//../v2/x` is `/v2/x`, while RFC 3986 alone reads `/v1/v2/x`,
+  // inside the `/v1` prefix. nginx forwards the raw target; the credential must not go with it.
+  it.each(['/v1//../v2/x', '/v1/x//../../v2/x', '/v1//%2e%2e/v2/x'])('never sends the credential to %s, which nginx serves outside the prefix', async (path) => {
+    const before = upstream.received.length
+    const answer = await curl(`http://127.0.0.1:${listen}${path}`, ['Authorization: Bearer client-own'])
+    if (mode.endsWith('deny')) {
+      expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (no_match)' })
+      expect(upstream.received).toHaveLength(before)
+    } else {
+      expect(answer.status).toBe(200)
+      expect(upstream.received.at(-1)?.path).toBe(path)
       expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer client-own')
     }
   })
