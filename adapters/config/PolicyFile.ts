@@ -1,8 +1,8 @@
 import * as E from 'fp-ts/lib/Either.js'
 import * as t from 'io-ts'
-import { parse as parseYaml, YAMLParseError } from 'yaml'
 
 import { buildRouteTable, parseMode, PROXY_MODES, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
+import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
 // -------------------------------------------------------------------------------------
@@ -211,17 +211,27 @@ export const decodePolicy = (document: unknown): E.Either<PolicyError, LoadedPol
   return E.right({ file, input, warnings })
 }
 
-/** Parses JSON or YAML text (YAML is a superset of JSON) and decodes it; errors never quote the text. */
-export const parsePolicyText = (text: string, origin = 'policy'): E.Either<PolicyError, LoadedPolicy> => {
-  let document: unknown
-  try {
-    document = parseYaml(text, { prettyErrors: true, uniqueKeys: true })
-  } catch (error) {
-    const where = error instanceof YAMLParseError && error.linePos !== undefined ? `:${error.linePos[0].line}:${error.linePos[0].col}` : ''
-    const code = error instanceof YAMLParseError ? error.code.toLowerCase().replace(/_/g, ' ') : 'unreadable document'
-    return E.left(policyError([`${origin}${where}: not valid JSON or YAML (${code}); fix the syntax there`]))
-  }
+const fromDocument = (parsed: E.Either<DocumentError, unknown>, origin: string): E.Either<PolicyError, LoadedPolicy> => {
+  if (E.isLeft(parsed)) return E.left(policyError([`${origin}${parsed.left.where}: not valid JSON or YAML (${parsed.left.what}); fix the syntax there`]))
+  const document = parsed.right
   if (document === null || document === undefined) return E.left(policyError([`${origin}: the file is empty; a policy needs at least \`providers: []\``]))
   const decoded = decodePolicy(document)
   return E.isLeft(decoded) ? E.left(policyError(decoded.left.messages.map((m) => `${origin}: ${m}`))) : decoded
+}
+
+const tooLarge = (text: string, origin: string): PolicyError | undefined =>
+  text.length > MAX_POLICY_BYTES || Buffer.byteLength(text) > MAX_POLICY_BYTES
+    ? policyError([`${origin}: the policy is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB; keep it under that (move long lists to regex routes)`])
+    : undefined
+
+/** Parses JSON or YAML text (YAML is a superset of JSON) and decodes it; errors never quote the text. */
+export const parsePolicyText = (text: string, origin = 'policy'): E.Either<PolicyError, LoadedPolicy> => {
+  const large = tooLarge(text, origin)
+  return large === undefined ? fromDocument(parseDocument(text), origin) : E.left(large)
+}
+
+/** The same as `parsePolicyText`, with the text parsed on a worker thread (reloads while serving). */
+export const parsePolicyTextOffThread = async (text: string, origin = 'policy'): Promise<E.Either<PolicyError, LoadedPolicy>> => {
+  const large = tooLarge(text, origin)
+  return large === undefined ? fromDocument(await parseDocumentOffThread(text), origin) : E.left(large)
 }

@@ -1,17 +1,15 @@
-import { readFile } from 'node:fs/promises'
-
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parsePolicyText, type LoadedPolicy, type PolicyError } from './PolicyFile.js'
+import { readRegularFile } from '../files/readRegularFile.js'
+import { MAX_POLICY_BYTES } from './parseDocument.js'
+import { parsePolicyText, parsePolicyTextOffThread, type LoadedPolicy, type PolicyError } from './PolicyFile.js'
 
-/** Reads and decodes a JSON or YAML policy file. */
-export const readPolicyFile = async (path: string): Promise<E.Either<PolicyError, LoadedPolicy>> => {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error'
-    return E.left({ _tag: 'PolicyError', messages: [`${path}: cannot read the policy file (${code}); check the path and its permissions`] })
-  }
-  return parsePolicyText(text, path)
+/**
+ * Reads and decodes a JSON or YAML policy file of at most 4 MiB (a regular file: never a pipe or
+ * device). `offThread` parses it on a worker thread, as reloads do, so serving never waits on it.
+ */
+export const readPolicyFile = async (path: string, options: { readonly offThread?: boolean } = {}): Promise<E.Either<PolicyError, LoadedPolicy>> => {
+  const text = await readRegularFile(path, { maxBytes: MAX_POLICY_BYTES, what: 'policy file' })
+  if (E.isLeft(text)) return E.left({ _tag: 'PolicyError', messages: [text.left.message] })
+  return options.offThread === true ? parsePolicyTextOffThread(text.right, path) : parsePolicyText(text.right, path)
 }

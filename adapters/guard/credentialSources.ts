@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
 
 import * as E from 'fp-ts/lib/Either.js'
 import * as t from 'io-ts'
 
 import { unavailable, type CredentialOutcome } from '../../core/index.js'
 import type { CredentialRef, PolicyFile } from '../config/PolicyFile.js'
+import { readRegularFile } from '../files/readRegularFile.js'
 import type { CredentialSource } from '../ports.js'
 
 // Every failure here becomes `Unavailable` with a message that names the reference (variable,
@@ -39,7 +39,7 @@ export const parseCredentialDocument = (text: string, origin: string): Credentia
 const PLACEHOLDER = /\$\{(env|file):([^}]+)\}/g
 
 /** Expands `${env:NAME}` and `${file:PATH}` in a header template. */
-export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv): Promise<E.Either<string, string>> => {
+export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, string>> => {
   const parts: Array<string> = []
   let last = 0
   for (const match of template.matchAll(PLACEHOLDER)) {
@@ -51,27 +51,33 @@ export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv): 
       if (value === undefined || value === '') return E.left(`environment variable \`${name}\` is not set`)
       parts.push(value)
     } else {
-      try {
-        parts.push((await readFile(name, 'utf8')).trim())
-      } catch {
-        return E.left(`credential file \`${name}\` cannot be read`)
-      }
+      const text = await readRegularFile(name, { maxBytes: MAX_DOCUMENT_BYTES, what: 'credential file', ...(signal === undefined ? {} : { signal }) })
+      if (E.isLeft(text)) return E.left(text.left.message)
+      parts.push(text.right.trim())
     }
   }
   parts.push(template.slice(last))
   return E.right(parts.join(''))
 }
 
-const expandHeaders = async (templates: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv): Promise<E.Either<string, Record<string, string>>> => {
+const expandHeaders = async (templates: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, Record<string, string>>> => {
   const headers: Record<string, string> = {}
   for (const [name, template] of Object.entries(templates)) {
-    const value = await expandTemplate(template, env)
+    const value = await expandTemplate(template, env, signal)
     if (E.isLeft(value)) return value
     headers[name] = value.right
   }
   return E.right(headers)
 }
 
+/** How long a helper has to exit after SIGTERM before its process group is killed. */
+export const HELPER_KILL_GRACE_MS = 2_000
+
+/**
+ * Runs a credential helper in a process group of its own, so a stop reaches what it started too:
+ * SIGTERM when the resolution is abandoned (timeout) or its output is too large, SIGKILL after
+ * HELPER_KILL_GRACE_MS if anything of it is still there.
+ */
 const runHelper = (command: ReadonlyArray<string>, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<CredentialOutcome> =>
   new Promise((resolve) => {
     const [file = '', ...args] = command
@@ -82,24 +88,45 @@ const runHelper = (command: ReadonlyArray<string>, signal: AbortSignal, env: Nod
       if (!settled) resolve(outcome)
       settled = true
     }
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], signal, env })
+    if (signal.aborted) return done(unavailable(`${name} was stopped`))
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'ignore'], env, detached: true })
+    const group = (sig: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, sig)
+      } catch {
+        // Already gone.
+      }
+    }
+    let stopped = false
+    const stop = (): void => {
+      if (stopped) return
+      stopped = true
+      group('SIGTERM')
+      setTimeout(() => group('SIGKILL'), HELPER_KILL_GRACE_MS).unref()
+    }
+    const onAbort = (): void => {
+      stop()
+      done(unavailable(`${name} was stopped`))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
     child.stdout.setEncoding('utf8')
     child.stdout.on('data', (chunk: string) => {
       stdout += chunk
       if (stdout.length > MAX_DOCUMENT_BYTES) {
-        child.kill()
+        stop()
         done(unavailable(`${name} printed more than ${MAX_DOCUMENT_BYTES} bytes`))
       }
     })
-    child.on('error', (error: NodeJS.ErrnoException) =>
-      done(unavailable(error.name === 'AbortError' ? `${name} was stopped` : `${name} could not be started (${error.code ?? 'error'})`))
-    )
-    child.on('close', (code) => done(code === 0 ? parseCredentialDocument(stdout, name) : unavailable(`${name} exited with code ${code}`)))
+    child.on('error', (error: NodeJS.ErrnoException) => done(unavailable(`${name} could not be started (${error.code ?? 'error'})`)))
+    child.on('close', (code) => {
+      signal.removeEventListener('abort', onAbort)
+      done(code === 0 ? parseCredentialDocument(stdout, name) : unavailable(`${name} exited with code ${code}`))
+    })
   })
 
 const fetchEndpoint = async (url: string, templates: Readonly<Record<string, string>> | undefined, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<CredentialOutcome> => {
   const shown = `credential endpoint \`${new URL(url).origin}${new URL(url).pathname}\``
-  const headers = templates === undefined ? E.right({}) : await expandHeaders(templates, env)
+  const headers = templates === undefined ? E.right({}) : await expandHeaders(templates, env, signal)
   if (E.isLeft(headers)) return unavailable(`${shown}: ${headers.left}`)
   try {
     const response = await fetch(url, { headers: { accept: 'application/json', ...headers.right }, signal, redirect: 'error' })
@@ -116,13 +143,10 @@ export const resolveReference = async (ref: CredentialRef, signal: AbortSignal, 
   if ('exec' in ref) return runHelper(ref.exec, signal, env)
   if ('url' in ref) return fetchEndpoint(ref.url, ref.headers, signal, env)
   if ('file' in ref) {
-    try {
-      return parseCredentialDocument(await readFile(ref.file, { encoding: 'utf8', signal }), `credential file \`${ref.file}\``)
-    } catch {
-      return unavailable(`credential file \`${ref.file}\` cannot be read`)
-    }
+    const text = await readRegularFile(ref.file, { maxBytes: MAX_DOCUMENT_BYTES, what: 'credential file', signal })
+    return E.isLeft(text) ? unavailable(text.left.message) : parseCredentialDocument(text.right, `credential file \`${ref.file}\``)
   }
-  const headers = await expandHeaders(ref.headers, env)
+  const headers = await expandHeaders(ref.headers, env, signal)
   return E.isLeft(headers) ? unavailable(headers.left) : { _tag: 'Available', headers: headers.right }
 }
 

@@ -47,7 +47,7 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
   }
   const guard = createGuard({
     policy: loaded.right,
-    loadPolicy: () => readPolicyFile(path),
+    loadPolicy: () => readPolicyFile(path, { offThread: true }),
     log,
     ...(options.mode === undefined ? {} : { mode: options.mode }),
     ...(options.audit === undefined ? {} : { audit: options.audit }),

@@ -1,7 +1,14 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
 import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 
-import { parsePolicyText } from '../../../adapters/config/PolicyFile.js'
+import { MAX_POLICY_BYTES } from '../../../adapters/config/parseDocument.js'
+import { parsePolicyText, parsePolicyTextOffThread } from '../../../adapters/config/PolicyFile.js'
+import { readPolicyFile } from '../../../adapters/config/readPolicyFile.js'
 
 const errorsOf = (text: string): ReadonlyArray<string> => {
   const result = parsePolicyText(text, 'policy.yaml')
@@ -83,6 +90,40 @@ describe('policy files', () => {
       const errors = errorsOf(text)
       expect(errors.length).toBeGreaterThan(0)
       expect(errors.join('\n')).not.toContain('sk-live-1')
+    }
+  })
+})
+
+describe('policy size and where it is parsed', () => {
+  const big = (providers: number): string =>
+    `providers:\n${Array.from({ length: providers }, (_, i) => `  - { name: p${i}, apiUrl: "https://api${i}.example.com/v1" }`).join('\n')}\n`
+
+  it('refuses a policy over 4 MiB before parsing it, saying what to do', () => {
+    const text = `${big(1)}# ${'x'.repeat(MAX_POLICY_BYTES)}\n`
+    expect(errorsOf(text)).toEqual(['policy.yaml: the policy is larger than 4 MiB; keep it under that (move long lists to regex routes)'])
+  })
+
+  it('parses on a worker thread to the same policy, warnings and errors as on this one', async () => {
+    for (const text of [COMPLETE, big(500), 'providers: [', 'mode: nope\nproviders: []', '', 'a: 1\na: 2']) {
+      expect(await parsePolicyTextOffThread(text, 'policy.yaml')).toEqual(parsePolicyText(text, 'policy.yaml'))
+    }
+  })
+
+  it('reads only regular files: a FIFO is refused at once, a file over the bound by its size', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-policy-'))
+    try {
+      execFileSync('mkfifo', [join(dir, 'fifo')])
+      expect(await readPolicyFile(join(dir, 'fifo'))).toEqual(
+        E.left({ _tag: 'PolicyError', messages: [`policy file \`${join(dir, 'fifo')}\` is not a regular file (a pipe, socket or device is never read); point it at a file`] })
+      )
+      writeFileSync(join(dir, 'big.yaml'), `${big(1)}# ${'x'.repeat(MAX_POLICY_BYTES)}\n`)
+      expect(await readPolicyFile(join(dir, 'big.yaml'), { offThread: true })).toEqual(
+        E.left({ _tag: 'PolicyError', messages: [`policy file \`${join(dir, 'big.yaml')}\` is larger than ${MAX_POLICY_BYTES} bytes`] })
+      )
+      writeFileSync(join(dir, 'ok.yaml'), COMPLETE)
+      expect(E.isRight(await readPolicyFile(join(dir, 'ok.yaml'), { offThread: true }))).toBe(true)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })

@@ -20,7 +20,7 @@ describe('credential references', () => {
 
   it('names a missing variable or file, never a value', async () => {
     expect(await resolveReference({ headers: { a: '${env:MISSING}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: 'environment variable `MISSING` is not set' })
-    expect(await resolveReference({ headers: { a: '${file:/nonexistent/x}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: 'credential file `/nonexistent/x` cannot be read' })
+    expect(await resolveReference({ headers: { a: '${file:/nonexistent/x}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: "credential file `/nonexistent/x` cannot be read (ENOENT); check the path and its permissions" })
   })
 
   it('reads a JSON credential file with an expiry', async () => {

@@ -40,7 +40,7 @@ describe('openPolicyFile', () => {
 
   it('names a policy file it cannot read', async () => {
     expect(await openPolicyFile('/nonexistent/policy.yaml')).toEqual(
-      E.left({ _tag: 'PolicyError', messages: ['/nonexistent/policy.yaml: cannot read the policy file (ENOENT); check the path and its permissions'] })
+      E.left({ _tag: 'PolicyError', messages: ['policy file `/nonexistent/policy.yaml` cannot be read (ENOENT); check the path and its permissions'] })
     )
   })
 })
