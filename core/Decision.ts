@@ -116,13 +116,22 @@ const shownHost = (host: unknown): string => {
   return bare.length > 255 ? `${bare.slice(0, 255)}…` : bare
 }
 
+// INVARIANT: a record never shows user info. An origin-form path (`/…`) has none; any other
+// target (absolute form, or text a transport could not make sense of) loses everything up to the
+// `@` of its authority (`https://user:secret@host/x` is shown as `https://host/x`).
+const USER_INFO = /^([a-z][a-z0-9+.-]*:\/\/)?[^/?#\\]*@/i
+const shownPath = (path: string): string => {
+  const bare = withoutQuery(path)
+  return bare.startsWith('/') ? bare : bare.replace(USER_INFO, '$1')
+}
+
 // The request as records show it: normalised host when it parses, path without its query.
 const audited = (request: unknown): AuditedRequest & { readonly path: string } => {
   const r = typeof request === 'object' && request !== null ? (request as Partial<Record<keyof RequestFacts, unknown>>) : {}
   return {
     host: shownHost(r.host),
     method: isString(r.method) ? r.method : '',
-    path: isString(r.path) ? withoutQuery(r.path) : ''
+    path: isString(r.path) ? shownPath(r.path) : ''
   }
 }
 

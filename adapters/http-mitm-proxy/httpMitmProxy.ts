@@ -15,7 +15,8 @@ import { atLeastOne } from '../interception/atLeastOne.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
+import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -137,22 +138,18 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     return pinned
   }
 
-  const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: PinnedDestination, method: string): RequestFacts => {
-    const servername = isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
-    const hostHeader = headerText(request.headers.host)
-    const absolute = absoluteUriHost(request.url ?? '')
-    return {
-      scheme: isSSL ? 'https' : 'http',
-      host: where.target.host,
-      port: where.target.port,
-      path: request.url ?? '/',
+  // Each request's target as the client sent it: the library rewrites an `http://…` target to its
+  // path (parsing the host naively) before any hook runs.
+  const receivedTargets = new WeakMap<http.IncomingMessage, string>()
+  const factsOf = (request: http.IncomingMessage, isSSL: boolean, where: PinnedDestination, method: string): RequestFacts =>
+    requestFacts({
+      tls: isSSL,
+      destination: where,
+      target: receivedTargets.get(request) ?? request.url ?? '/',
       method,
-      ...(hostHeader === undefined ? {} : { hostHeader }),
-      ...(typeof servername === 'string' && servername !== '' ? { sni: servername } : {}),
-      ...(absolute === undefined ? {} : { absoluteUriHost: absolute }),
-      ...(where.dialed === undefined ? {} : { dialedAddress: where.dialed })
-    }
-  }
+      hostHeader: request.headers.host,
+      sni: isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
+    })
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
     try {
@@ -183,26 +180,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   })
 
   const deny = (ctx: IContext, decision: Deny): void => answer(ctx, decision.status, decision.body)
-  // Each request outside a tunnel, with its target as the client sent it.
-  const receivedTargets = new WeakMap<http.IncomingMessage, string>()
 
   proxy.onRequest((ctx, callback) => {
     const request = ctx.clientToProxyRequest
     const options_ = ctx.proxyToServerRequestOptions
-
-    const factsFor = (where: PinnedDestination): RequestFacts => {
-      const facts = factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
-      // Inside a tunnel, the library has already rewritten an `http://host/…` target to its path
-      // and kept that host as the forwarding host: report it, so a mismatch is still caught. (When
-      // it took that host from the Host header instead, as for every origin-form request, the Host
-      // header is reported already.)
-      const forwardingHost = ctx.connectRequest !== undefined && facts.absoluteUriHost === undefined && typeof options_?.host === 'string' ? options_.host : undefined
-      const rewritten = forwardingHost !== undefined && forwardingHost !== facts.hostHeader?.split(':')[0] ? forwardingHost : undefined
-      return rewritten === undefined ? facts : { ...facts, absoluteUriHost: rewritten }
-    }
+    const factsFor = (where: PinnedDestination): RequestFacts => factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
 
     // Applies a verdict to the request; true when it is to be forwarded.
-    const apply = (where: PinnedDestination, verdict: Verdict): boolean => {
+    const apply = (where: PinnedDestination, facts: RequestFacts, verdict: Verdict): boolean => {
       if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
       const headers = options_.headers as Record<string, unknown>
       stripProxyHeaders(headers)
@@ -222,6 +207,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       }
       // INVARIANT: the request goes to the destination the policy judged, whatever Host says.
       const pinned = options_ as typeof options_ & https.RequestOptions
+      // INVARIANT: the path forwarded is the one the policy judged (origin form, as sent).
+      pinned.path = facts.path
       pinned.host = where.upstream.host
       pinned.port = where.upstream.port
       if (ctx.isSSL && where.servername !== undefined) pinned.servername = where.servername
@@ -247,9 +234,10 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     // and their credentials (if any) are cached. The rest wait for the pin or the credentials.
     try {
       const where = ctx.connectRequest === undefined ? undefined : pinnedNow.get(ctx.connectRequest)
-      const verdict = where === undefined ? undefined : guard.evaluateNow(factsFor(where))
-      if (where !== undefined && verdict !== undefined) {
-        if (apply(where, verdict)) forward()
+      const facts = where === undefined ? undefined : factsFor(where)
+      const verdict = facts === undefined ? undefined : guard.evaluateNow(facts)
+      if (where !== undefined && facts !== undefined && verdict !== undefined) {
+        if (apply(where, facts, verdict)) forward()
         return
       }
     } catch {
@@ -257,24 +245,24 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       return
     }
     const handle = async (): Promise<boolean> => {
-      if (options_ === undefined) throw new Error('http-mitm-proxy gave no request options')
-      const fallbackPort = Number(options_.port)
-      // Outside a tunnel only a proxy request (an absolute http:// URI) is forwarded. The library
-      // would take the destination of an origin-form request from its Host header, and a request
-      // naming the proxy itself was then forwarded to itself, again and again (thousands of
-      // connections a second from one request).
-      if (ctx.connectRequest === undefined && !/^http:\/\//i.test(receivedTargets.get(request) ?? '')) {
+      // Outside a tunnel only a proxy request (an absolute http:// URI) is forwarded, to the host
+      // and port WHATWG reads in it. The library would take the destination of an origin-form
+      // request from its Host header, and a request naming the proxy itself was then forwarded to
+      // itself, again and again (thousands of connections a second from one request).
+      const plain = ctx.connectRequest === undefined ? plainProxyDestination(receivedTargets.get(request) ?? '') : undefined
+      if (ctx.connectRequest === undefined && plain === undefined) {
         answer(ctx, 400, NOT_A_PROXY_REQUEST)
         return false
       }
       // A plain proxy request names its own port; one the socket layer would throw on is refused here.
-      if (ctx.connectRequest === undefined && !(Number.isInteger(fallbackPort) && fallbackPort >= 1 && fallbackPort <= 65535)) {
+      if (plain !== undefined && !(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) {
         answer(ctx, 400, 'Bad request: egress-guard needs a port from 1 to 65535')
         return false
       }
-      const where = await destination(ctx, { host: options_.host, port: fallbackPort })
+      const where = await destination(ctx, plain)
       if (where === undefined) throw new Error('unreadable CONNECT authority')
-      return apply(where, await guard.evaluate(factsFor(where)))
+      const facts = factsFor(where)
+      return apply(where, facts, await guard.evaluate(facts))
     }
     handle().then((forwarded) => forwarded && forward(), failClosed)
   })
@@ -333,19 +321,26 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     answer(ctx, 502, upstreamFailureBody(code))
   })
 
+  // Every request, on the proxy port and inside every tunnel, passes the library's request handler
+  // first: the target is kept there before the library parses and rewrites it.
+  const library = proxy as unknown as { _onHttpServerRequest?: (isSSL: boolean, request: http.IncomingMessage, response: http.ServerResponse) => void }
+  const handleRequest = library._onHttpServerRequest
+  if (typeof handleRequest !== 'function') throw new Error('http-mitm-proxy internals changed: no request handler; pin http-mitm-proxy 1.1.0')
+  library._onHttpServerRequest = function (this: unknown, isSSL, request, response) {
+    receivedTargets.set(request, request.url ?? '')
+    handleRequest.call(this, isSSL, request, response)
+  }
+
   await new Promise<void>((resolve, reject) => {
     proxy.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0, sslCaDir: options.configDir, keepAlive: true, httpsAgent, httpAgent }, (error?: Error | null) =>
       error ? reject(error) : resolve()
     )
   })
-  // The library rewrites an absolute-form target to its path before any hook runs; the target as
-  // received tells a proxy request from one addressed to the proxy itself (see the request hook).
   const listener = (proxy as unknown as { httpServer?: http.Server }).httpServer
   if (listener === undefined) {
     proxy.close()
     throw new Error('http-mitm-proxy internals changed: no HTTP server after listen; pin http-mitm-proxy 1.1.0')
   }
-  listener.prependListener('request', (request: http.IncomingMessage) => receivedTargets.set(request, request.url ?? ''))
   try {
     hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now })
   } catch (error) {

@@ -10,7 +10,8 @@ import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { absoluteUriHost, headerText, injectHeaders, NOT_A_PROXY_REQUEST, originFormOf, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
+import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -74,14 +75,6 @@ const refuseWith = (socket: Duplex, status: string, body: string): void => {
 }
 
 const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
-
-const urlOf = (text: string): URL | undefined => {
-  try {
-    return new URL(text)
-  } catch {
-    return undefined
-  }
-}
 
 const writeAnswer = (response: http.ServerResponse, status: number, body: string): void => {
   if (response.headersSent) {
@@ -181,29 +174,19 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   const whereFor = async (request: http.IncomingMessage, tunnel: Tunnel | undefined, tls: boolean): Promise<PinnedDestination | undefined> => {
     if (tunnel !== undefined) return tunnel.where
     if (tls) return undefined // TLS straight to the proxy port, not through CONNECT: not forwarded
-    const absolute = /^http:\/\//i.test(request.url ?? '') ? urlOf(request.url ?? '') : undefined
-    if (absolute === undefined) return undefined
-    return pinDestination({ host: absolute.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(absolute.port || 80) }, false, rules)
+    const absolute = plainProxyDestination(request.url ?? '')
+    return absolute === undefined ? undefined : pinDestination(absolute, false, rules)
   }
 
-  const factsOf = (request: http.IncomingMessage, where: PinnedDestination, tls: boolean): RequestFacts => {
-    const servername = tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
-    const hostHeader = headerText(request.headers.host)
-    const target = request.url ?? '/'
-    const absolute = absoluteUriHost(target)
-    // An absolute-form target is judged by its path (as mockttp forwards it) and its host reported.
-    return {
-      scheme: tls ? 'https' : 'http',
-      host: where.target.host,
-      port: where.target.port,
-      path: absolute === undefined ? target : originFormOf(target),
+  const factsOf = (request: http.IncomingMessage, where: PinnedDestination, tls: boolean): RequestFacts =>
+    requestFacts({
+      tls,
+      destination: where,
+      target: request.url ?? '/',
       method: request.method ?? 'GET',
-      ...(hostHeader === undefined ? {} : { hostHeader }),
-      ...(typeof servername === 'string' && servername !== '' ? { sni: servername } : {}),
-      ...(absolute === undefined ? {} : { absoluteUriHost: absolute }),
-      ...(where.dialed === undefined ? {} : { dialedAddress: where.dialed })
-    }
-  }
+      hostHeader: request.headers.host,
+      sni: tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
+    })
 
   type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string }
 
@@ -218,7 +201,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   }
 
   /** Applies a verdict: on Inject and Pass, rewrites the request's headers (and target) for mockttp to forward. */
-  const applyVerdict = (request: http.IncomingMessage, where: PinnedDestination, verdict: Verdict, tls: boolean, upgrade: boolean, tunnel: Tunnel | undefined): Judged => {
+  const applyVerdict = (request: http.IncomingMessage, where: PinnedDestination, facts: RequestFacts, verdict: Verdict, tls: boolean, upgrade: boolean, tunnel: Tunnel | undefined): Judged => {
     const headers = rawHeaderObject(request)
     stripProxyHeaders(headers)
     if (verdict.decision._tag === 'Deny') return { forward: false, status: verdict.decision.status, body: verdict.decision.body }
@@ -233,8 +216,9 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     // step, though, takes the TLS name from the URL, so an upgrade keeps origin form and goes to
     // the pinned CONNECT authority; a tunnel inside a tunnel (which would make mockttp think the
     // last hop was plain) is refused, so its scheme follows the socket as judged here.
-    if (!upgrade || tunnel === undefined) request.url = `${tls ? 'https' : 'http'}://${hostForUrl(where.upstream.host)}:${where.upstream.port}${originFormOf(request.url ?? '/')}`
-    else if (absoluteUriHost(request.url ?? '/') !== undefined) request.url = originFormOf(request.url ?? '/')
+    // INVARIANT: the path forwarded is the one the policy judged (origin form, as sent).
+    if (!upgrade || tunnel === undefined) request.url = `${tls ? 'https' : 'http'}://${hostForUrl(where.upstream.host)}:${where.upstream.port}${facts.path}`
+    else request.url = facts.path
     return { forward: true }
   }
 
@@ -250,15 +234,17 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     if (pinned !== undefined) {
       const refused = malformed(request, pinned)
       if (refused !== undefined) return refused
-      const verdict = guard.evaluateNow(factsOf(request, pinned, tls))
-      if (verdict !== undefined) return applyVerdict(request, pinned, verdict, tls, upgrade, tunnel)
+      const facts = factsOf(request, pinned, tls)
+      const verdict = guard.evaluateNow(facts)
+      if (verdict !== undefined) return applyVerdict(request, pinned, facts, verdict, tls, upgrade, tunnel)
     }
     return (async (): Promise<Judged> => {
       const where = await whereFor(request, tunnel, tls)
       if (where === undefined) return { forward: false, status: 400, body: NOT_A_PROXY_REQUEST }
       const refused = malformed(request, where)
       if (refused !== undefined) return refused
-      return applyVerdict(request, where, await guard.evaluate(factsOf(request, where, tls)), tls, upgrade, tunnel)
+      const facts = factsOf(request, where, tls)
+      return applyVerdict(request, where, facts, await guard.evaluate(facts), tls, upgrade, tunnel)
     })()
   }
 

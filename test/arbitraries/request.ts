@@ -38,7 +38,7 @@ export const bentPath = fc.oneof(
   ),
   // An auth endpoint only servers that merge repeated `/` first reach: `/x//../oauth/token`.
   fc.tuple(fc.constantFrom(...AUTH_PATHS), fc.constantFrom('/x//..', '/x//%2e%2e', '/x/%2f..')).map(([p, lead]) => `${lead}${p}`),
-  fc.constantFrom('*', 'https://alpha.com/v1', '')
+  fc.constantFrom('*', 'https://alpha.com/v1', '', 'https://u5er:pa55w0rd@alpha.com/v1/x?q', 'http://alpha.com:443@evil.net/v1', 'u5er:pa55w0rd@alpha.com/v1', 'https://a@b@alpha.com\\@x/v1')
 )
 
 /** Request facts built from a table's own routes, mostly coherent, with one fact bent now and then. */

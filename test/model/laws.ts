@@ -64,6 +64,7 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
     const text = JSON.stringify(decided.audit) + (decided.decision._tag === 'Deny' ? decided.decision.body : '')
     return secretsOf(credentials).every((s) => !text.includes(s) || requestText(request).includes(s)) && !text.includes(SECRET_PREFIX)
   },
+  auditNeverShowsUserInfo: ({ decided }) => decided.audit.every((r) => !/^([a-z][a-z0-9+.-]*:\/\/)?[^/?#\\]*@/i.test(r.metadata['path'] ?? '/')),
   auditPathNeverHasQuery: ({ decided }) => decided.audit.every((r) => !(r.metadata['path'] ?? '').includes('?')),
   everyDecisionIsAudited: ({ decided }) => decided.audit.length >= 1,
   closeTunnelExactlyForConnect: ({ request, decided }) =>
