@@ -2,12 +2,28 @@
 export const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
   value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : (value as string)
 
-/** Sets the credential headers, replacing any header of the same name (in any case) the client sent. */
+/**
+ * Sets the credential headers, replacing any header of the same name (in any case) the client sent.
+ * A `Connection` header that names one of them (`Connection: authorization`, which would make the
+ * next hop drop it as hop-by-hop) is not forwarded at all.
+ */
 export const injectHeaders = (headers: Record<string, unknown>, credentials: Readonly<Record<string, string>>): void => {
   const names = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
-  for (const name of Object.keys(headers)) if (names.has(name.toLowerCase())) delete headers[name]
+  for (const name of Object.keys(headers)) {
+    const lower = name.toLowerCase()
+    if (names.has(lower)) delete headers[name]
+    else if (lower === 'connection' && namesAny(headers[name], names)) delete headers[name]
+  }
   Object.assign(headers, credentials)
 }
+
+// INVARIANT: an injected credential is never listed as hop-by-hop, so no hop may strip or mark it.
+const namesAny = (connection: unknown, names: ReadonlySet<string>): boolean =>
+  (Array.isArray(connection) ? connection : [connection]).some((value) =>
+    String(value)
+      .split(',')
+      .some((token) => names.has(token.trim().toLowerCase()))
+  )
 
 /** Removes every `Proxy-*` header: they are meant for this proxy, never for the upstream. */
 export const stripProxyHeaders = (headers: Record<string, unknown>): void => {

@@ -158,6 +158,14 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(await deny.auditText()).not.toContain('someone')
   })
 
+  it.each(['authorization', 'keep-alive, Authorization', 'x-other,authorization'])('never lets `Connection: %s` strip or mark the injected credential', async (listed) => {
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['-H', `Connection: ${listed}`, '-H', 'Authorization: Bearer client-own'])
+    expect(answer.status).toBe(200)
+    const seen = deny.upstreams.alpha.received.at(-1)
+    expect(seen?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+    expect(String(seen?.headers.connection ?? '')).not.toMatch(/authorization/i)
+  })
+
   it('accepts any spelling of a routed host, normalised before the library sees it', async () => {
     for (const spelling of ['API.ALPHA.TEST', 'api.alpha.test.', 'Api.Alpha.Test.']) {
       const answer = await curl(allow.proxy.url, allow.proxyCaPath, `https://${spelling}/v1/models`)
