@@ -16,7 +16,7 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
-import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { ensureHostHeader, hostHeaderFor, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -205,6 +205,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         case 'Pass':
           break
       }
+      ensureHostHeader(headers, where.target, ctx.isSSL)
       // INVARIANT: the request goes to the destination the policy judged, whatever Host says.
       const pinned = options_ as typeof options_ & https.RequestOptions
       // INVARIANT: the path forwarded is the one the policy judged (origin form, as sent).
@@ -326,8 +327,15 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const library = proxy as unknown as { _onHttpServerRequest?: (isSSL: boolean, request: http.IncomingMessage, response: http.ServerResponse) => void }
   const handleRequest = library._onHttpServerRequest
   if (typeof handleRequest !== 'function') throw new Error('http-mitm-proxy internals changed: no request handler; pin http-mitm-proxy 1.1.0')
+  // The library's table of CONNECTs by tunnel socket (made anew when it listens).
+  const connectRequests = (): Record<string, http.IncomingMessage> | undefined => (proxy as unknown as { connectRequests?: Record<string, http.IncomingMessage> }).connectRequests
   library._onHttpServerRequest = function (this: unknown, isSSL, request, response) {
     receivedTargets.set(request, request.url ?? '')
+    // An HTTP/1.0 request may come without Host; the library would refuse it (400). Inside a tunnel
+    // it is the CONNECT target's request, and says so before the library reads it.
+    const connect = request.headers.host === undefined ? connectRequests()?.[`${request.socket.remotePort}:${request.socket.localPort}`] : undefined
+    const target = connect === undefined ? undefined : connectTarget(connect.url)
+    if (target !== undefined) request.headers.host = hostHeaderFor(target, isSSL)
     handleRequest.call(this, isSSL, request, response)
   }
 

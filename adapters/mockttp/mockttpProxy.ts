@@ -11,7 +11,7 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
-import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
+import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -209,6 +209,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       if (!where.resolved) return { forward: false, status: 502, body: `Bad gateway: egress-guard could not resolve ${where.target.host}` }
       injectHeaders(headers, verdict.decision.headers)
     }
+    ensureHostHeader(headers, where.target, tls)
     setHeaders(request, headers)
     // INVARIANT: mockttp sends a request exactly where, and with the scheme, the policy judged. An
     // absolute URL takes precedence over everything it would otherwise read from the socket (the

@@ -1,3 +1,5 @@
+import { hostForUrl } from './connectTo.js'
+
 /** One header value as text: repeated values joined with `, `. */
 export const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
   value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : (value as string)
@@ -24,6 +26,19 @@ const namesAny = (connection: unknown, names: ReadonlySet<string>): boolean =>
       .split(',')
       .some((token) => names.has(token.trim().toLowerCase()))
   )
+
+/** The Host header naming a destination: its name, with the port unless it is the scheme's default. */
+export const hostHeaderFor = (target: { readonly host: string; readonly port: number }, tls: boolean): string =>
+  target.port === (tls ? 443 : 80) ? hostForUrl(target.host) : `${hostForUrl(target.host)}:${target.port}`
+
+/**
+ * Adds a Host header naming the judged destination when the client sent none (HTTP/1.0 allows
+ * that): otherwise the upstream would be told the address the proxy dials.
+ */
+export const ensureHostHeader = (headers: Record<string, unknown>, target: { readonly host: string; readonly port: number }, tls: boolean): void => {
+  for (const name of Object.keys(headers)) if (name.toLowerCase() === 'host') return
+  headers['host'] = hostHeaderFor(target, tls)
+}
 
 /** Removes every `Proxy-*` header: they are meant for this proxy, never for the upstream. */
 export const stripProxyHeaders = (headers: Record<string, unknown>): void => {

@@ -166,6 +166,17 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(String(seen?.headers.connection ?? '')).not.toMatch(/authorization/i)
   })
 
+  it('gives an HTTP/1.0 request without Host the tunnel’s host, never the dialled address', async () => {
+    const tls = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    expect(tls).toBeDefined()
+    if (tls === undefined) return
+    const before = deny.upstreams.alpha.received.length
+    const reply = await exchange(tls, ['GET /v1/models HTTP/1.0\r\nAccept: */*\r\n\r\n'])
+    expect(reply).toMatch(/^HTTP\/1\.[01] 200 /)
+    expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
+    expect(deny.upstreams.alpha.received.at(-1)?.headers).toMatchObject({ host: 'api.alpha.test', authorization: `Bearer ${SECRETS.alpha}` })
+  })
+
   it('accepts any spelling of a routed host, normalised before the library sees it', async () => {
     for (const spelling of ['API.ALPHA.TEST', 'api.alpha.test.', 'Api.Alpha.Test.']) {
       const answer = await curl(allow.proxy.url, allow.proxyCaPath, `https://${spelling}/v1/models`)
