@@ -31,6 +31,8 @@ export interface HostServerOptions {
    * connects to it a moment later, and that connection must not be refused. Default 5 s.
    */
   readonly graceMs?: number
+  /** Called with each server the library makes, before it accepts a connection. */
+  readonly onServer?: (server: http.Server) => void
 }
 
 /** The library's per-host servers, kept fresh and bounded. */
@@ -104,6 +106,7 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
         return true
       }
       const replaced = target[host]?.server
+      if (entry?.server !== undefined && entry.server !== replaced) options.onServer?.(entry.server)
       target[host] = entry
       if (replaced !== undefined && replaced !== entry?.server) retireServer(replaced)
       made.delete(host)

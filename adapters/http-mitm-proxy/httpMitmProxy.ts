@@ -15,6 +15,8 @@ import { atLeastOne } from '../interception/atLeastOne.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
+import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
+import { answerClientErrors } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, hostHeaderFor, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -39,6 +41,8 @@ export interface HttpMitmProxyOptions {
   readonly connectTo?: ReadonlyArray<ConnectTo>
   /** Intercepted hosts whose TLS server is kept; beyond this the least recently used is closed. Default 256. */
   readonly maxInterceptedHosts?: number
+  /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
+  readonly clientBounds?: Partial<ClientBounds>
   /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
   readonly now?: () => number
   readonly log?: Logger
@@ -102,6 +106,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const httpsAgent = new https.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS, ...trust })
   const httpAgent = new http.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS })
   const proxy = new Proxy()
+  const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   // Set once the proxy listens (the library makes its server table then).
   let hostServers: HostServers | undefined
 
@@ -152,6 +157,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     })
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
+    watch.connect(socket)
     try {
       const target = connectTarget(request.url)
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
@@ -184,6 +190,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   proxy.onRequest((ctx, callback) => {
     const request = ctx.clientToProxyRequest
     const options_ = ctx.proxyToServerRequestOptions
+    watch.request(ctx.connectRequest?.socket ?? request.socket, ctx.proxyToClientResponse)
     const factsFor = (where: PinnedDestination): RequestFacts => factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
 
     // Applies a verdict to the request; true when it is to be forwarded.
@@ -349,8 +356,9 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     proxy.close()
     throw new Error('http-mitm-proxy internals changed: no HTTP server after listen; pin http-mitm-proxy 1.1.0')
   }
+  listener.on('connection', watch.accepted)
   try {
-    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now })
+    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now, onServer: answerClientErrors })
   } catch (error) {
     proxy.close()
     throw error
@@ -368,6 +376,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
       const open = [listener, ...(hostServers?.open() ?? [])]
+      watch.close() // CONNECT sockets, which the servers no longer count as theirs
       hostServers?.close()
       proxy.close()
       for (const server of open) server.closeAllConnections()

@@ -10,6 +10,7 @@ import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
+import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -38,6 +39,8 @@ export interface MockttpProxyOptions {
   readonly upstreamCa?: ReadonlyArray<string>
   /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
   readonly connectTo?: ReadonlyArray<ConnectTo>
+  /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
+  readonly clientBounds?: Partial<ClientBounds>
   readonly log?: Logger
 }
 
@@ -129,6 +132,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     http2: false
   })
   const internals = mock as unknown as MockttpInternals
+  const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   if (!Array.isArray(internals.app?.stack)) throw new Error('mockttp internals changed: no middleware stack; pin mockttp 4.6.5')
 
   // Intercepted tunnels by client socket, so a request inside one is judged against its CONNECT
@@ -145,6 +149,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     }
     // Node removes its own error handler before emitting `connect`: one is needed before any await.
     socket.on('error', () => socket.destroy())
+    watch.connect(socket)
     if (socket instanceof TLSSocket || tunnels.has(clientSocketOf(socket))) {
       refuseWith(socket, '400 Bad Request', 'Bad request: egress-guard does not open a tunnel inside a tunnel')
       return
@@ -280,6 +285,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   }
 
   const decideRequest: Middleware = (request, response, next) => {
+    watch.request(clientSocketOf(request.socket), response)
     judged(request, false, (outcome) => (outcome.forward ? next() : writeAnswer(response, outcome.status, outcome.body)), () => response.destroy())
   }
 
@@ -321,6 +327,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       const listen = value.listen.bind(value) as (options: { port: number; host: string }) => Server
       value.listen = ((port: number) => listen({ port, host: listenHost })) as typeof value.listen
       wrapListeners(value, 'connect', decideConnect)
+      // httpolyglot hands its listeners to the servers inside it too: only raw client sockets count.
+      value.on('connection', (socket: Duplex) => socket instanceof TLSSocket || watch.accepted(clientSocketOf(socket)))
     }
   })
   internals.app.stack.unshift({ route: '', handle: decideRequest })
@@ -384,6 +392,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       return seen.reduce((n, requests) => n + requests.length, 0)
     },
     close: async () => {
+      watch.close()
       await mock.stop()
     }
   }

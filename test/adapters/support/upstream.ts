@@ -48,6 +48,13 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
       if (seen !== undefined) seen.bodyBytes += chunk.length
     })
     request.on('end', () => {
+      // `…/slow/<ms>` answers after that many milliseconds.
+      const slow = /\/slow\/([0-9]+)/.exec(request.url ?? '')?.[1]
+      if (slow !== undefined && !(request as { slowed?: boolean }).slowed) {
+        ;(request as { slowed?: boolean }).slowed = true
+        setTimeout(() => request.emit('end'), Number(slow))
+        return
+      }
       // `…/redirect?to=<url>` answers a 302 to that URL.
       const to = /\/redirect\?to=([^&]+)$/.exec(request.url ?? '')?.[1]
       if (to !== undefined) {

@@ -1,0 +1,122 @@
+import type http from 'node:http'
+import type { Duplex } from 'node:stream'
+
+// Bounds on client connections, the same for every engine: neither proxy library closes a CONNECT
+// that sends nothing, a tunnel or connection left idle, or (http-mitm-proxy) a CONNECT socket whose
+// client closed before its first byte (it stayed in CLOSE-WAIT for good). Activity is read from
+// the raw client socket's byte counters, which move under TLS too; a connection with a request
+// in flight is never closed by these bounds, however long its response takes.
+
+/** How long a client connection may stay silent. */
+export interface ClientBounds {
+  /** A CONNECT whose client sends no byte (no TLS ClientHello) within this is closed. */
+  readonly helloMs: number
+  /** A connection or tunnel with nothing in flight and no byte either way for this long is closed; 0 turns it off. */
+  readonly idleMs: number
+}
+
+/** A TLS client sends its ClientHello at once; reasoning models may be silent for minutes, but only inside a request. */
+export const DEFAULT_CLIENT_BOUNDS: ClientBounds = { helloMs: 10_000, idleMs: 300_000 }
+
+/** Watches client connections and closes those past their bounds. */
+export interface ClientWatch {
+  /** A connection accepted on the proxy port. */
+  readonly accepted: (socket: Duplex) => void
+  /** A CONNECT accepted on `socket` (intercepted or tunnelled): the hello bound starts, and a client that half-closes ends it. */
+  readonly connect: (socket: Duplex) => void
+  /** A request on the connection under `socket`: it is in flight until `response` closes. */
+  readonly request: (socket: Duplex, response: http.ServerResponse) => void
+  /** Connections watched now (tests, metrics). */
+  readonly size: () => number
+  /** The proxy stops: every watched connection is closed, and the clock stops. */
+  readonly close: () => void
+}
+
+interface Watched {
+  /** Bytes read and written when last seen. */
+  bytes: number
+  /** When a byte last moved, or a request ended. */
+  active: number
+  inFlight: number
+  /** Set while a CONNECT waits for its first byte: the bytes read at the CONNECT, and when. */
+  hello: { readonly read: number; readonly at: number } | undefined
+}
+
+const bytesOf = (socket: Duplex): number => {
+  const counted = socket as Duplex & { bytesRead?: number; bytesWritten?: number }
+  return (counted.bytesRead ?? 0) + (counted.bytesWritten ?? 0)
+}
+
+const readOf = (socket: Duplex): number => (socket as Duplex & { bytesRead?: number }).bytesRead ?? 0
+
+/** Starts watching with `bounds` (validated: whole milliseconds, hello at least 1). */
+export const watchClients = (bounds: ClientBounds, now: () => number = Date.now): ClientWatch => {
+  for (const [name, value] of Object.entries(bounds)) {
+    if (!Number.isInteger(value) || value < (name === 'helloMs' ? 1 : 0)) throw new Error(`client bound \`${name}\` is \`${value}\`: expected a whole number of milliseconds${name === 'helloMs' ? ' of at least 1' : ''}`)
+  }
+  const watched = new Map<Duplex, Watched>()
+  const entry = (socket: Duplex): Watched | undefined => {
+    if (socket.destroyed) return undefined
+    let known = watched.get(socket)
+    if (known === undefined) {
+      known = { bytes: bytesOf(socket), active: now(), inFlight: 0, hello: undefined }
+      watched.set(socket, known)
+      socket.once('close', () => watched.delete(socket))
+    }
+    return known
+  }
+
+  const tick = (): void => {
+    const at = now()
+    for (const [socket, w] of watched) {
+      if (socket.destroyed) {
+        watched.delete(socket)
+        continue
+      }
+      const bytes = bytesOf(socket)
+      if (bytes !== w.bytes) {
+        w.bytes = bytes
+        w.active = at
+      }
+      if (w.hello !== undefined && readOf(socket) !== w.hello.read) w.hello = undefined
+      const silentHello = w.hello !== undefined && at - w.hello.at >= bounds.helloMs
+      const idle = bounds.idleMs > 0 && w.inFlight === 0 && at - w.active >= bounds.idleMs
+      if (silentHello || idle) {
+        watched.delete(socket)
+        socket.destroy()
+      }
+    }
+  }
+  const period = Math.max(20, Math.min(1_000, Math.floor(Math.min(bounds.helloMs, bounds.idleMs || bounds.helloMs) / 4)))
+  const clock = setInterval(tick, period)
+  clock.unref()
+
+  return {
+    accepted: (socket) => {
+      entry(socket)
+    },
+    connect: (socket) => {
+      const w = entry(socket)
+      if (w === undefined) return
+      w.hello = { read: readOf(socket), at: now() }
+      // INVARIANT: a client that half-closes its CONNECT ends it: Node accepts proxy sockets
+      // half-open and, once it hands a CONNECT over, no longer ends them itself.
+      socket.once('end', () => socket.end())
+    },
+    request: (socket, response) => {
+      const w = entry(socket)
+      if (w === undefined) return
+      w.inFlight++
+      response.once('close', () => {
+        w.inFlight--
+        w.active = now()
+      })
+    },
+    size: () => watched.size,
+    close: () => {
+      clearInterval(clock)
+      for (const socket of watched.keys()) socket.destroy()
+      watched.clear()
+    }
+  }
+}

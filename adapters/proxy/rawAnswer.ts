@@ -1,0 +1,34 @@
+import { STATUS_CODES, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+
+import { PLAIN_TEXT } from '../upstream/tunnel.js'
+
+/** A whole HTTP/1.1 answer as raw bytes, with its standard status text, that closes the connection. */
+export const rawAnswer = (status: number, body: string): string =>
+  `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request header fields too large: egress-guard accepts at most 16 KiB of headers'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout: the request did not arrive in time'],
+  ERR_HTTP_HEADERS_TIMEOUT: [408, 'Request timeout: the request did not arrive in time']
+}
+
+/**
+ * Makes a server answer a request it cannot parse (431 for headers over Node's limit, 408 when they
+ * are too slow, else 400) and close, instead of whatever its other `clientError` listeners do:
+ * http-mitm-proxy's only log (with the client's raw bytes) and leave the client hanging.
+ */
+export const answerClientErrors = (server: Server): void => {
+  server.removeAllListeners('clientError')
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    socket.on('error', () => socket.destroy())
+    const [status, body] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request: egress-guard could not parse this request']
+    const inResponse = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (!socket.writable || inResponse) {
+      socket.destroy()
+      return
+    }
+    socket.end(rawAnswer(status, body))
+    setTimeout(() => socket.destroy(), 1_000).unref()
+  })
+}
