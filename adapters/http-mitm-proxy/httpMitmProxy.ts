@@ -329,21 +329,39 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     answer(ctx, 502, upstreamFailureBody(code))
   })
 
-  // Every request, on the proxy port and inside every tunnel, passes the library's request handler
-  // first: the target is kept there before the library parses and rewrites it.
-  const library = proxy as unknown as { _onHttpServerRequest?: (isSSL: boolean, request: http.IncomingMessage, response: http.ServerResponse) => void }
+  // Every request and WebSocket upgrade, on the proxy port and inside every tunnel, passes one of
+  // the library's two handlers first: the target is kept there before the library parses and
+  // rewrites it, and a missing Host is filled in (HTTP/1.0 may omit it; the library would refuse
+  // a request without one, and throw on such an upgrade, which ended the process).
+  const library = proxy as unknown as {
+    _onHttpServerRequest?: (isSSL: boolean, request: http.IncomingMessage, response: http.ServerResponse) => void
+    _onWebSocketServerConnect?: (isSSL: boolean, socket: RefusableWebSocket, request: http.IncomingMessage) => void
+    connectRequests?: Record<string, http.IncomingMessage>
+  }
   const handleRequest = library._onHttpServerRequest
-  if (typeof handleRequest !== 'function') throw new Error('http-mitm-proxy internals changed: no request handler; pin http-mitm-proxy 1.1.0')
-  // The library's table of CONNECTs by tunnel socket (made anew when it listens).
-  const connectRequests = (): Record<string, http.IncomingMessage> | undefined => (proxy as unknown as { connectRequests?: Record<string, http.IncomingMessage> }).connectRequests
+  const handleUpgrade = library._onWebSocketServerConnect
+  if (typeof handleRequest !== 'function' || typeof handleUpgrade !== 'function') throw new Error('http-mitm-proxy internals changed: no request or upgrade handler; pin http-mitm-proxy 1.1.0')
+  /** Gives a request without Host its tunnel's host; false when it has neither. */
+  const withHost = (request: http.IncomingMessage, socket: Socket, isSSL: boolean): boolean => {
+    if (request.headers.host !== undefined) return true
+    // The library's table of CONNECTs by tunnel socket (made anew when it listens).
+    const connect = library.connectRequests?.[`${socket.remotePort}:${socket.localPort}`]
+    const target = connect === undefined ? undefined : connectTarget(connect.url)
+    if (target === undefined) return false
+    request.headers.host = hostHeaderFor(target, isSSL)
+    return true
+  }
   library._onHttpServerRequest = function (this: unknown, isSSL, request, response) {
     receivedTargets.set(request, request.url ?? '')
-    // An HTTP/1.0 request may come without Host; the library would refuse it (400). Inside a tunnel
-    // it is the CONNECT target's request, and says so before the library reads it.
-    const connect = request.headers.host === undefined ? connectRequests()?.[`${request.socket.remotePort}:${request.socket.localPort}`] : undefined
-    const target = connect === undefined ? undefined : connectTarget(connect.url)
-    if (target !== undefined) request.headers.host = hostHeaderFor(target, isSSL)
+    withHost(request, request.socket, isSSL)
     handleRequest.call(this, isSSL, request, response)
+  }
+  library._onWebSocketServerConnect = function (this: unknown, isSSL, socket, request) {
+    if (!withHost(request, socket._socket, isSSL)) {
+      refuseWebSocket(socket, 'Bad request: a WebSocket upgrade needs a Host header')
+      return
+    }
+    handleUpgrade.call(this, isSSL, socket, request)
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -198,6 +198,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   /** Requests the policy is never asked about: a bad port, or more than one Host header. */
   const malformed = (request: http.IncomingMessage, where: PinnedDestination): Judged | undefined => {
     if (!(where.target.port >= 1 && where.target.port <= 65535)) return { forward: false, status: 400, body: 'Bad request: egress-guard needs a port from 1 to 65535' }
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); mockttp turns Node's own check off.
+    if (request.httpVersion === '1.1' && request.headers.host === undefined) return { forward: false, status: 400, body: 'Bad request: an HTTP/1.1 request needs a Host header' }
     // mockttp would forward every Host header; an upstream could route on one the policy never saw.
     if (request.rawHeaders.filter((_, i) => i % 2 === 0 && /^host$/i.test(request.rawHeaders[i] ?? '')).length > 1) {
       return { forward: false, status: 400, body: 'Bad request: more than one Host header' }

@@ -6,26 +6,26 @@ export const headerText = (value: string | ReadonlyArray<string> | undefined): s
 
 /**
  * Sets the credential headers, replacing any header of the same name (in any case) the client sent.
- * A `Connection` header that names one of them (`Connection: authorization`, which would make the
- * next hop drop it as hop-by-hop) is not forwarded at all.
+ * A `Connection` header loses every token that names one of them (`Connection: authorization`
+ * would have the next hop drop the key as hop-by-hop), and goes when none is left.
  */
 export const injectHeaders = (headers: Record<string, unknown>, credentials: Readonly<Record<string, string>>): void => {
   const names = new Set(Object.keys(credentials).map((n) => n.toLowerCase()))
   for (const name of Object.keys(headers)) {
     const lower = name.toLowerCase()
     if (names.has(lower)) delete headers[name]
-    else if (lower === 'connection' && namesAny(headers[name], names)) delete headers[name]
+    else if (lower === 'connection') {
+      // INVARIANT: an injected credential is never listed as hop-by-hop, so no hop may strip or mark it.
+      const kept = (Array.isArray(headers[name]) ? (headers[name] as ReadonlyArray<unknown>) : [headers[name]])
+        .flatMap((value) => String(value).split(','))
+        .map((token) => token.trim())
+        .filter((token) => token !== '' && !names.has(token.toLowerCase()))
+      if (kept.length === 0) delete headers[name]
+      else headers[name] = kept.join(', ')
+    }
   }
   Object.assign(headers, credentials)
 }
-
-// INVARIANT: an injected credential is never listed as hop-by-hop, so no hop may strip or mark it.
-const namesAny = (connection: unknown, names: ReadonlySet<string>): boolean =>
-  (Array.isArray(connection) ? connection : [connection]).some((value) =>
-    String(value)
-      .split(',')
-      .some((token) => names.has(token.trim().toLowerCase()))
-  )
 
 /** The Host header naming a destination: its name, with the port unless it is the scheme's default. */
 export const hostHeaderFor = (target: { readonly host: string; readonly port: number }, tls: boolean): string =>

@@ -108,7 +108,8 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     ['an absolute URI with a port out of range', 'GET http://example.com:99999/ HTTP/1.1\r\nHost: example.com:99999\r\n\r\n'],
     ['a Host port the socket layer rejects', 'GET / HTTP/1.1\r\nHost: example.com:-1\r\n\r\n'],
     ['a WebSocket upgrade to an absolute URI', 'GET http://example.com/x HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'],
-    ['TLS straight to the proxy port, without CONNECT', '\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00']
+    ['TLS straight to the proxy port, without CONNECT', '\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00'],
+    ['a WebSocket upgrade without Host', 'GET /x HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n']
   ])('a client cannot crash the proxy with %s', async (_, raw) => {
     await new Promise<void>((resolve) => {
       const socket = connect(allow.proxy.port, '127.0.0.1', () => socket.write(raw))
@@ -175,6 +176,29 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(reply).toMatch(/^HTTP\/1\.[01] 200 /)
     expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
     expect(deny.upstreams.alpha.received.at(-1)?.headers).toMatchObject({ host: 'api.alpha.test', authorization: `Bearer ${SECRETS.alpha}` })
+  })
+
+  it.each(['HTTP/1.0', 'HTTP/1.1'])('a WebSocket upgrade without Host inside a tunnel (%s) cannot crash the proxy', async (version) => {
+    const tls = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    expect(tls).toBeDefined()
+    if (tls === undefined) return
+    await exchange(tls, [`GET /v1/realtime ${version}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`])
+    expect((await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
+  })
+
+  it('keeps a WebSocket upgrade whole when its Connection header also names the injected header', async () => {
+    const result = await websocketThrough(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', '/v1/realtime', { connection: 'Upgrade, Authorization', authorization: 'Bearer client' })
+    expect(result).toMatchObject({ opened: true, echo: 'alpha:ping' })
+    expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ websocket: true, headers: { authorization: `Bearer ${SECRETS.alpha}` } })
+  })
+
+  it('refuses an HTTP/1.1 request without Host inside a tunnel (RFC 9112), never forwarding it', async () => {
+    const tls = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
+    expect(tls).toBeDefined()
+    if (tls === undefined) return
+    const before = deny.upstreams.alpha.received.length
+    expect(await exchange(tls, ['GET /v1/models HTTP/1.1\r\n\r\n'])).toMatch(/^HTTP\/1\.1 400 /)
+    expect(deny.upstreams.alpha.received).toHaveLength(before)
   })
 
   it('accepts any spelling of a routed host, normalised before the library sees it', async () => {
