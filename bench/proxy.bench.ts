@@ -15,7 +15,7 @@ import { build } from 'tsup'
 import { Agent, type Dispatcher } from 'undici'
 
 import { createPki } from '../test/adapters/support/pki.js'
-import { firstRequest, measure, throughProxy, type Measured } from './proxy/load.js'
+import { firstRequest, measure, throughProxy, tryFirstRequest, type Measured } from './proxy/load.js'
 import type { RoleConfig } from './proxy/roles.js'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3)
@@ -53,16 +53,23 @@ const quietHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `q${i}.burst.test
 // the certificate code, once a process, which is not what a new host costs a running proxy.
 const firstHost = 'w0.burst.test'
 const burstHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `b${i}.burst.test`)
+// A flood of new hosts under one domain (a regex route), and first requests to new hosts of
+// another domain made while it goes on, on each guarded engine.
+const FLOOD_HOSTS = Number(process.env['BENCH_FLOOD_HOSTS'] ?? 600)
+const floodHosts = (engine: string) => Array.from({ length: FLOOD_HOSTS }, (_, i) => `f${i}.${engine}.flood.test`)
+const legitHosts = (engine: string) => Array.from({ length: 5 }, (_, i) => `n${i}${engine}.burst.test`)
 
 const policy = (extraRoutes: number) => `
 mode: connected_allow
 providers:
   - { name: bench, apiUrl: "https://${HOST}/v1" }
-  - { name: burst, apiUrl: "regex:^[qbw][0-9]+\\\\.burst\\\\.test$" }
+  - { name: burst, apiUrl: "regex:^[qbwn][0-9a-z]+\\\\.burst\\\\.test$" }
+  - { name: flood, apiUrl: "regex:^f[0-9]+\\\\.[a-z]+\\\\.flood\\\\.test$" }
 ${Array.from({ length: extraRoutes }, (_, i) => `  - { name: svc${i}, apiUrl: "https://api.svc${i}.example/v1" }`).join('\n')}
 connections:
   - { provider: bench, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
   - { provider: burst, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
+  - { provider: flood, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
 ${Array.from({ length: extraRoutes }, (_, i) => `  - { provider: svc${i}, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }`).join('\n')}
 `
 
@@ -222,8 +229,8 @@ const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstrea
 const main = async () => {
   await build({ entry: { roles: ROLES_SOURCE }, outDir: join(ROOT, 'bench', '.build'), format: ['esm'], target: 'node20', external: [/^egress-guard/, 'http-mitm-proxy', 'mockttp'], silent: true, clean: true })
   const pki = createPki()
-  const hosts = [HOST, firstHost, ...quietHosts, ...burstHosts]
-  const leaf = pki.leaf([HOST, '*.burst.test', '127.0.0.1'])
+  const hosts = [HOST, firstHost, ...quietHosts, ...burstHosts, ...['hmp', 'mockttp'].flatMap((e) => [...floodHosts(e), ...legitHosts(e)])]
+  const leaf = pki.leaf([HOST, '*.burst.test', '*.hmp.flood.test', '*.mockttp.flood.test', '127.0.0.1'])
   const upstream = await startRole('upstream', { ...leaf, secret: SECRET })
   const base: RoleConfig = { upstreamPort: upstream.port, upstreamCa: pki.caPem, secret: SECRET, hosts }
   const policyFile = join(dir, 'policy.yaml')
@@ -327,6 +334,31 @@ const main = async () => {
   burst.sort((a, b) => a - b)
   await background.dispatcher.close()
 
+  // The flood: every host's first request at once, and 300 ms into it five first requests to new
+  // hosts of another domain, one after another. Target: each of those within 1 s.
+  const flood = async (engine: 'hmp' | 'mockttp', role: Started) => {
+    const url = `http://127.0.0.1:${role.port}`
+    const trust = [role.caPem, pki.caPem]
+    const outcomes = Promise.all(floodHosts(engine).map((host) => tryFirstRequest(url, trust, `https://${host}`, '/v1/x', 'auth:injected')))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const legit: Array<number> = []
+    for (const host of legitHosts(engine)) legit.push(await firstRequest(url, trust, `https://${host}`, '/v1/x', 'auth:injected'))
+    const done = await outcomes
+    const ok = done.filter((o) => typeof o === 'number').length
+    const refused = done.filter((o) => typeof o === 'string' && /503/.test(o)).length
+    legit.sort((a, b) => a - b)
+    return {
+      flood_hosts: done.length,
+      flood_answered: ok,
+      flood_refused_503: refused,
+      flood_failed_otherwise: done.length - ok - refused,
+      first_request_ms: { p50: round2(legit[Math.floor(legit.length / 2)] ?? NaN), max: round2(legit.at(-1) ?? NaN), hosts: legit.length },
+      within_1s: (legit.at(-1) ?? Infinity) <= 1_000
+    }
+  }
+  const floodHmp = await flood('hmp', hmpGuarded)
+  const floodMockttp = await flood('mockttp', mockttpGuarded)
+
   const scaling = await twoProcessScaling()
 
   const result: Record<string, unknown> = {}
@@ -341,6 +373,7 @@ const main = async () => {
     return { median: round2(median(ratios)), min: round2(ratios[0] ?? NaN), max: round2(ratios.at(-1) ?? NaN) }
   }
   result['new_host_max_loop_delay_ms'] = round2(burstDelay.maxMs)
+  result['new_host_flood'] = { hmp: floodHmp, mockttp: floodMockttp }
   result['new_host'] = {
     first_request_ms: { p50: round2(quiet[Math.floor(quiet.length / 2)] ?? NaN), p90: round2(quiet[Math.floor(quiet.length * 0.9)] ?? NaN), max: round2(quiet.at(-1) ?? NaN), hosts: quiet.length },
     burst: { hosts: burst.length, first_request_p50_ms: round2(burst[Math.floor(burst.length / 2)] ?? NaN), first_request_max_ms: round2(burst.at(-1) ?? NaN) },

@@ -43,6 +43,8 @@ export interface HostServers {
    * marked used.
    */
   readonly use: (host: string) => void
+  /** True when `host` has a server in the table (it was intercepted before). */
+  readonly has: (host: string) => boolean
   /** Every server still open: those in the table and those retired whose connections have not ended. */
   readonly open: () => ReadonlyArray<http.Server>
   /** The proxy is stopping: retired listeners stop at once, and a server the library adds later is closed as it comes. */
@@ -131,6 +133,7 @@ export const manageHostServers = (library: LibraryServerTable, options: HostServ
       made.delete(host)
       made.set(host, at)
     },
+    has: (host) => made.has(host),
     open: () => [...Object.values(table).flatMap((entry) => (entry?.server === undefined ? [] : [entry.server])), ...retired.keys()],
     close: () => {
       stopped = true

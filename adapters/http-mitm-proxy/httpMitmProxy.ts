@@ -16,7 +16,8 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
-import { answerClientErrors } from '../proxy/rawAnswer.js'
+import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
+import { answerClientErrors, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, hostHeaderFor, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -43,6 +44,8 @@ export interface HttpMitmProxyOptions {
   readonly maxInterceptedHosts?: number
   /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
   readonly clientBounds?: Partial<ClientBounds>
+  /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
+  readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
   /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
   readonly now?: () => number
   readonly log?: Logger
@@ -107,6 +110,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const httpAgent = new http.Agent({ keepAlive: true, timeout: UPSTREAM_IDLE_MS })
   const proxy = new Proxy()
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
+  const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
   // Set once the proxy listens (the library makes its server table then).
   let hostServers: HostServers | undefined
 
@@ -175,7 +179,12 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         const normalised = parseHost(target.host)
         if (E.isRight(normalised)) request.url = `${hostForUrl(normalised.right)}:${target.port}`
         // The library's key for this host's server: the authority up to its first colon.
-        hostServers?.use((request.url ?? '').split(':', 2)[0] ?? '')
+        const hostKey = (request.url ?? '').split(':', 2)[0] ?? ''
+        if (hostServers?.has(hostKey) !== true && !budget.admit(hostKey)) {
+          refuseOverBudget(socket)
+          return
+        }
+        hostServers?.use(hostKey)
         callback()
         return
       }

@@ -6,6 +6,7 @@ import { webcrypto } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
 
 import { atLeastOne } from './atLeastOne.js'
+import { fairQueue, hostGroup } from './fairQueue.js'
 import { DAY, LEAF_VALIDITY_MS, leafIsFresh } from './leafLifetime.js'
 
 /** The proxy's own certificate authority, kept in a config directory. */
@@ -27,7 +28,12 @@ export interface CaOptions {
   readonly now?: () => number
   /** Leaf certificates kept in memory; the least recently used beyond this is dropped. Default 1,024. */
   readonly maxLeaves?: number
+  /** Leaves issued at once; the others wait, each domain served in turn (fairQueue.ts). Default 2. */
+  readonly issueConcurrency?: number
 }
+
+/** Leaves waiting to be issued, at most; beyond this a new host's leaf fails at once. */
+const MAX_WAITING_LEAVES = 4_096
 
 // x509 takes a WebCrypto implementation; Node's is the one to use.
 const provider = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1]
@@ -55,6 +61,9 @@ const serial = (): string => {
 export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Promise<CertificateAuthority> => {
   const now = options.now ?? Date.now
   const maxLeaves = atLeastOne('maxLeaves', options.maxLeaves ?? 1_024)
+  // Issuing a leaf is about 5 ms of this thread (x509 in JavaScript): all of a flood's at once held
+  // every other new host's first request for seconds. Two at a time, domains in turn.
+  const issuer = fairQueue({ concurrency: atLeastOne('issueConcurrency', options.issueConcurrency ?? 2), maxWaiting: MAX_WAITING_LEAVES })
   const certPath = join(dir, 'certs', 'ca.pem')
   const keyPath = join(dir, 'keys', 'ca.private.key')
   // A new config directory is created 0700; an existing one (it may be shared) is left as it is,
@@ -157,7 +166,7 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
         leaves.set(key, cached)
         return cached.leaf
       }
-      const entry = { issuedAt: at, leaf: issue(key, at) }
+      const entry = { issuedAt: at, leaf: issuer.run(hostGroup(key), () => issue(key, at)) }
       leaves.set(key, entry)
       if (leaves.size > maxLeaves) leaves.delete(leaves.keys().next().value as string)
       entry.leaf.catch(() => leaves.get(key) === entry && leaves.delete(key))

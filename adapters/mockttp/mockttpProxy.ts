@@ -8,9 +8,11 @@ import { getLocal, type Mockttp } from 'mockttp'
 import type { RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
+import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
+import { refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -41,6 +43,8 @@ export interface MockttpProxyOptions {
   readonly connectTo?: ReadonlyArray<ConnectTo>
   /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
   readonly clientBounds?: Partial<ClientBounds>
+  /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
+  readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
   readonly log?: Logger
 }
 
@@ -76,6 +80,9 @@ const refuseWith = (socket: Duplex, status: string, body: string): void => {
   socket.on('error', () => socket.destroy())
   socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
+
+/** Intercepted hosts remembered for the new-host budget. */
+const MAX_REMEMBERED_HOSTS = 4_096
 
 const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
 
@@ -133,6 +140,16 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   })
   const internals = mock as unknown as MockttpInternals
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
+  const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
+  // Hosts intercepted lately (least recently used first), which the budget does not count again.
+  const intercepted = new Map<string, true>()
+  const admitted = (host: string): boolean => {
+    const known = intercepted.delete(host)
+    if (!known && !budget.admit(host)) return false
+    intercepted.set(host, true)
+    if (intercepted.size > MAX_REMEMBERED_HOSTS) intercepted.delete(intercepted.keys().next().value as string)
+    return true
+  }
   if (!Array.isArray(internals.app?.stack)) throw new Error('mockttp internals changed: no middleware stack; pin mockttp 4.6.5')
 
   // Intercepted tunnels by client socket, so a request inside one is judged against its CONNECT
@@ -160,6 +177,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       if (target === undefined || verdict === undefined) return refuseTunnel(socket, 'no_match')
       if (verdict.decision._tag === 'Deny') return refuseTunnel(socket, verdict.decision.reason)
       if (verdict.decision._tag === 'Tunnel') return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
+      if (!admitted(target.host.toLowerCase())) return refuseOverBudget(socket)
       const tunnel: Tunnel = { where: undefined }
       tunnels.set(socket, tunnel)
       tunnel.where = await pinDestination(target, true, rules)

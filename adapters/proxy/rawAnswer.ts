@@ -4,8 +4,16 @@ import type { Duplex } from 'node:stream'
 import { PLAIN_TEXT } from '../upstream/tunnel.js'
 
 /** A whole HTTP/1.1 answer as raw bytes, with its standard status text, that closes the connection. */
-export const rawAnswer = (status: number, body: string): string =>
-  `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+export const rawAnswer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): string =>
+  `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n${Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')}Content-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+
+/** Refuses a CONNECT to a new host whose domain is over its new-host budget: 503, try again in a second. */
+export const refuseOverBudget = (socket: Duplex): void => {
+  socket.on('error', () => socket.destroy())
+  socket.end(rawAnswer(503, 'Service unavailable: too many new hosts under this domain at once; retry shortly', { 'Retry-After': '1' }))
+}
 
 const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
   HPE_HEADER_OVERFLOW: [431, 'Request header fields too large: egress-guard accepts at most 16 KiB of headers'],

@@ -97,6 +97,18 @@ export const throughProxy = (proxyUrl: string, trusted: ReadonlyArray<string>, c
  * The first request to a host, on a connection of its own: CONNECT, a leaf certificate for the
  * host, the TLS handshake, the upstream connection and the request. Resolves with its latency.
  */
+/** One request through its own connection to the proxy, as `firstRequest`, but a failure is returned as text, never thrown. */
+export const tryFirstRequest = async (proxyUrl: string, trusted: ReadonlyArray<string>, origin: string, path: string, expect: string): Promise<number | string> => {
+  const dispatcher = throughProxy(proxyUrl, trusted, 1)
+  try {
+    return await request({ dispatcher, origin, path, expect })
+  } catch (error) {
+    return error instanceof Error ? error.message : 'failed'
+  } finally {
+    await dispatcher.close().catch(() => undefined)
+  }
+}
+
 export const firstRequest = async (proxyUrl: string, trusted: ReadonlyArray<string>, origin: string, path: string, expect: string): Promise<number> => {
   const dispatcher = throughProxy(proxyUrl, trusted, 1)
   try {
