@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
-import { authEndpointKey, canonicalPath, lenientPaths, prefixCovers, type CanonicalPath } from './RequestPath.js'
+import { authEndpointKey, canonicalPath, lenientPaths, mergeSlashes, prefixCovers, type CanonicalPath } from './RequestPath.js'
 import { miss, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type RouteTable } from './RouteTable.js'
 
@@ -116,14 +116,24 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
     if (route.authPaths.length > 0 && hitsAuthPath(route, (authKeys ??= authKeysOf(request.path, path)))) return miss('auth_endpoint')
   }
 
-  const ranking = new Ranking()
-  if (exact !== undefined) for (const route of exact) if (route.port === port) ranking.offer(route, path)
-  for (const route of regex) ranking.offer(route, path)
+  const rank = (reading: CanonicalPath): Ranking => {
+    const ranking = new Ranking()
+    if (exact !== undefined) for (const route of exact) if (route.port === port) ranking.offer(route, reading)
+    for (const route of regex) ranking.offer(route, reading)
+    return ranking
+  }
+  const ranking = rank(path)
+  // INVARIANT: a repeated `/` must not change the winner: servers that merge it read `/v1//b/x`
+  // as `/v1/b/x`, where a longer route (another credential) may be the one that applies.
+  if (path.path.includes('//') && !sameOutcome(ranking, rank({ ...path, path: mergeSlashes(path.path) }))) return miss('ambiguous')
 
   // Steps 6 and 7.
   if (ranking.best === undefined) return unmatched(table, host)
   return ranking.tie ? miss('ambiguous') : ranking.best.matched
 }
+
+const sameOutcome = (a: Ranking, b: Ranking): boolean =>
+  a.tie === b.tie && a.best?.provider === b.best?.provider && a.best?.connection === b.best?.connection
 
 /**
  * Resolves a request to a provider's connection or a reason it has none (SPEC.md §4); never throws.

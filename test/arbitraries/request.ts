@@ -25,7 +25,9 @@ const localHost = fc.constantFrom('localhost', 'a.localhost', '127.1', '21307064
 // `/` (read as `/v1/v2/x` by RFC 3986 and as `/v2/x` by servers that merge slashes first).
 const pathTail = fc.constantFrom(
   '', '/', '/x', '0', '/../admin', '/%2e%2e/v1', '%2fx', '/x?key=1', '\\x', '/./x', '/X', '#frag',
-  '//../v2/x', '/x//../../v2/x', '//%2e%2e/admin', '//%2E./x', '///../..//v2', '//./x', '//x'
+  '//../v2/x', '/x//../../v2/x', '//%2e%2e/admin', '//%2E./x', '///../..//v2', '//./x', '//x',
+  // Read as a nested prefix once repeated `/` are merged: `/v1//chat/x` is `/v1/chat/x` to nginx.
+  '//chat/x', '//./chat', '/c/..//chat/x'
 )
 
 const authTail = fc.tuple(fc.constantFrom('', '/', '?code=1', '%2f', 'x', '/..'), fc.boolean())

@@ -160,6 +160,37 @@ describe('adversarial paths (SPEC.md §4 step 3)', () => {
   })
 })
 
+describe('nested prefixes and repeated slashes', () => {
+  const { table } = buildRouteTable(
+    {
+      providers: [
+        { name: 'outer', apiUrl: 'https://h.test/v1' },
+        { name: 'inner', apiUrl: 'https://h.test/v1/b' }
+      ],
+      connections: [
+        { provider: 'outer', name: 'default' },
+        { provider: 'inner', name: 'default' }
+      ]
+    },
+    'connected'
+  )
+  const at = (path: string) => resolveRoute(table, { scheme: 'https', host: 'h.test', port: 443, path, method: 'GET' })
+
+  // nginx and Go read each of these as `/v1/b/x`, where `inner` applies; RFC 3986 alone keeps the
+  // `//`, which only `outer` covers. Neither credential may go.
+  it.each(['/v1//b/x', '/v1//./b/x', '/v1/c/..//b/x', '/v1/b/%2e%2e//b/x'])('%s is ambiguous', (path) => {
+    expect(at(path)).toEqual(missed('ambiguous'))
+  })
+
+  it.each([
+    ['/v1//c/x', matched('outer')],
+    ['/v1/b//x', matched('inner')],
+    ['/v1/b/x', matched('inner')]
+  ])('%s still matches when both readings agree', (path, expected) => {
+    expect(at(path)).toEqual(expected)
+  })
+})
+
 describe('auth endpoints (SPEC.md §4 step 5)', () => {
   it.each(['/login/oauth/access_token', '/login/oauth/access_token/', '//login/oauth/access_token', '/login//oauth/access_token', '/login/oauth/%61ccess_token', '/login/oauth/access_token?client_id=x', '/login/oauth/x/../access_token', '/login%2foauth/access_token', '/x//../login/oauth/access_token', '/x//%2e%2e/login/oauth/access_token', '/x/%2f../login/oauth/access_token'])(
     '%s on github.com is an auth endpoint',

@@ -16,7 +16,7 @@ import {
   type RouteTable
 } from '../../core/index.js'
 import { SECRET_PREFIX } from '../arbitraries/request.js'
-import { modelReadings, segmentsCover } from './referenceResolver.js'
+import { modelCanonicalPath, modelReadings, segmentsCover } from './referenceResolver.js'
 
 /** One decision with everything that led to it. */
 export interface Case {
@@ -97,6 +97,13 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
         (r._tag === 'ExactRoute' ? r.host === host.right : r.pattern.matches(host.right))
     )
     return modelReadings(request.path).every((reading) => own.some((r) => segmentsCover(r.prefix, reading)))
+  },
+  // ... and a repeated `/` never changes which credential a request gets: a server that merges it
+  // must find the same route winning.
+  matchIsTheSameWithRepeatedSlashesMerged: ({ table, request, resolution }) => {
+    if (resolution._tag !== 'Matched') return true
+    const merged = modelCanonicalPath(request.path).path.replace(/\/{2,}/g, '/')
+    return JSON.stringify(resolveRoute(table, { ...request, path: merged })) === JSON.stringify(resolution)
   },
   queryStringIrrelevant: ({ table, request, resolution }) =>
     request.path.includes('?') ||

@@ -118,13 +118,18 @@ export const referenceResolve = (table: RouteTable, request: RequestFacts): Rout
   const readings = modelReadings(request.path)
   const keys = readings.map(authKey)
   if (candidates.some((r) => keys.some((k) => r.authPaths.includes(k)))) return miss('auth_endpoint')
-  const covering = candidates.filter((r) => r.prefix === '' || (!path.ambiguous && segmentsCover(r.prefix, path.path)))
-  if (covering.length === 0) return passOrMiss()
-  const rank = (r: Route) => r.prefix.length * 2 + (r._tag === 'ExactRoute' ? 1 : 0)
-  const top = Math.max(...covering.map(rank))
-  const best = covering.filter((r) => rank(r) === top)
-  const pairs = new Set(best.map((r) => `${r.provider}\u0000${r.connection}`))
-  const first = best[0]
-  if (pairs.size > 1 || first === undefined) return miss('ambiguous')
-  return { _tag: 'Matched', provider: first.provider, connection: first.connection }
+  const choose = (reading: string): RouteResolution => {
+    const covering = candidates.filter((r) => r.prefix === '' || (!path.ambiguous && segmentsCover(r.prefix, reading)))
+    if (covering.length === 0) return passOrMiss()
+    const rank = (r: Route) => r.prefix.length * 2 + (r._tag === 'ExactRoute' ? 1 : 0)
+    const top = Math.max(...covering.map(rank))
+    const best = covering.filter((r) => rank(r) === top)
+    const pairs = new Set(best.map((r) => `${r.provider}\u0000${r.connection}`))
+    const first = best[0]
+    if (pairs.size > 1 || first === undefined) return miss('ambiguous')
+    return { _tag: 'Matched', provider: first.provider, connection: first.connection }
+  }
+  // A repeated `/` that changes the winner once merged (as nginx and Go do) is ambiguous.
+  const chosen = choose(path.path)
+  return JSON.stringify(chosen) === JSON.stringify(choose(merged(path.path))) ? chosen : miss('ambiguous')
 }
