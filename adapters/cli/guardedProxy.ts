@@ -78,8 +78,12 @@ export const startGuardedProxy = async (
       guard,
       mode: () => guard.mode(),
       stop: async () => {
-        await proxy.close()
-        await stopGuard()
+        // INVARIANT: the guard stops (and its audit records are flushed) whatever the proxy's close does.
+        try {
+          await proxy.close()
+        } finally {
+          await stopGuard()
+        }
       }
     })
   } catch (error) {

@@ -61,6 +61,8 @@ export interface TunnelVerdict extends TunnelDecided {
 export type ReloadResult =
   | { readonly _tag: 'Reloaded'; readonly mode: ProxyMode; readonly routes: number; readonly warnings: ReadonlyArray<RouteWarning> }
   | { readonly _tag: 'KeptLastGood'; readonly messages: ReadonlyArray<string> }
+  /** A reload started later is the one that counts; this one changed nothing. */
+  | { readonly _tag: 'Superseded' }
 
 /** The guard: the policy engine with credentials, audit and reload around it. */
 export interface Guard {
@@ -196,8 +198,13 @@ export const createGuard = (options: GuardOptions): Guard => {
     return { ...decided, decisionId, mode: current.mode }
   }
 
+  // Reloads started, so that one that finishes late (a large policy parses slowly) never replaces
+  // the result of a reload started after it.
+  let reloadsStarted = 0
   const reload = async (): Promise<ReloadResult> => {
+    const started = ++reloadsStarted
     const loaded = options.loadPolicy === undefined ? E.right(snapshot.policy) : await options.loadPolicy()
+    if (started !== reloadsStarted) return { _tag: 'Superseded' }
     if (E.isLeft(loaded)) {
       log('error', `policy reload failed; keeping the last good policy:\n  ${loaded.left.messages.join('\n  ')}`)
       return { _tag: 'KeptLastGood', messages: loaded.left.messages }

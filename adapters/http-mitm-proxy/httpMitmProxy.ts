@@ -403,10 +403,10 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     close: async () => {
       // The library closes its listening servers but leaves kept-alive connections open.
       const open = [listener, ...(hostServers?.open() ?? [])]
-      watch.close() // CONNECT sockets, which the servers no longer count as theirs
       hostServers?.close()
       proxy.close()
       for (const server of open) server.closeAllConnections()
+      watch.close() // CONNECT sockets, which the servers no longer count as theirs
       httpsAgent.destroy()
       httpAgent.destroy()
     }

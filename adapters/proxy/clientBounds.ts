@@ -98,10 +98,15 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
     connect: (socket) => {
       const w = entry(socket)
       if (w === undefined) return
-      w.hello = { read: readOf(socket), at: now() }
-      // INVARIANT: a client that half-closes its CONNECT ends it: Node accepts proxy sockets
-      // half-open and, once it hands a CONNECT over, no longer ends them itself.
-      socket.once('end', () => socket.end())
+      const read = readOf(socket)
+      w.hello = { read, at: now() }
+      // INVARIANT: a client that half-closes its CONNECT before its first byte ends it: Node accepts
+      // proxy sockets half-open and, once it hands a CONNECT over, no longer ends them itself
+      // (http-mitm-proxy then kept them in CLOSE-WAIT for good). Later on, the engine's own pipes
+      // end the tunnel, and a response still on its way is not cut.
+      socket.once('end', () => {
+        if (readOf(socket) === read) socket.end()
+      })
     },
     request: (socket, response) => {
       const w = entry(socket)

@@ -255,7 +255,9 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
       env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }
     })
     let stdout = ''
+    let stderr = ''
     server.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    server.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const listening = await new Promise<{ proxy: string; caCert: string; mode: string }>((resolve) => {
       server.stdout.on('data', () => {
         const first = stdout.split('\n')[0] ?? ''
@@ -269,7 +271,7 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(JSON.parse(answer)).toMatchObject({ upstream: 'alpha' })
     for (let i = 0; i < 50 && !stdout.includes('proxy_inject'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
     server.kill('SIGTERM')
-    expect(await exitCode(server)).toBe(0)
+    expect(await exitCode(server), `serve's stderr: ${stderr}`).toBe(0)
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string })
     expect(lines.map((l) => l.event)).toEqual(['listening', 'proxy_inject', 'stopped'])
     expect(readFileSync(audit, 'utf8')).toContain('"event":"proxy_inject"')

@@ -62,3 +62,20 @@ describe('evaluateNow', () => {
     expect(resolutions()).toBe(2)
   })
 })
+
+describe('reload', () => {
+  it('never lets a reload that finishes late replace the result of one started after it', async () => {
+    if (E.isLeft(policy)) throw new Error(policy.left.messages.join())
+    const revoked = parsePolicyText('mode: connected_deny\nproviders: []\n')
+    if (E.isLeft(revoked)) throw new Error(revoked.left.messages.join())
+    // The first reload parses a large policy (slow, still routing alpha); the second, started
+    // later, the small one that revokes alpha, and finishes first.
+    const answers = [new Promise<typeof policy>((resolve) => setTimeout(() => resolve(policy), 50)), Promise.resolve(revoked)]
+    const guard = createGuard({ policy: policy.right, loadPolicy: () => answers.shift() ?? Promise.resolve(revoked), log: () => undefined })
+    const slow = guard.reload()
+    const fast = guard.reload()
+    expect((await fast)._tag).toBe('Reloaded')
+    expect(await slow).toEqual({ _tag: 'Superseded' })
+    expect(guard.evaluateTunnel('api.alpha.test', 443).decision._tag).toBe('Deny')
+  })
+})
