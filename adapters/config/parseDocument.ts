@@ -50,6 +50,9 @@ try {
 }
 `
 
+/** A parse that takes longer than this (4 MiB takes about 3 s here) is given up. */
+const PARSE_TIMEOUT_MS = 30_000
+
 const yamlEntry = (): string => createRequire(typeof __filename === 'string' ? __filename : import.meta.url).resolve('yaml')
 
 /**
@@ -65,9 +68,17 @@ export const parseDocumentOffThread = (text: string): Promise<E.Either<DocumentE
       resolve(parseDocument(text)) // no worker to be had: parse here rather than not at all
       return
     }
-    worker.once('message', (message: { ok: true; document: unknown } | { ok: false; where: string; what: string }) => {
-      resolve(message.ok ? E.right(message.document) : E.left({ _tag: 'DocumentError', where: message.where, what: message.what }))
+    // Settled once: by the answer, or by the worker failing, exiting without one, or taking too long.
+    const timer = setTimeout(() => settle(E.left({ _tag: 'DocumentError', where: '', what: `parse took longer than ${PARSE_TIMEOUT_MS / 1000} s` })), PARSE_TIMEOUT_MS)
+    timer.unref()
+    const settle = (outcome: E.Either<DocumentError, unknown>): void => {
+      clearTimeout(timer)
+      resolve(outcome)
       void worker.terminate()
-    })
-    worker.once('error', () => resolve(E.left({ _tag: 'DocumentError', where: '', what: 'parser failed' })))
+    }
+    worker.once('message', (message: { ok: true; document: unknown } | { ok: false; where: string; what: string }) =>
+      settle(message.ok ? E.right(message.document) : E.left({ _tag: 'DocumentError', where: message.where, what: message.what }))
+    )
+    worker.once('error', () => settle(E.left({ _tag: 'DocumentError', where: '', what: 'parser failed' })))
+    worker.once('exit', () => settle(E.left({ _tag: 'DocumentError', where: '', what: 'parser stopped without an answer' })))
   })

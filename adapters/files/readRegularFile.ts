@@ -6,8 +6,9 @@ import * as E from 'fp-ts/lib/Either.js'
 // Credential and policy files are read on Node's I/O pool, which has four threads for the whole
 // process (certificates, audit writes and DNS use it too). A read that never returns (a FIFO with
 // no writer, a device, a hung mount) holds its thread for good. So: the file is opened without
-// blocking and refused unless it is a regular file; it is read up to a bound; and at most
-// MAX_READS_AT_ONCE reads are under way at a time, so a hung mount can never hold the whole pool.
+// blocking and refused unless it is a regular file; it is read up to a bound; and at most two
+// credential reads and one policy read are under way at a time, so a hung mount can never hold
+// the whole pool.
 
 /** Why a file was not read; `message` names the path and what to do, never the contents. */
 export interface FileReadError {
@@ -15,37 +16,43 @@ export interface FileReadError {
   readonly message: string
 }
 
-/** At most this many reads hold pool threads at once; the others wait their turn (or their abort). */
-export const MAX_READS_AT_ONCE = 2
+/** Reads of one kind that may hold pool threads at once; the others wait their turn (or their abort). */
+export const READS_AT_ONCE = { credentials: 2, policy: 1 } as const
 
-let reading = 0
-const waiting: Array<() => void> = []
-
-const release = (): void => {
-  reading--
-  waiting.shift()?.()
-}
-
-const acquire = (signal: AbortSignal | undefined): Promise<boolean> => {
-  if (reading < MAX_READS_AT_ONCE) {
-    reading++
-    return Promise.resolve(true)
+/** A count of reads under way, with those waiting for a turn. */
+const lane = (max: number) => {
+  let reading = 0
+  const waiting: Array<() => void> = []
+  return {
+    release: (): void => {
+      reading--
+      waiting.shift()?.()
+    },
+    acquire: (signal: AbortSignal | undefined): Promise<boolean> => {
+      if (reading < max) {
+        reading++
+        return Promise.resolve(true)
+      }
+      return new Promise((resolve) => {
+        const turn = (): void => {
+          signal?.removeEventListener('abort', give)
+          reading++
+          resolve(true)
+        }
+        const give = (): void => {
+          const at = waiting.indexOf(turn)
+          if (at >= 0) waiting.splice(at, 1)
+          resolve(false)
+        }
+        waiting.push(turn)
+        signal?.addEventListener('abort', give, { once: true })
+      })
+    }
   }
-  return new Promise((resolve) => {
-    const turn = (): void => {
-      signal?.removeEventListener('abort', give)
-      reading++
-      resolve(true)
-    }
-    const give = (): void => {
-      const at = waiting.indexOf(turn)
-      if (at >= 0) waiting.splice(at, 1)
-      resolve(false)
-    }
-    waiting.push(turn)
-    signal?.addEventListener('abort', give, { once: true })
-  })
 }
+
+// INVARIANT: at most 2 + 1 of the pool's 4 threads can ever wait on a hung file.
+const lanes = { credentials: lane(READS_AT_ONCE.credentials), policy: lane(READS_AT_ONCE.policy) }
 
 const failure = (message: string): E.Either<FileReadError, never> => E.left({ _tag: 'FileReadError', message })
 
@@ -55,9 +62,10 @@ const failure = (message: string): E.Either<FileReadError, never> => E.left({ _t
  */
 export const readRegularFile = async (
   path: string,
-  options: { readonly maxBytes: number; readonly what: string; readonly signal?: AbortSignal }
+  options: { readonly maxBytes: number; readonly what: string; readonly signal?: AbortSignal; readonly lane?: keyof typeof READS_AT_ONCE }
 ): Promise<E.Either<FileReadError, string>> => {
   const shown = `${options.what} \`${path}\``
+  const { acquire, release } = lanes[options.lane ?? 'credentials']
   if (!(await acquire(options.signal))) return failure(`${shown} was not read in time`)
   try {
     // O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.

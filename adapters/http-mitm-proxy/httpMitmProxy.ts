@@ -188,6 +188,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         callback()
         return
       }
+      watch.tunnel(socket)
       openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
     } catch {
       refuseTunnel(socket, 'internal_error') // an adapter failure never tunnels or intercepts
@@ -287,6 +288,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   proxy.onWebSocketConnection((ctx, callback) => {
     const socket = ctx.clientToProxyWebSocket as unknown as RefusableWebSocket
     const request = socket.upgradeReq
+    // A WebSocket is in flight until it closes, however quiet it is.
+    watch.request(ctx.connectRequest?.socket ?? socket._socket, socket._socket)
     const wsOptions = ctx.proxyToServerWebSocketOptions
     // Outside a tunnel the library takes an upgrade's destination from its Host header, and one
     // addressed to the proxy itself was forwarded to itself, again and again. Only upgrades inside

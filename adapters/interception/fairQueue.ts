@@ -11,11 +11,16 @@ export interface FairQueue {
   readonly waiting: () => number
 }
 
-/** The group a host's work belongs to: its parent domain (the host itself for IP literals and single labels). */
+/**
+ * The group a host's work belongs to: its last two labels (`f1.g7.flood.test` → `flood.test`), so
+ * that deeper names cannot make a group each; the host itself for IP literals and single labels.
+ * Two labels over-group under public suffixes such as `co.uk`, which only makes the budget
+ * stricter there.
+ */
 export const hostGroup = (host: string): string => {
   if (host.includes(':') || /^[0-9.]+$/.test(host)) return host
-  const dot = host.indexOf('.')
-  return dot < 0 || dot === host.length - 1 ? host : host.slice(dot + 1)
+  const labels = host.replace(/\.$/, '').split('.')
+  return labels.length <= 2 ? labels.join('.') : labels.slice(-2).join('.')
 }
 
 /** Makes a fair queue running at most `concurrency` tasks at once, with at most `maxWaiting` waiting. */

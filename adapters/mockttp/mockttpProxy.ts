@@ -5,7 +5,9 @@ import { createSecureContext, rootCertificates, TLSSocket } from 'node:tls'
 
 import { getLocal, type Mockttp } from 'mockttp'
 
-import type { RequestFacts } from '../../core/index.js'
+import * as E from 'fp-ts/lib/Either.js'
+
+import { parseHost, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
@@ -176,8 +178,12 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
       if (target === undefined || verdict === undefined) return refuseTunnel(socket, 'no_match')
       if (verdict.decision._tag === 'Deny') return refuseTunnel(socket, verdict.decision.reason)
-      if (verdict.decision._tag === 'Tunnel') return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
-      if (!admitted(target.host.toLowerCase())) return refuseOverBudget(socket)
+      if (verdict.decision._tag === 'Tunnel') {
+        watch.tunnel(socket)
+        return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
+      }
+      const normalised = parseHost(target.host)
+      if (!admitted(E.isRight(normalised) ? normalised.right : target.host.toLowerCase())) return refuseOverBudget(socket)
       const tunnel: Tunnel = { where: undefined }
       tunnels.set(socket, tunnel)
       tunnel.where = await pinDestination(target, true, rules)
@@ -310,6 +316,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   }
 
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A WebSocket is in flight until it closes, however quiet it is.
+    watch.request(clientSocketOf(socket), socket)
     judged(
       request,
       true,

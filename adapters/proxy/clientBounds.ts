@@ -1,4 +1,3 @@
-import type http from 'node:http'
 import type { Duplex } from 'node:stream'
 
 // Bounds on client connections, the same for every engine: neither proxy library closes a CONNECT
@@ -11,12 +10,17 @@ import type { Duplex } from 'node:stream'
 export interface ClientBounds {
   /** A CONNECT whose client sends no byte (no TLS ClientHello) within this is closed. */
   readonly helloMs: number
-  /** A connection or tunnel with nothing in flight and no byte either way for this long is closed; 0 turns it off. */
+  /** A connection with nothing in flight and no byte either way for this long is closed; 0 turns it off. */
   readonly idleMs: number
+  /**
+   * The same for an untouched tunnel, whose requests the proxy cannot see: a long answer (a
+   * reasoning model's) looks idle, so the bound is longer; 0 turns it off.
+   */
+  readonly tunnelIdleMs: number
 }
 
 /** A TLS client sends its ClientHello at once; reasoning models may be silent for minutes, but only inside a request. */
-export const DEFAULT_CLIENT_BOUNDS: ClientBounds = { helloMs: 10_000, idleMs: 300_000 }
+export const DEFAULT_CLIENT_BOUNDS: ClientBounds = { helloMs: 10_000, idleMs: 300_000, tunnelIdleMs: 1_800_000 }
 
 /** Watches client connections and closes those past their bounds. */
 export interface ClientWatch {
@@ -24,15 +28,24 @@ export interface ClientWatch {
   readonly accepted: (socket: Duplex) => void
   /** A CONNECT accepted on `socket` (intercepted or tunnelled): the hello bound starts, and a client that half-closes ends it. */
   readonly connect: (socket: Duplex) => void
-  /** A request on the connection under `socket`: it is in flight until `response` closes. */
-  readonly request: (socket: Duplex, response: http.ServerResponse) => void
+  /** A request (or WebSocket) on the connection under `socket`: it is in flight until `done` closes. */
+  readonly request: (socket: Duplex, done: Closing) => void
+  /** The CONNECT on `socket` became an untouched tunnel: the tunnel idle bound applies to it. */
+  readonly tunnel: (socket: Duplex) => void
   /** Connections watched now (tests, metrics). */
   readonly size: () => number
   /** The proxy stops: every watched connection is closed, and the clock stops. */
   readonly close: () => void
 }
 
+/** What tells that a request is over: a response, a WebSocket, a socket. */
+export interface Closing {
+  readonly once: (event: 'close', listener: () => void) => unknown
+}
+
 interface Watched {
+  /** The idle bound that applies: idleMs, or tunnelIdleMs for an untouched tunnel. */
+  idleMs: number
   /** Bytes read and written when last seen. */
   bytes: number
   /** When a byte last moved, or a request ended. */
@@ -59,7 +72,7 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
     if (socket.destroyed) return undefined
     let known = watched.get(socket)
     if (known === undefined) {
-      known = { bytes: bytesOf(socket), active: now(), inFlight: 0, hello: undefined }
+      known = { idleMs: bounds.idleMs, bytes: bytesOf(socket), active: now(), inFlight: 0, hello: undefined }
       watched.set(socket, known)
       socket.once('close', () => watched.delete(socket))
     }
@@ -80,14 +93,14 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
       }
       if (w.hello !== undefined && readOf(socket) !== w.hello.read) w.hello = undefined
       const silentHello = w.hello !== undefined && at - w.hello.at >= bounds.helloMs
-      const idle = bounds.idleMs > 0 && w.inFlight === 0 && at - w.active >= bounds.idleMs
+      const idle = w.idleMs > 0 && w.inFlight === 0 && at - w.active >= w.idleMs
       if (silentHello || idle) {
         watched.delete(socket)
         socket.destroy()
       }
     }
   }
-  const period = Math.max(20, Math.min(1_000, Math.floor(Math.min(bounds.helloMs, bounds.idleMs || bounds.helloMs) / 4)))
+  const period = Math.max(20, Math.min(1_000, Math.floor(Math.min(bounds.helloMs, bounds.idleMs || bounds.helloMs, bounds.tunnelIdleMs || bounds.helloMs) / 4)))
   const clock = setInterval(tick, period)
   clock.unref()
 
@@ -108,14 +121,18 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
         if (readOf(socket) === read) socket.end()
       })
     },
-    request: (socket, response) => {
+    request: (socket, done) => {
       const w = entry(socket)
       if (w === undefined) return
       w.inFlight++
-      response.once('close', () => {
+      done.once('close', () => {
         w.inFlight--
         w.active = now()
       })
+    },
+    tunnel: (socket) => {
+      const w = entry(socket)
+      if (w !== undefined) w.idleMs = bounds.tunnelIdleMs
     },
     size: () => watched.size,
     close: () => {

@@ -8,12 +8,13 @@ import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 
 import { curl } from './support/clients.js'
 import { ADAPTERS, startHarness, type Harness } from './support/harness.js'
 import { exchange, openTunnel } from './support/rawTunnel.js'
 
-const BOUNDS = { helloMs: 300, idleMs: 600 }
+const BOUNDS = { helloMs: 300, idleMs: 600, tunnelIdleMs: 600 }
 
 /** Resolves when the socket closes; rejects if it is still open after `limitMs` (a liveness bound, not a timing claim). */
 const closed = (socket: Duplex, limitMs = 10_000): Promise<void> =>
@@ -82,6 +83,21 @@ describe.each(ADAPTERS)('client bounds on %s', (adapter) => {
     const answer = await curl(h.proxy.url, h.proxyCaPath, `https://api.alpha.test/v1/slow/${BOUNDS.idleMs * 3}`)
     expect(answer.status).toBe(200)
     expect(h.upstreams.alpha.received.at(-1)?.path).toBe(`/v1/slow/${BOUNDS.idleMs * 3}`)
+  })
+
+  it('never cuts a quiet WebSocket: it is in flight until it closes', async () => {
+    const socket = await rawConnect(h.proxy.port, 'api.alpha.test')
+    const echo = await new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket('wss://api.alpha.test/v1/realtime', { createConnection: () => tlsConnect({ socket, servername: 'api.alpha.test', ca: h.proxy.caCertPem }) })
+      ws.on('open', () => setTimeout(() => ws.send('late'), BOUNDS.idleMs * 3))
+      ws.on('message', (data) => {
+        resolve(data.toString())
+        ws.close(1000)
+      })
+      ws.on('close', (code) => reject(new Error(`closed with ${code} before the echo`)))
+      ws.on('error', reject)
+    })
+    expect(echo).toBe('alpha:late')
   })
 
   it('answers more than 16 KiB of headers inside a tunnel with 431 and closes', async () => {

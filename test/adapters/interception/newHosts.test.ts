@@ -45,6 +45,8 @@ describe('fairQueue', () => {
 
   it.each([
     ['f1.flood.test', 'flood.test'],
+    ['h1.g1.flood.test', 'flood.test'],
+    ['x.beta.test.', 'beta.test'],
     ['api.openai.com', 'openai.com'],
     ['localhost', 'localhost'],
     ['10.1.2.3', '10.1.2.3'],
