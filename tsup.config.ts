@@ -28,5 +28,15 @@ export default defineConfig([
     target: 'node20',
     banner: { js: '#!/usr/bin/env node' },
     skipNodeModulesBundle: true
+  },
+  {
+    // Loaded by `egress-guard run` into every Node child (NODE_OPTIONS=--require): CommonJS, so
+    // any Node version and either module system can load it.
+    entry: { preload: 'adapters/cli/preload.ts' },
+    format: ['cjs'],
+    clean: false,
+    sourcemap: false,
+    target: 'node20',
+    skipNodeModulesBundle: true
   }
 ])

@@ -10,6 +10,11 @@ export interface CatalogProvider {
   /** The header the API expects, and how the key is written into it. */
   readonly header: string
   readonly scheme: 'Bearer' | 'raw'
+  /**
+   * Other headers an official SDK sends the key in, set to the real key too, so that the
+   * placeholder the SDK holds never reaches the upstream in any of them.
+   */
+  readonly alsoIn?: Readonly<Record<string, 'Bearer' | 'raw'>>
   /** The variable the SDK reads, which also holds the real key for the proxy. */
   readonly envVar: string
 }
@@ -26,7 +31,8 @@ const bearer = (name: string, apiUrl: ReadonlyArray<string>, envVar: string, oau
 /** The embedded default policy's providers. */
 export const CATALOG: ReadonlyArray<CatalogProvider> = [
   bearer('openai', ['https://api.openai.com/v1'], 'OPENAI_API_KEY', { tokenUrl: 'https://auth.openai.com/oauth/token', authorizationUrl: 'https://auth.openai.com/authorize' }),
-  { name: 'anthropic', apiUrl: ['https://api.anthropic.com/v1'], header: 'x-api-key', scheme: 'raw', envVar: 'ANTHROPIC_API_KEY' },
+  // @anthropic-ai/sdk 0.x sends the key as `x-api-key`, 1.x as `Authorization: Bearer`.
+  { name: 'anthropic', apiUrl: ['https://api.anthropic.com/v1'], header: 'x-api-key', scheme: 'raw', envVar: 'ANTHROPIC_API_KEY', alsoIn: { Authorization: 'Bearer' } },
   bearer('github', ['https://api.github.com', 'https://uploads.github.com', 'regex:(?:[a-z0-9-]+\\.)?githubusercontent\\.com'], 'GITHUB_TOKEN', {
     authorizationUrl: 'https://github.com/login/oauth/authorize',
     tokenUrl: 'https://github.com/login/oauth/access_token',
@@ -61,7 +67,11 @@ export const catalogPolicy = (env: NodeJS.ProcessEnv): LoadedPolicy => {
     connections: CATALOG.filter((p) => (env[p.envVar] ?? '') !== '').map((p) => ({
       provider: p.name,
       name: 'default',
-      credentials: { headers: { [p.header]: `${p.scheme === 'Bearer' ? 'Bearer ' : ''}\${env:${p.envVar}}` } }
+      credentials: {
+        headers: Object.fromEntries(
+          Object.entries({ [p.header]: p.scheme, ...p.alsoIn }).map(([header, scheme]) => [header, `${scheme === 'Bearer' ? 'Bearer ' : ''}\${env:${p.envVar}}`])
+        )
+      }
     }))
   }
   const decoded = decodePolicy(document)

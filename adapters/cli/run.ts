@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { constants, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { rootCertificates } from 'node:tls'
 
 import * as E from 'fp-ts/lib/Either.js'
@@ -37,6 +38,15 @@ export const mergeNoProxy = (existing: string | undefined): string => {
   return entries.join(',')
 }
 
+/** The Node preload `run` gives its children (dist/preload.cjs, beside the CLI). */
+export const PRELOAD = fileURLToPath(new URL('./preload.cjs', import.meta.url))
+
+/** NODE_OPTIONS with the user's options kept and the preload required after them. */
+export const withPreload = (existing: string | undefined): string => {
+  const own = `--require ${JSON.stringify(PRELOAD)}`
+  return existing === undefined || existing.trim() === '' ? own : `${existing} ${own}`
+}
+
 const systemBundle = async (): Promise<string> => {
   for (const path of SYSTEM_BUNDLES) if (existsSync(path)) return readFile(path, 'utf8')
   return rootCertificates.join('\n')
@@ -51,6 +61,10 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
   }
   const quiet = (level: 'info' | 'warn' | 'error', message: string) => {
     if (level !== 'info') io.err(`egress-guard ${level}: ${message}`)
+  }
+  if (!existsSync(PRELOAD)) {
+    io.err(`error: the Node preload \`${PRELOAD}\` is missing, so Node children could go around the proxy; build egress-guard (npm run build) or reinstall it`)
+    return 1
   }
   const started = await startGuardedProxy(options, io, { log: quiet, port: 0 })
   if (E.isLeft(started)) {
@@ -69,6 +83,10 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     env['no_proxy'] = noProxy
     for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) env[name] = bundle
     env['NODE_EXTRA_CA_CERTS'] = proxy.caCertPath // Node adds it to its own roots
+    // Node 20's fetch and http modules ignore the proxy variables: a preload makes them use them,
+    // after the user's own NODE_OPTIONS; newer Node reads NODE_USE_ENV_PROXY itself.
+    env['NODE_OPTIONS'] = withPreload(io.env['NODE_OPTIONS'])
+    env['NODE_USE_ENV_PROXY'] = '1'
     // Every routed provider's SDK finds a placeholder, never the real key; so does every variable
     // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not.
     const routed = new Set(buildRouteTable(guard.policy().input, scopeOf(guard.mode())).table.routes.map((r) => r.provider))
