@@ -1,5 +1,7 @@
+import { constants } from 'node:fs'
+import { access } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
 
@@ -49,6 +51,16 @@ export const startGuardedProxy = async (
   if (E.isLeft(start)) return E.left([start.left])
   const cliCa = await readCaFiles(options.upstreamCa)
   if (E.isLeft(cliCa)) return E.left([cliCa.left])
+  // An audit file that cannot be written would leave every decision unrecorded: refuse to start.
+  if (options.audit !== undefined) {
+    const where = dirname(resolve(options.audit))
+    try {
+      await access(where, constants.W_OK)
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      return E.left([`--audit \`${options.audit}\`: ${code === 'ENOENT' ? `the directory \`${where}\` does not exist` : `the directory \`${where}\` is not writable`}; create it or choose another path`])
+    }
+  }
   const sinks = [...(extra.sinks ?? []), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
   let guard: Guard
   let policyCa: ReadonlyArray<string> = []

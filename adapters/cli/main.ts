@@ -51,7 +51,8 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
   if (name === 'run') {
     const split = rest.indexOf('--')
     const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine'])
-    if (E.isLeft(parsed)) return usageError(io, parsed.left)
+    // `run curl -s URL`: the command's own options reach the parser first.
+    if (E.isLeft(parsed)) return usageError(io, split < 0 && /^Unknown option/.test(parsed.left) ? `put the command after \`--\`: egress-guard run [options] -- <command...> (${parsed.left})` : parsed.left)
     if (parsed.right.help) return help(io)
     if (split < 0 || parsed.right.positionals.length > 0) return usageError(io, 'put the command after `--`: egress-guard run [options] -- <command...>')
     return run(parsed.right, rest.slice(split + 1), io)

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 
 import * as E from 'fp-ts/lib/Either.js'
@@ -14,15 +15,31 @@ export const loadPolicy = async (options: Pick<CommonOptions, 'policy'>, env: No
   return E.isLeft(loaded) ? E.left(loaded.left.messages) : loaded
 }
 
-/** Reads the `--upstream-ca` files (PEM). */
+/** True when the text holds at least one PEM certificate that parses. */
+export const holdsCertificate = (pem: string): boolean => {
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0]
+  if (first === undefined) return false
+  try {
+    new X509Certificate(first)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Reads the `--upstream-ca` files (PEM); each must hold a certificate. */
 export const readCaFiles = async (paths: ReadonlyArray<string>): Promise<E.Either<string, ReadonlyArray<string>>> => {
   const pems: Array<string> = []
   for (const path of paths) {
+    let pem: string
     try {
-      pems.push(await readFile(path, 'utf8'))
+      pem = await readFile(path, 'utf8')
     } catch (error) {
       return E.left(`--upstream-ca \`${path}\`: cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'}); give the path of a PEM certificate`)
     }
+    // A file without a certificate would start a proxy whose every upstream request fails (502).
+    if (!holdsCertificate(pem)) return E.left(`--upstream-ca \`${path}\`: holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks`)
+    pems.push(pem)
   }
   return E.right(pems)
 }

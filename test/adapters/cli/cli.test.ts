@@ -239,6 +239,23 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(runDirs()).toEqual(before)
   })
 
+  it.each([
+    ['an --upstream-ca file without a certificate', (marker: string) => ['--upstream-ca', policyPath, '--', 'touch', marker], 'holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks'],
+    ['an --audit file in a missing directory', (marker: string) => ['--audit', join(dir, 'missing', 'audit.jsonl'), '--', 'touch', marker], 'does not exist; create it or choose another path']
+  ])('refuses %s before the child starts, naming the option and the fix', async (_, args, message) => {
+    const marker = join(dir, `marker-${Math.random().toString(36).slice(2)}`)
+    const result = await cli(['run', '--policy', policyPath, ...args(marker)], env)
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(message)
+    expect(existsSync(marker)).toBe(false)
+  })
+
+  it('says to put the command after `--` when its own options come first', async () => {
+    const result = await cli(['run', 'curl', '-s', 'https://api.alpha.test/v1/models'], env)
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain('put the command after `--`')
+  })
+
   it('exits 2 when no command follows `--`', async () => {
     expect((await cli(['run', ...common], env)).code).toBe(2)
   })
