@@ -38,6 +38,39 @@ export const mergeNoProxy = (existing: string | undefined): string => {
   return entries.join(',')
 }
 
+/**
+ * The variables that name a CA bundle for common tools: OpenSSL and Python (`SSL_CERT_FILE`),
+ * requests, curl, git (Debian's is built on GnuTLS and reads only its own), the AWS CLI and SDKs,
+ * pip, npm, Deno and Cargo. Each gets the child's bundle.
+ */
+export const BUNDLE_VARIABLES = ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'AWS_CA_BUNDLE', 'PIP_CERT', 'npm_config_cafile', 'DENO_CERT', 'CARGO_HTTP_CAINFO'] as const
+
+/** The text of the file a user's variable names ('' when unset); an unreadable one is said, not silently dropped. */
+const readUserFile = async (io: Io, name: string): Promise<string> => {
+  const path = io.env[name]
+  if (path === undefined || path === '') return ''
+  try {
+    return await readFile(path, 'utf8')
+  } catch (error) {
+    io.err(`egress-guard warn: ${name} names \`${path}\`, which cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'}); the child will not trust it`)
+    return ''
+  }
+}
+
+/** Every distinct bundle the user's variables name, read. */
+const userBundles = async (io: Io): Promise<ReadonlyArray<string>> => {
+  const seen = new Set<string>()
+  const texts: Array<string> = []
+  for (const name of BUNDLE_VARIABLES) {
+    const path = io.env[name]
+    if (path === undefined || path === '' || seen.has(path)) continue
+    seen.add(path)
+    const text = await readUserFile(io, name)
+    if (text !== '') texts.push(text)
+  }
+  return texts
+}
+
 /** The Node preload `run` gives its children (dist/preload.cjs, beside the CLI). */
 export const PRELOAD = fileURLToPath(new URL('./preload.cjs', import.meta.url))
 
@@ -74,15 +107,21 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
   const { proxy, guard, stop } = started.right
   const dir = await mkdtemp(join(tmpdir(), 'egress-guard-run-'))
   try {
+    // The child trusts the system's CAs, every bundle the user's variables name (a corporate CA
+    // keeps working for tunnelled hosts), and the proxy CA; Node gets the user's extra CAs plus
+    // the proxy CA on top of its own roots.
+    const own = await userBundles(io)
     const bundle = join(dir, 'ca-bundle.pem')
-    await writeFile(bundle, `${await systemBundle()}\n${proxy.caCertPem}`, { mode: 0o600 })
+    await writeFile(bundle, [await systemBundle(), ...own, proxy.caCertPem].join('\n'), { mode: 0o600 })
+    const nodeExtra = join(dir, 'node-extra-ca.pem')
+    await writeFile(nodeExtra, `${await readUserFile(io, 'NODE_EXTRA_CA_CERTS')}\n${proxy.caCertPem}`, { mode: 0o600 })
     const env: NodeJS.ProcessEnv = { ...io.env }
     for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) env[name] = proxy.url
     const noProxy = mergeNoProxy(io.env['NO_PROXY'] ?? io.env['no_proxy'])
     env['NO_PROXY'] = noProxy
     env['no_proxy'] = noProxy
-    for (const name of ['SSL_CERT_FILE', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE']) env[name] = bundle
-    env['NODE_EXTRA_CA_CERTS'] = proxy.caCertPath // Node adds it to its own roots
+    for (const name of BUNDLE_VARIABLES) env[name] = bundle
+    env['NODE_EXTRA_CA_CERTS'] = nodeExtra // Node adds it to its own roots
     // Node 20's fetch and http modules ignore the proxy variables: a preload makes them use them,
     // after the user's own NODE_OPTIONS; newer Node reads NODE_USE_ENV_PROXY itself.
     env['NODE_OPTIONS'] = withPreload(io.env['NODE_OPTIONS'])

@@ -200,13 +200,31 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(seen['no_proxy']).toBe(seen['NO_PROXY'])
     expect(seen['REQUESTS_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
     expect(seen['CURL_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
-    expect(seen['NODE_EXTRA_CA_CERTS']).toBe(join(dir, 'config', 'certs', 'ca.pem'))
+    expect(seen['NODE_EXTRA_CA_CERTS']).toMatch(/egress-guard-run-[^/]+\/node-extra-ca\.pem$/)
     expect(seen['ALPHA_API_KEY']).toBe('egress-guard-placeholder')
     expect(seen['GAMMA_API_KEY']).toBeUndefined() // gamma is not routed in connected_deny
     expect(seen['TIE_SECRET']).toBe('egress-guard-placeholder') // read by a template, no envVar declared
     expect(result.stdout).not.toContain(KEY)
     expect(result.stdout).not.toContain('tie-secret-value')
     expect(existsSync(seen['SSL_CERT_FILE'] ?? '')).toBe(false) // removed after the child exited
+  })
+
+  it('keeps the user’s own CAs beside the proxy CA, and names the bundle in every tool’s variable', async () => {
+    const corporate = createPki().caPem
+    const extra = createPki().caPem
+    writeFileSync(join(dir, 'corporate.pem'), corporate)
+    writeFileSync(join(dir, 'extra.pem'), extra)
+    const script = `const fs = require('fs'); const read = (n) => fs.readFileSync(process.env[n], 'utf8'); console.log(JSON.stringify({ bundle: read('SSL_CERT_FILE'), node: read('NODE_EXTRA_CA_CERTS'), same: ['REQUESTS_CA_BUNDLE','CURL_CA_BUNDLE','GIT_SSL_CAINFO','AWS_CA_BUNDLE','PIP_CERT','npm_config_cafile','DENO_CERT','CARGO_HTTP_CAINFO'].every((n) => process.env[n] === process.env.SSL_CERT_FILE) }))`
+    const result = await cli(['run', ...common, '--', process.execPath, '-e', script], { ...env, SSL_CERT_FILE: join(dir, 'corporate.pem'), NODE_EXTRA_CA_CERTS: join(dir, 'extra.pem') })
+    expect(result.code).toBe(0)
+    const seen = JSON.parse(result.stdout) as { bundle: string; node: string; same: boolean }
+    const proxyCa = readFileSync(join(dir, 'config', 'certs', 'ca.pem'), 'utf8')
+    expect(seen.same).toBe(true)
+    expect(seen.bundle).toContain(corporate.trim())
+    expect(seen.bundle).toContain(proxyCa.trim())
+    expect(seen.bundle.split('BEGIN CERTIFICATE').length).toBeGreaterThan(50) // the system's roots too
+    expect(seen.node).toContain(extra.trim())
+    expect(seen.node).toContain(proxyCa.trim())
   })
 
   it.each(['http-mitm-proxy', 'mockttp'])('sends the child’s traffic through the proxy (--engine %s), which injects the key', async (engine) => {
