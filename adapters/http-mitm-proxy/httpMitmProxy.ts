@@ -17,7 +17,7 @@ import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
 import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
-import { answerClientErrors, refuseOverBudget } from '../proxy/rawAnswer.js'
+import { answerClientErrors, offerHttp10, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, hostHeaderFor, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -388,7 +388,11 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
   listener.on('connection', watch.accepted)
   try {
-    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now, onServer: answerClientErrors })
+    const prepare = (server: http.Server): void => {
+      answerClientErrors(server)
+      offerHttp10(server)
+    }
+    hostServers = manageHostServers(proxy as unknown as LibraryServerTable, { max: maxInterceptedHosts, now, onServer: prepare })
   } catch (error) {
     proxy.close()
     throw error

@@ -14,7 +14,7 @@ import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
-import { refuseOverBudget } from '../proxy/rawAnswer.js'
+import { http1Alpn, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -136,7 +136,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   // Traffic is not recorded (it would grow without bound). HTTP/2 is refused: mockttp's own ALPN
   // callback accepts a client that offers only h2 even with `http2: false`, so ours replaces it.
   const mock: Mockttp = getLocal({
-    https: { certPath: ca.certPath, keyPath: ca.keyPath, tlsServerOptions: { ALPNCallback: ({ protocols }: { protocols: Array<string> }) => (protocols.includes('http/1.1') ? 'http/1.1' : undefined) } as never },
+    https: { certPath: ca.certPath, keyPath: ca.keyPath, tlsServerOptions: { ALPNCallback: ({ protocols }: { protocols: Array<string> }) => http1Alpn(protocols) } as never },
     recordTraffic: false,
     http2: false
   })

@@ -40,3 +40,14 @@ export const answerClientErrors = (server: Server): void => {
     setTimeout(() => socket.destroy(), 1_000).unref()
   })
 }
+
+/** The HTTP versions an intercepting server offers in ALPN: HTTP/1.1, and HTTP/1.0 for clients that offer only that (`curl --http1.0`). */
+export const HTTP1_ALPN: ReadonlyArray<string> = ['http/1.1', 'http/1.0']
+
+/** Picks the HTTP/1 protocol a client offers in ALPN, preferring 1.1; undefined (refused) when it offers neither, as an h2-only client. */
+export const http1Alpn = (offered: ReadonlyArray<string>): string | undefined => HTTP1_ALPN.find((p) => offered.includes(p))
+
+/** Makes an HTTPS server (one the proxy library made) offer HTTP/1.0 in ALPN as well as HTTP/1.1. */
+export const offerHttp10 = (server: Server): void => {
+  ;(server as Server & { ALPNProtocols?: Buffer }).ALPNProtocols = Buffer.concat(HTTP1_ALPN.map((p) => Buffer.concat([Buffer.from([p.length]), Buffer.from(p)])))
+}

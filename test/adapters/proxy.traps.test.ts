@@ -201,6 +201,12 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect(deny.upstreams.alpha.received).toHaveLength(before)
   })
 
+  it('speaks HTTP/1.0 to a client that offers only that in ALPN (curl --http1.0)', async () => {
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.0'])
+    expect(answer.status).toBe(200)
+    expect(deny.upstreams.alpha.received.at(-1)?.headers.authorization).toBe(`Bearer ${SECRETS.alpha}`)
+  })
+
   it('accepts any spelling of a routed host, normalised before the library sees it', async () => {
     for (const spelling of ['API.ALPHA.TEST', 'api.alpha.test.', 'Api.Alpha.Test.']) {
       const answer = await curl(allow.proxy.url, allow.proxyCaPath, `https://${spelling}/v1/models`)
