@@ -100,9 +100,12 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
   },
   // ... and a repeated `/` never changes which credential a request gets: a server that merges it
   // must find the same route winning.
+  // (A path whose readings differ in where its dot segments land is ambiguous, and only host-wide
+  // routes may match it; that rule has a law of its own above.)
   matchIsTheSameWithRepeatedSlashesMerged: ({ table, request, resolution }) => {
-    if (resolution._tag !== 'Matched') return true
-    const merged = modelCanonicalPath(request.path).path.replace(/\/{2,}/g, '/')
+    const canonical = modelCanonicalPath(request.path)
+    if (resolution._tag !== 'Matched' || canonical.ambiguous) return true
+    const merged = canonical.path.replace(/\/{2,}/g, '/')
     return JSON.stringify(resolveRoute(table, { ...request, path: merged })) === JSON.stringify(resolution)
   },
   queryStringIrrelevant: ({ table, request, resolution }) =>
