@@ -6,6 +6,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import type { Decision, RequestFacts } from '../../core/index.js'
 import type { Guard } from '../guard/createGuard.js'
+import { parseTarget } from '../proxy/requestFacts.js'
 import { decodeFacts, decodeTunnel } from './codecs.js'
 
 /** How to run the decision service. */
@@ -87,7 +88,9 @@ const gatewayFacts = (request: http.IncomingMessage, path: string, prefix: 'x-or
   const scheme = header(request, `${prefix}scheme`) ?? 'http'
   const port = Number(header(request, `${prefix}port`) ?? (scheme === 'https' ? 443 : 80))
   const method = (prefix === 'x-original-' ? header(request, 'x-original-method') : request.method) ?? 'GET'
-  return E.right({ scheme, host: host.replace(/:\d+$/, ''), port, path, method })
+  // The target is read as every engine reads it (an absolute-form one by WHATWG; see requestFacts.ts).
+  const target = parseTarget(path)
+  return E.right({ scheme, host: host.replace(/:\d+$/, ''), port, path: target.path, method, ...(target.absoluteUriHost === undefined ? {} : { absoluteUriHost: target.absoluteUriHost }) })
 }
 
 const credentialHeaders = (decision: Decision): Readonly<Record<string, string>> => (decision._tag === 'Inject' ? decision.headers : {})

@@ -2,6 +2,7 @@ import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'und
 
 import type { DenyReason, RequestFacts } from '../../core/index.js'
 import type { Guard } from '../guard/createGuard.js'
+import { parseTarget } from '../proxy/requestFacts.js'
 
 /** The error a denied request fails with: the deny reason and the body a proxy would answer. */
 export class EgressGuardDenied extends Error {
@@ -52,13 +53,16 @@ const factsOf = (options: Dispatcher.DispatchOptions): RequestFacts => {
   const origin = new URL(String(options.origin))
   const scheme = origin.protocol.replace(/:$/, '')
   const host = pairsOf(options.headers).find(([name]) => name.toLowerCase() === 'host')?.[1]
+  // The target is read as every engine reads it (an absolute-form one by WHATWG; see requestFacts.ts).
+  const target = parseTarget(options.path)
   return {
     scheme,
     host: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: origin.port !== '' ? Number(origin.port) : scheme === 'https' ? 443 : 80,
-    path: options.path,
+    path: target.path,
     method: options.method,
-    ...(host === undefined ? {} : { hostHeader: host })
+    ...(host === undefined ? {} : { hostHeader: host }),
+    ...(target.absoluteUriHost === undefined ? {} : { absoluteUriHost: target.absoluteUriHost })
   }
 }
 
