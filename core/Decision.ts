@@ -14,7 +14,7 @@ import { hostHasRoutesOnPort, isPassthroughHost, type RouteTable } from './Route
 // -------------------------------------------------------------------------------------
 
 /** Why a request or tunnel was denied. */
-export type DenyReason = 'no_credentials' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
+export type DenyReason = 'no_credentials' | 'unauthenticated' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
 
 /** Forward the request with these credential headers set (replacing any of the same name). */
 export interface Inject {
@@ -107,8 +107,8 @@ export const denyBody = (reason: DenyReason, provider: string | null, denyText?:
 const PASS: Pass = { _tag: 'Pass' }
 const isString = (value: unknown): value is string => typeof value === 'string'
 
-// A host that does not parse is shown without anything up to its last `@` (user info), shortened.
-const shownHost = (host: unknown): string => {
+/** A host as records show it: normalised when it parses, else without anything up to its last `@` (user info), shortened. */
+export const shownHost = (host: unknown): string => {
   const parsed = parseHost(host)
   if (E.isRight(parsed)) return parsed.right
   if (!isString(host)) return ''

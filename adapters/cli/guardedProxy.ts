@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { DEFAULT_MODE, type ProxyMode } from '../../core/index.js'
+import { DEFAULT_MODE, type ProxyCredentials, type ProxyMode } from '../../core/index.js'
 import { jsonLinesSink } from '../guard/auditSinks.js'
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
@@ -45,7 +45,14 @@ const loadEngine = (engine: Engine): Promise<E.Either<string, StartProxy>> =>
 export const startGuardedProxy = async (
   options: CommonOptions,
   io: Io,
-  extra: { readonly sinks?: ReadonlyArray<AuditSink>; readonly log: Logger; readonly port?: number; readonly ca?: CertificateAuthority }
+  extra: {
+    readonly sinks?: ReadonlyArray<AuditSink>
+    readonly log: Logger
+    readonly port?: number
+    readonly ca?: CertificateAuthority
+    /** The `Proxy-Authorization` every client must send (run's private proxy). */
+    readonly proxyAuthentication?: ProxyCredentials
+  }
 ): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
   const start = await loadEngine(options.engine)
   if (E.isLeft(start)) return E.left([start.left])
@@ -83,6 +90,7 @@ export const startGuardedProxy = async (
       port: extra.port ?? options.port ?? 0,
       upstreamCa: [...policyCa, ...cliCa.right],
       connectTo: options.connectTo,
+      ...(extra.proxyAuthentication === undefined ? {} : { proxyAuthentication: extra.proxyAuthentication }),
       log: extra.log
     })
     return E.right({

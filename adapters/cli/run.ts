@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { constants, tmpdir } from 'node:os'
@@ -99,7 +100,11 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     io.err(`error: the Node preload \`${PRELOAD}\` is missing, so Node children could go around the proxy; build egress-guard (npm run build) or reinstall it`)
     return 1
   }
-  const started = await startGuardedProxy(options, io, { log: quiet, port: 0 })
+  // The proxy is the child's alone: any other local process or user that finds its port would
+  // have the child's credentials injected, so it demands a random token the child gets in its
+  // proxy URL (what every common client turns into Proxy-Authorization: Basic).
+  const client = { name: 'run', token: randomBytes(32).toString('base64url') }
+  const started = await startGuardedProxy(options, io, { log: quiet, port: 0, proxyAuthentication: client })
   if (E.isLeft(started)) {
     for (const message of started.left) io.err(`error: ${message}`)
     return 1
@@ -116,7 +121,8 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     const nodeExtra = join(dir, 'node-extra-ca.pem')
     await writeFile(nodeExtra, `${await readUserFile(io, 'NODE_EXTRA_CA_CERTS')}\n${proxy.caCertPem}`, { mode: 0o600 })
     const env: NodeJS.ProcessEnv = { ...io.env }
-    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) env[name] = proxy.url
+    const proxyUrl = proxy.url.replace(/^http:\/\//, `http://${client.name}:${client.token}@`)
+    for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) env[name] = proxyUrl
     const noProxy = mergeNoProxy(io.env['NO_PROXY'] ?? io.env['no_proxy'])
     env['NO_PROXY'] = noProxy
     env['no_proxy'] = noProxy

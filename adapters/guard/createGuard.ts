@@ -8,6 +8,7 @@ import {
   decideTunnel,
   DEFAULT_MODE,
   failClosed,
+  refuseUnauthenticated,
   resolveRoute,
   scopeOf,
   type AuditRecord,
@@ -19,7 +20,8 @@ import {
   type RouteResolution,
   type RouteTable,
   type RouteWarning,
-  type TunnelDecided
+  type TunnelDecided,
+  type Unauthenticated
 } from '../../core/index.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
@@ -76,6 +78,8 @@ export interface Guard {
   readonly evaluateTunnel: (host: string, port: number) => TunnelVerdict
   /** The fail-closed verdict for a request an adapter could not even describe. */
   readonly failClosed: (request: Partial<RequestFacts>) => Verdict
+  /** Refuses (407) and records a request to `host` that did not authenticate to the proxy. */
+  readonly refuseUnauthenticated: (host: string) => Unauthenticated
   readonly reload: () => Promise<ReloadResult>
   /** Switches the mode at run time (a mode endpoint, a signal); `undefined` returns to the policy's. */
   readonly setMode: (mode: ProxyMode | undefined) => void
@@ -229,6 +233,11 @@ export const createGuard = (options: GuardOptions): Guard => {
     evaluateNow,
     evaluateTunnel,
     failClosed: (request) => failClosedVerdict(request, snapshot.mode),
+    refuseUnauthenticated: (host) => {
+      const refused = refuseUnauthenticated(host)
+      record(refused.audit, snapshot.mode, randomUUID())
+      return refused.decision
+    },
     reload,
     setMode,
     mode: () => snapshot.mode,

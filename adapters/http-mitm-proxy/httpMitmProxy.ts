@@ -9,7 +9,7 @@ import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
+import { parseHost, type Deny, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { atLeastOne } from '../interception/atLeastOne.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
@@ -17,6 +17,7 @@ import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
 import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
+import { authenticates, refuseSocket } from '../proxy/proxyAuthentication.js'
 import { answerClientErrors, offerHttp10, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, hostHeaderFor, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -46,6 +47,8 @@ export interface HttpMitmProxyOptions {
   readonly clientBounds?: Partial<ClientBounds>
   /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
   readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
+  /** The `Proxy-Authorization: Basic` every CONNECT and plain request must carry; others get 407. */
+  readonly proxyAuthentication?: ProxyCredentials
   /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
   readonly now?: () => number
   readonly log?: Logger
@@ -77,14 +80,14 @@ const refuseWebSocket = (socket: RefusableWebSocket, reason: string): void => {
 /** How long an idle upstream connection is kept for reuse, at most. */
 const UPSTREAM_IDLE_MS = 30_000
 
-const answer = (ctx: IContext, status: number, body: string): void => {
+const answer = (ctx: IContext, status: number, body: string, headers: Readonly<Record<string, string>> = {}): void => {
   const response = ctx.proxyToClientResponse
   ctx.clientToProxyRequest.resume()
   if (response.headersSent) {
     response.destroy()
     return
   }
-  response.writeHead(status, { 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
+  response.writeHead(status, { ...headers, 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
   response.end(body)
 }
 
@@ -111,6 +114,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   const proxy = new Proxy()
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
+  const required = options.proxyAuthentication
   // Set once the proxy listens (the library makes its server table then).
   let hostServers: HostServers | undefined
 
@@ -162,6 +166,10 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
     watch.connect(socket)
+    if (required !== undefined && !authenticates(request.headers['proxy-authorization'], required)) {
+      refuseSocket(socket, guard.refuseUnauthenticated(connectTarget(request.url)?.host ?? ''))
+      return
+    }
     try {
       const target = connectTarget(request.url)
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
@@ -201,6 +209,12 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     const request = ctx.clientToProxyRequest
     const options_ = ctx.proxyToServerRequestOptions
     watch.request(ctx.connectRequest?.socket ?? request.socket, ctx.proxyToClientResponse)
+    // A plain proxy request authenticates itself; one inside a tunnel belongs to its CONNECT's client.
+    if (ctx.connectRequest === undefined && required !== undefined && !authenticates(request.headers['proxy-authorization'], required)) {
+      const refusal = guard.refuseUnauthenticated(plainProxyDestination(receivedTargets.get(request) ?? '')?.host ?? '')
+      answer(ctx, refusal.status, refusal.body, refusal.headers)
+      return
+    }
     const factsFor = (where: PinnedDestination): RequestFacts => factsOf(request, ctx.isSSL, where, request.method ?? 'GET')
 
     // Applies a verdict to the request; true when it is to be forwarded.

@@ -7,14 +7,15 @@ import { getLocal, type Mockttp } from 'mockttp'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type RequestFacts } from '../../core/index.js'
+import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
 import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
-import { http1Alpn, refuseOverBudget } from '../proxy/rawAnswer.js'
+import { authenticates, refuseSocket } from '../proxy/proxyAuthentication.js'
+import { http1Alpn, rawAnswer, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -47,6 +48,8 @@ export interface MockttpProxyOptions {
   readonly clientBounds?: Partial<ClientBounds>
   /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
   readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
+  /** The `Proxy-Authorization: Basic` every CONNECT and plain request must carry; others get 407. */
+  readonly proxyAuthentication?: ProxyCredentials
   readonly log?: Logger
 }
 
@@ -88,12 +91,12 @@ const MAX_REMEMBERED_HOSTS = 4_096
 
 const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
 
-const writeAnswer = (response: http.ServerResponse, status: number, body: string): void => {
+const writeAnswer = (response: http.ServerResponse, status: number, body: string, headers: Readonly<Record<string, string>> = {}): void => {
   if (response.headersSent) {
     response.destroy()
     return
   }
-  response.writeHead(status, { 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
+  response.writeHead(status, { ...headers, 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(body)) })
   response.end(body)
 }
 
@@ -143,6 +146,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   const internals = mock as unknown as MockttpInternals
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
+  const required = options.proxyAuthentication
   // Hosts intercepted lately (least recently used first), which the budget does not count again.
   const intercepted = new Map<string, true>()
   const admitted = (host: string): boolean => {
@@ -169,6 +173,10 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     // Node removes its own error handler before emitting `connect`: one is needed before any await.
     socket.on('error', () => socket.destroy())
     watch.connect(socket)
+    if (required !== undefined && !(socket instanceof TLSSocket) && !authenticates(request.headers['proxy-authorization'], required)) {
+      refuseSocket(socket, guard.refuseUnauthenticated(connectTarget(request.url)?.host ?? ''))
+      return
+    }
     if (socket instanceof TLSSocket || tunnels.has(clientSocketOf(socket))) {
       refuseWith(socket, '400 Bad Request', 'Bad request: egress-guard does not open a tunnel inside a tunnel')
       return
@@ -217,7 +225,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       sni: tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined
     })
 
-  type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string }
+  type Judged = { readonly forward: true } | { readonly forward: false; readonly status: number; readonly body: string; readonly headers?: Readonly<Record<string, string>> }
 
   /** Requests the policy is never asked about: a bad port, or more than one Host header. */
   const malformed = (request: http.IncomingMessage, where: PinnedDestination): Judged | undefined => {
@@ -262,6 +270,11 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     if (request.httpVersionMajor === 2) return { forward: false, status: 400, body: HTTP2_REFUSED }
     const tls = request.socket instanceof TLSSocket
     const tunnel = tunnels.get(clientSocketOf(request.socket))
+    // A plain proxy request authenticates itself; one inside a tunnel belongs to its CONNECT's client.
+    if (tunnel === undefined && required !== undefined && !authenticates(request.headers['proxy-authorization'], required)) {
+      const refusal = guard.refuseUnauthenticated(plainProxyDestination(request.url ?? '')?.host ?? '')
+      return { forward: false, status: refusal.status, body: refusal.body, headers: refusal.headers }
+    }
     const pinned = tunnel?.where
     if (pinned !== undefined) {
       const refused = malformed(request, pinned)
@@ -312,7 +325,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
 
   const decideRequest: Middleware = (request, response, next) => {
     watch.request(clientSocketOf(request.socket), response)
-    judged(request, false, (outcome) => (outcome.forward ? next() : writeAnswer(response, outcome.status, outcome.body)), () => response.destroy())
+    judged(request, false, (outcome) => (outcome.forward ? next() : writeAnswer(response, outcome.status, outcome.body, outcome.headers)), () => response.destroy())
   }
 
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -327,7 +340,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
           return
         }
         socket.on('error', () => socket.destroy())
-        socket.end(`HTTP/1.1 ${outcome.status} ${outcome.status === 403 ? 'Forbidden' : 'Bad Gateway'}\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(outcome.body)}\r\nConnection: close\r\n\r\n${outcome.body}`)
+        socket.end(rawAnswer(outcome.status, outcome.body, outcome.headers))
       },
       () => socket.destroy()
     )

@@ -194,7 +194,7 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     const result = await cli(['run', ...common, '--', process.execPath, '-e', script], env)
     expect(result.code).toBe(0)
     const seen = JSON.parse(result.stdout) as Record<string, string | undefined>
-    expect(seen['HTTPS_PROXY']).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    expect(seen['HTTPS_PROXY']).toMatch(/^http:\/\/run:[A-Za-z0-9_-]{43}@127\.0\.0\.1:\d+$/)
     for (const k of ['HTTP_PROXY', 'http_proxy', 'https_proxy']) expect(seen[k]).toBe(seen['HTTPS_PROXY'])
     expect(seen['NO_PROXY']).toBe('internal.corp,localhost,127.0.0.1,::1')
     expect(seen['no_proxy']).toBe(seen['NO_PROXY'])
@@ -233,6 +233,12 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     expect(result.code).toBe(0)
     expect(upstream.received).toHaveLength(before + 1)
     expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
+  })
+
+  it('keeps its proxy private: a connection without the child’s token gets 407', async () => {
+    const script = "const u = new URL(process.env.HTTPS_PROXY); const s = require('net').connect(Number(u.port), u.hostname, () => s.write('CONNECT api.alpha.test:443 HTTP/1.1\\r\\nHost: api.alpha.test:443\\r\\n\\r\\n')); s.on('data', (d) => { console.log(d.toString().split('\\r\\n')[0]); s.destroy() })"
+    const result = await cli(['run', ...common, '--', process.execPath, '-e', script], env)
+    expect(result).toMatchObject({ code: 0, stdout: 'HTTP/1.1 407 Proxy Authentication Required\n' })
   })
 
   it('exits with the child’s exit code and passes its output through', async () => {

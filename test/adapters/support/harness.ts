@@ -120,7 +120,7 @@ export interface HarnessOptions {
   /** Sinks that receive every record besides the harness's own audit file. */
   readonly extraSinks?: ReadonlyArray<AuditSink>
   /** Options of the proxy adapter beyond the ones the harness sets. */
-  readonly proxy?: Pick<Parameters<typeof startHttpMitmProxy>[0], 'maxInterceptedHosts' | 'now' | 'clientBounds' | 'newHosts'>
+  readonly proxy?: Pick<Parameters<typeof startHttpMitmProxy>[0], 'maxInterceptedHosts' | 'now' | 'clientBounds' | 'newHosts' | 'proxyAuthentication'>
 }
 
 let sharedPki: Pki | undefined
