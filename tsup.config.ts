@@ -30,9 +30,9 @@ export default defineConfig([
     skipNodeModulesBundle: true
   },
   {
-    // Loaded by `egress-guard run` into every Node child (NODE_OPTIONS=--require): CommonJS, so
-    // any Node version and either module system can load it.
-    entry: { preload: 'adapters/cli/preload.ts' },
+    // Loaded by `egress-guard run` into every Node child (NODE_OPTIONS=--require), and its
+    // --isolate bridge: CommonJS, so any Node version and either module system can load them.
+    entry: { preload: 'adapters/cli/preload.ts', isolate: 'adapters/cli/isolate.ts' },
     format: ['cjs'],
     clean: false,
     sourcemap: false,

@@ -13,7 +13,7 @@ const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
   egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
-  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] -- <command...>
+  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--json]
   egress-guard decision-service [--policy FILE] [--mode MODE] [--port N] [--token T] [--audit FILE] [--json]
@@ -50,7 +50,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
   }
   if (name === 'run') {
     const split = rest.indexOf('--')
-    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine'])
+    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine', 'isolate'])
     // `run curl -s URL`: the command's own options reach the parser first.
     if (E.isLeft(parsed)) return usageError(io, split < 0 && /^Unknown option/.test(parsed.left) ? `put the command after \`--\`: egress-guard run [options] -- <command...> (${parsed.left})` : parsed.left)
     if (parsed.right.help) return help(io)

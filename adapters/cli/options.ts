@@ -25,6 +25,8 @@ export interface CommonOptions {
   readonly engine: Engine
   /** `serve`: how many worker processes share the port (1: none, the proxy runs in this process). */
   readonly workers: number
+  /** `run`: start the child in a network namespace whose only way out is the proxy. */
+  readonly isolate: boolean
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -41,6 +43,7 @@ const SPEC = {
   token: { type: 'string' },
   engine: { type: 'string' },
   workers: { type: 'string' },
+  isolate: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -90,6 +93,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     token: values.token,
     engine: engine as Engine,
     workers: Number(workers),
+    isolate: values.isolate ?? false,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { constants, tmpdir } from 'node:os'
+import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { rootCertificates } from 'node:tls'
@@ -72,6 +73,24 @@ const userBundles = async (io: Io): Promise<ReadonlyArray<string>> => {
   return texts
 }
 
+/** The bridge `run --isolate` runs inside the child's network namespace (dist/isolate.cjs). */
+export const ISOLATE = fileURLToPath(new URL('./isolate.cjs', import.meta.url))
+
+/**
+ * Why a network namespace cannot be had here, or undefined when one can: `--isolate` never runs a
+ * child unisolated. Tried for real: a user and network namespace whose loopback comes up.
+ */
+export const namespaceRefusal = (): string | undefined => {
+  const tried = spawnSync('unshare', ['-rn', '--', 'ip', 'link', 'set', 'lo', 'up'], { encoding: 'utf8', timeout: 10_000 })
+  if (tried.error !== undefined) {
+    const code = (tried.error as NodeJS.ErrnoException).code
+    return code === 'ENOENT' ? 'this machine has no `unshare` (util-linux); install it, or run without --isolate' : `cannot start \`unshare\` (${code ?? 'error'})`
+  }
+  if (tried.status === 0) return undefined
+  const why = (tried.stderr ?? '').trim().split('\n').at(-1) ?? ''
+  return `cannot make a user and network namespace here (${why === '' ? `unshare exited with ${tried.status}` : why}); allow unprivileged user namespaces (user.max_user_namespaces, kernel.unprivileged_userns_clone) and install iproute2, or run without --isolate`
+}
+
 /** The Node preload `run` gives its children (dist/preload.cjs, beside the CLI). */
 export const PRELOAD = fileURLToPath(new URL('./preload.cjs', import.meta.url))
 
@@ -96,6 +115,13 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
   const quiet = (level: 'info' | 'warn' | 'error', message: string) => {
     if (level !== 'info') io.err(`egress-guard ${level}: ${message}`)
   }
+  if (options.isolate) {
+    const refused = namespaceRefusal()
+    if (refused !== undefined) {
+      io.err(`error: --isolate: ${refused}`)
+      return 1
+    }
+  }
   if (!existsSync(PRELOAD)) {
     io.err(`error: the Node preload \`${PRELOAD}\` is missing, so Node children could go around the proxy; build egress-guard (npm run build) or reinstall it`)
     return 1
@@ -111,6 +137,8 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
   }
   const { proxy, guard, stop } = started.right
   const dir = await mkdtemp(join(tmpdir(), 'egress-guard-run-'))
+  let bridge: Server | undefined
+  let launched: ReadonlyArray<string> = [file, ...args]
   try {
     // The child trusts the system's CAs, every bundle the user's variables name (a corporate CA
     // keeps working for tunnelled hosts), and the proxy CA; Node gets the user's extra CAs plus
@@ -121,6 +149,14 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     const nodeExtra = join(dir, 'node-extra-ca.pem')
     await writeFile(nodeExtra, `${await readUserFile(io, 'NODE_EXTRA_CA_CERTS')}\n${proxy.caCertPem}`, { mode: 0o600 })
     const env: NodeJS.ProcessEnv = { ...io.env }
+    // Isolated, the child reaches the proxy only through a bridge in its namespace, on the same
+    // port number there, carried over a Unix socket in the run's private directory.
+    if (options.isolate) {
+      bridge = createServer((socket) => proxy.accept(socket))
+      const socketPath = join(dir, 'proxy.sock')
+      await new Promise<void>((resolve, reject) => bridge?.once('error', reject).listen(socketPath, resolve))
+      launched = ['unshare', '-rn', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, ISOLATE, socketPath, String(proxy.port), file, ...args]
+    }
     const proxyUrl = proxy.url.replace(/^http:\/\//, `http://${client.name}:${client.token}@`)
     for (const name of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) env[name] = proxyUrl
     const noProxy = mergeNoProxy(io.env['NO_PROXY'] ?? io.env['no_proxy'])
@@ -138,7 +174,8 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     for (const p of guard.policy().file.providers) if (p.envVar !== undefined && routed.has(p.name)) env[p.envVar] = PLACEHOLDER
     for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined) env[name] = PLACEHOLDER
     return await new Promise<number>((resolve) => {
-      const child = spawn(file, args, { stdio: 'inherit', env })
+      const [program = file, ...programArgs] = launched
+      const child = spawn(program, programArgs, { stdio: 'inherit', env })
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal)
       const handlers = FORWARDED.map((signal) => [signal, forward(signal)] as const)
       for (const [signal, handler] of handlers) process.on(signal, handler)
@@ -156,6 +193,7 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
       child.on('exit', (code, signal) => done(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0))))
     })
   } finally {
+    bridge?.close()
     await stop()
     await rm(dir, { recursive: true, force: true })
   }

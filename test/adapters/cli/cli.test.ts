@@ -2,7 +2,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import { connect as tlsConnect } from 'node:tls'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -239,6 +239,43 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
     const script = "const u = new URL(process.env.HTTPS_PROXY); const s = require('net').connect(Number(u.port), u.hostname, () => s.write('CONNECT api.alpha.test:443 HTTP/1.1\\r\\nHost: api.alpha.test:443\\r\\n\\r\\n')); s.on('data', (d) => { console.log(d.toString().split('\\r\\n')[0]); s.destroy() })"
     const result = await cli(['run', ...common, '--', process.execPath, '-e', script], env)
     expect(result).toMatchObject({ code: 0, stdout: 'HTTP/1.1 407 Proxy Authentication Required\n' })
+  })
+
+  describe('--isolate', () => {
+    it('gives the child no way out but the proxy: the proxy works, a direct connection and DNS do not', async () => {
+      const before = upstream.received.length
+      // Inside: curl through the proxy; a raw connection to the upstream (listening on this
+      // machine's loopback, so reachable from outside the namespace); a DNS query.
+      const script = [
+        'curl -sS -o /dev/null -w "proxy:%{http_code}\\n" https://api.alpha.test/v1/models',
+        `node -e "require('net').connect(${upstream.port}, '127.0.0.1').on('connect', () => { console.log('direct:connected'); process.exit() }).on('error', (e) => console.log('direct:' + e.code))"`,
+        `node -e "require('dns').promises.resolve4('egress-guard.invalid').then(() => console.log('dns:answered'), (e) => console.log('dns:' + e.code))"`
+      ].join('; ')
+      const result = await cli(['run', '--isolate', ...common, '--', 'sh', '-c', script], env)
+      expect(result.stderr).toBe('')
+      expect(result.code).toBe(0)
+      const lines = result.stdout.trim().split('\n')
+      expect(lines[0]).toBe('proxy:200')
+      expect(lines[1]).toMatch(/^direct:(ECONNREFUSED|ENETUNREACH)$/)
+      expect(lines[2]).not.toBe('dns:answered')
+      expect(upstream.received).toHaveLength(before + 1)
+      expect(upstream.received.at(-1)?.headers.authorization).toBe(`Bearer ${KEY}`)
+    })
+
+    it('exits with the child’s code', async () => {
+      expect((await cli(['run', '--isolate', ...common, '--', 'sh', '-c', 'exit 7'], env)).code).toBe(7)
+    })
+
+    it('refuses to start, and runs nothing, where no namespace can be made', async () => {
+      const fake = join(dir, 'no-userns')
+      mkdirSync(fake, { recursive: true })
+      writeFileSync(join(fake, 'unshare'), '#!/bin/sh\necho "unshare: unshare failed: Operation not permitted" >&2\nexit 1\n', { mode: 0o755 })
+      const marker = join(dir, 'isolate-marker')
+      const result = await cli(['run', '--isolate', ...common, '--', 'touch', marker], { ...env, PATH: `${fake}:${process.env['PATH'] ?? ''}` })
+      expect(result.code).toBe(1)
+      expect(result.stderr).toContain('error: --isolate: cannot make a user and network namespace here (unshare: unshare failed: Operation not permitted)')
+      expect(existsSync(marker)).toBe(false)
+    })
   })
 
   it('exits with the child’s exit code and passes its output through', async () => {

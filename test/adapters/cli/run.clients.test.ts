@@ -138,6 +138,21 @@ describe('egress-guard run with real Node clients, on the bundled catalog', () =
     expect(result).toMatchObject({ code: 0, stdout: '403\n' })
   })
 
+  it('under --isolate, the openai SDK still goes through the proxy, and a direct connection cannot', async () => {
+    const path = script('openai-isolated.cjs', `
+      const OpenAI = require(${JSON.stringify(resolve('openai'))})
+      const client = new OpenAI.OpenAI({ maxRetries: 0 })
+      const answer = await client.chat.completions.create({ model: 'gpt-x', messages: [{ role: 'user', content: 'hi' }] })
+      console.log(JSON.stringify(answer))`)
+    const before = openai.received.length
+    const result = await run([process.execPath, path], ['--isolate', ...args])
+    expect(result.stderr).not.toContain('TRIPWIRE')
+    expect(result.code).toBe(0)
+    expect(JSON.parse(result.stdout)).toEqual({ upstream: 'openai', path: '/v1/chat/completions' })
+    expect(openai.received).toHaveLength(before + 1)
+    expect(openai.received.at(-1)?.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`)
+  })
+
   it('a child that ignores the proxy is caught by the tripwire (the test can fail)', async () => {
     const path = script('direct.cjs', `require('node:net').connect(443, '127.0.0.2')`)
     const result = await run([process.execPath, path], args)
