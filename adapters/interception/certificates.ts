@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { webcrypto } from 'node:crypto'
 
-import * as x509 from '@peculiar/x509'
+import type * as X509 from '@peculiar/x509'
 
 import { atLeastOne } from './atLeastOne.js'
 import { fairQueue, hostGroup } from './fairQueue.js'
@@ -36,7 +36,12 @@ export interface CaOptions {
 const MAX_WAITING_LEAVES = 4_096
 
 // x509 takes a WebCrypto implementation; Node's is the one to use.
-const provider = webcrypto as unknown as Parameters<typeof x509.X509CertificateGenerator.create>[1]
+const provider = webcrypto as unknown as Parameters<typeof X509.X509CertificateGenerator.create>[1]
+
+// x509 takes a fifth of a second to load, which every `run` paid before its child started: it is
+// loaded only to make a CA, or in the background once the CA is read, before the first leaf.
+let x509Loading: Promise<typeof X509> | undefined
+const loadX509 = (): Promise<typeof X509> => (x509Loading ??= import('@peculiar/x509'))
 type KeyPair = webcrypto.CryptoKeyPair
 
 const pem = (label: string, der: ArrayBuffer): string =>
@@ -77,6 +82,7 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
   try {
     ;[certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
   } catch {
+    const x509 = await loadX509()
     const keys = (await webcrypto.subtle.generateKey({ ...RSA, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['sign', 'verify'])) as KeyPair
     const created = now()
     const cert = await x509.X509CertificateGenerator.createSelfSigned(
@@ -102,13 +108,22 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
     await writeFile(certPath, certPem, { mode: 0o644 })
   }
   await chmod(keyPath, 0o600)
-  const caCert = new x509.X509Certificate(certPem)
   const caKey = await webcrypto.subtle.importKey('pkcs8', derOf(keyPem), RSA, false, ['sign'])
+  const caPem = certPem
   // Issued leaves by host, least recently used first, with when each was issued.
   const leaves = new Map<string, { readonly issuedAt: number; readonly leaf: Promise<{ cert: string; key: string }> }>()
   // Made once for all leaves: the CA's key identifier, and always one leaf key pair ahead, so that
   // the first request to a new host waits only for the signature (measured: 10 ms down to 7).
-  const authorityKeyId = x509.AuthorityKeyIdentifierExtension.create(caCert, false, provider)
+  type Authority = { readonly x509: typeof X509; readonly subject: string; readonly keyId: X509.AuthorityKeyIdentifierExtension }
+  let authority: Promise<Authority> | undefined
+  const authorityNow = (): Promise<Authority> =>
+    (authority ??= (async () => {
+      const x509 = await loadX509()
+      const caCert = new x509.X509Certificate(caPem)
+      return { x509, subject: caCert.subject, keyId: await x509.AuthorityKeyIdentifierExtension.create(caCert, false, provider) }
+    })())
+  // Made a moment after start (a short-lived `run` never waits for it), or by the first leaf.
+  setTimeout(() => authorityNow().catch(() => undefined), 100).unref()
   const newKeyPair = async (): Promise<{ readonly keys: KeyPair; readonly pkcs8: string }> => {
     const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as KeyPair
     return { keys, pkcs8: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)) }
@@ -129,11 +144,12 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
 
   const issue = async (host: string, issuedAt: number): Promise<{ cert: string; key: string }> => {
     const { keys, pkcs8 } = await takeKeyPair()
+    const { x509, subject, keyId } = await authorityNow()
     const cert = await x509.X509CertificateGenerator.create(
       {
         serialNumber: serial(),
         subject: `CN=${isIP(host) === 0 ? host : 'egress-guard'}`,
-        issuer: caCert.subject,
+        issuer: subject,
         notBefore: new Date(issuedAt - DAY),
         notAfter: new Date(issuedAt + LEAF_VALIDITY_MS),
         signingAlgorithm: RSA,
@@ -144,7 +160,7 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
           new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-          await authorityKeyId
+          keyId
         ]
       },
       provider
