@@ -44,12 +44,12 @@ export const injectRecord = (target: AuditTarget, request: AuditedRequest): Audi
     : { host: request.host, method: request.method, path: request.path }
 })
 
-/** The request was passed (or tunnelled) without credentials. */
-export const missRecord = (reason: string, request: AuditedRequest): AuditRecord => ({
+/** The request was passed (or tunnelled) without credentials; `target` when a connection's rules refused it. */
+export const missRecord = (reason: string, request: AuditedRequest, target: AuditTarget | null = null): AuditRecord => ({
   event: 'proxy_miss',
   source: 'external',
-  provider: null,
-  connection: null,
+  provider: target?.provider ?? null,
+  connection: target?.connection ?? null,
   metadata: request.path === undefined
     ? { host: request.host, reason, method: request.method }
     : { host: request.host, reason, method: request.method, path: request.path }

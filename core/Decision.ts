@@ -183,11 +183,16 @@ const decideUnsafe = ({ mode, request, resolution, credentials, denyText }: Deci
         }
   }
   const why = reason ?? 'internal_error'
+  // A `not_allowed` miss names the connection whose rules refused it (SPEC.md §10); others name none.
+  const target = why === 'not_allowed' && resolution._tag === 'Miss' && isTarget(resolution.target) ? resolution.target : null
   if (why === 'auth_endpoint' || why === 'passthrough' || policy === 'allow') {
-    return { decision: PASS, audit: [missRecord(why, shown)] }
+    return { decision: PASS, audit: [missRecord(why, shown, target)] }
   }
-  return { decision: deny(why, shown, null), audit: [denyRecord(null, shown.host, why)] }
+  return { decision: deny(why, shown, null), audit: [denyRecord(target, shown.host, why)] }
 }
+
+const isTarget = (value: unknown): value is { readonly provider: string; readonly connection: string } =>
+  typeof value === 'object' && value !== null && isString((value as { provider?: unknown }).provider) && isString((value as { connection?: unknown }).connection)
 
 /**
  * Turns a resolution and its credentials into inject, pass or deny, with audit records

@@ -11,6 +11,7 @@ export type MissReason =
   | 'local_destination'
   | 'auth_endpoint'
   | 'passthrough'
+  | 'not_allowed'
   | 'internal_error'
 
 /** The request belongs to this provider's connection. */
@@ -24,6 +25,8 @@ export interface Matched {
 export interface Miss {
   readonly _tag: 'Miss'
   readonly reason: MissReason
+  /** For `not_allowed`: the connection whose route matched but whose rules (SPEC.md §10) do not allow the request. */
+  readonly target?: { readonly provider: string; readonly connection: string }
 }
 
 /** The outcome of resolving a request against a route table. */
@@ -42,8 +45,12 @@ export const MISS_REASONS: ReadonlyArray<MissReason> = [
   'local_destination',
   'auth_endpoint',
   'passthrough',
+  'not_allowed',
   'internal_error'
 ]
+
+/** A request a connection's route matched but its rules do not allow: no credentials for it. */
+export const notAllowed = (provider: string, connection: string): Miss => ({ _tag: 'Miss', reason: 'not_allowed', target: { provider, connection } })
 
 /** A match for a provider's connection. */
 export const matched = (provider: string, connection: string): Matched => ({ _tag: 'Matched', provider, connection })

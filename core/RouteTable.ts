@@ -5,6 +5,7 @@ import { compileHostPattern, overbroadWitness, type HostPattern, type PatternErr
 import type { Scope } from './Mode.js'
 import { authEndpointKey, canonicalPath, pathPrefixOf, type PathPrefix } from './RequestPath.js'
 import { matched, type Matched } from './RouteResolution.js'
+import { compileRules, type AllowInput, type RouteRules } from './RouteRules.js'
 import { buildSuffixIndex, valuesWithSuffixOf, type SuffixIndex } from './SuffixIndex.js'
 
 // -------------------------------------------------------------------------------------
@@ -30,6 +31,8 @@ export interface PolicyInput {
     readonly name: string
     readonly isDefault?: boolean
     readonly apiUrl?: ApiUrls
+    /** Where this connection's credential may be used (SPEC.md §10); absent: wherever it is routed. */
+    readonly allow?: AllowInput
   }>
   /** Hosts (exact, or `regex:`) allowed untouched in deny modes. */
   readonly passthrough?: ReadonlyArray<string>
@@ -48,6 +51,7 @@ export type WarningCode =
   | 'unknown_provider'
   | 'duplicate_provider'
   | 'invalid_policy'
+  | 'invalid_rule'
 
 /** Something in the policy that was skipped or deserves a second look. */
 export interface RouteWarning {
@@ -65,6 +69,8 @@ interface RouteCommon {
   readonly authPaths: ReadonlyArray<string>
   /** The resolution this route yields, allocated once. */
   readonly matched: Matched
+  /** Its connection's rules (SPEC.md §10), or undefined when it has none. */
+  readonly rules: RouteRules | undefined
 }
 
 /** A route for one host and port, optionally limited to a path prefix. */
@@ -318,6 +324,13 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
     const connection = defaults[0]
     if (connection === undefined && scope !== 'configured') continue
     const connectionName = typeof connection?.['name'] === 'string' ? connection['name'] : 'default'
+    const allow = connection?.['allow']
+    const rules = allow === undefined ? E.right(undefined) : isDict(allow) ? compileRules(allow as AllowInput) : E.left('write `allow: {methods: [...], paths: [...]}`')
+    if (E.isLeft(rules)) {
+      // INVARIANT: a connection whose rules cannot be read gets no routes at all, never unrestricted ones.
+      warnings.push({ code: 'invalid_rule', provider: name, detail: `provider \`${name}\` skipped: connection \`${connectionName}\` allow: ${rules.left}` })
+      continue
+    }
     const apiUrl = connection !== undefined && connection['apiUrl'] !== undefined ? connection['apiUrl'] : provider['apiUrl']
     const urls = apiUrl === undefined ? [] : Array.isArray(apiUrl) ? apiUrl : [apiUrl]
 
@@ -340,7 +353,7 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
         continue
       }
       const text = String(url).trim()
-      const common = { provider: name, connection: connectionName, source: text.startsWith('regex:') ? shownPattern(text) : redactUrl(text), matched: target }
+      const common = { provider: name, connection: connectionName, source: text.startsWith('regex:') ? shownPattern(text) : redactUrl(text), matched: target, rules: rules.right }
       if (parsed.right._tag === 'Exact') {
         const { host, port, prefix } = parsed.right
         const authPaths = endpoints.filter((e) => e.host === host).map((e) => e.key)

@@ -2,7 +2,8 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { isLocalHost, parseAuthority, parseHost, type Host } from './Host.js'
 import { authEndpointKey, canonicalPath, lenientPaths, mergeSlashes, prefixCovers, type CanonicalPath } from './RequestPath.js'
-import { miss, type RouteResolution } from './RouteResolution.js'
+import { miss, notAllowed, type RouteResolution } from './RouteResolution.js'
+import { allows } from './RouteRules.js'
 import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type RouteTable } from './RouteTable.js'
 
 // -------------------------------------------------------------------------------------
@@ -128,8 +129,12 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
   if (path.path.includes('//') && !sameOutcome(ranking, rank({ ...path, path: mergeSlashes(path.path) }))) return miss('ambiguous')
 
   // Steps 6 and 7.
-  if (ranking.best === undefined) return unmatched(table, host)
-  return ranking.tie ? miss('ambiguous') : ranking.best.matched
+  const best = ranking.best
+  if (best === undefined) return unmatched(table, host)
+  if (ranking.tie) return miss('ambiguous')
+  // SPEC.md §10: the matched connection's rules have the last word; outside them, no credentials.
+  if (best.rules !== undefined && !allows(best.rules, typeof request.method === 'string' ? request.method : '', path)) return notAllowed(best.provider, best.connection)
+  return best.matched
 }
 
 const sameOutcome = (a: Ranking, b: Ranking): boolean =>

@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 import * as t from 'io-ts'
 
-import { buildRouteTable, parseMode, PROXY_MODES, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
+import { buildRouteTable, compileRules, parseMode, PROXY_MODES, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
 import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
@@ -138,10 +138,14 @@ const provider = closed(
   // envVar: the variable the provider's SDK reads its key from; `run` fills it with a placeholder.
   { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString, envVar: nonEmptyString }
 )
+// Where a connection's credential may be used (SPEC.md §10): methods, and canonical path patterns
+// in which `*` is one segment and a final `**` the rest; checked further by the core's compileRules.
+const allow = closed('allow rules', {}, { methods: t.array(nonEmptyString, 'a list of HTTP methods'), paths: t.array(nonEmptyString, 'a list of path patterns') })
+
 const connection = closed(
   'a connection',
   { provider: nonEmptyString, name: nonEmptyString },
-  { isDefault: t.boolean, apiUrl: apiUrls, credentials: credentialRef }
+  { isDefault: t.boolean, apiUrl: apiUrls, credentials: credentialRef, allow }
 )
 
 /** The policy file, as decoded. */
@@ -181,7 +185,7 @@ export interface LoadedPolicy {
 const policyError = (messages: ReadonlyArray<string>): PolicyError => ({ _tag: 'PolicyError', messages })
 
 // Route warnings that mean the file says something that cannot be carried out.
-const ERROR_CODES = new Set(['invalid_pattern', 'invalid_url', 'insecure_url', 'conflicting_defaults', 'unknown_provider', 'duplicate_provider', 'invalid_policy'])
+const ERROR_CODES = new Set(['invalid_pattern', 'invalid_url', 'insecure_url', 'conflicting_defaults', 'unknown_provider', 'duplicate_provider', 'invalid_policy', 'invalid_rule'])
 
 /** The core's view of a policy file. */
 export const toPolicyInput = (file: PolicyFile): PolicyInput => ({
@@ -194,7 +198,8 @@ export const toPolicyInput = (file: PolicyFile): PolicyInput => ({
     provider: c.provider,
     name: c.name,
     ...(c.isDefault === undefined ? {} : { isDefault: c.isDefault }),
-    ...(c.apiUrl === undefined ? {} : { apiUrl: c.apiUrl })
+    ...(c.apiUrl === undefined ? {} : { apiUrl: c.apiUrl }),
+    ...(c.allow === undefined ? {} : { allow: c.allow })
   })),
   ...(file.passthrough === undefined ? {} : { passthrough: file.passthrough })
 })
@@ -206,7 +211,12 @@ export const decodePolicy = (document: unknown): E.Either<PolicyError, LoadedPol
   const file = decoded.right
   const input = toPolicyInput(file)
   const { warnings } = buildRouteTable(input, 'configured')
-  const errors = warnings.filter((w) => ERROR_CODES.has(w.code))
+  // Every connection's rules are checked, not only those of the default connections the table routes.
+  const ruleErrors = (file.connections ?? []).flatMap((c, i) => {
+    const compiled = compileRules(c.allow)
+    return E.isLeft(compiled) ? [{ code: 'invalid_rule' as const, provider: c.provider, detail: `connections[${i}].allow: ${compiled.left}` }] : []
+  })
+  const errors = [...warnings.filter((w) => ERROR_CODES.has(w.code) && w.code !== 'invalid_rule'), ...ruleErrors]
   if (errors.length > 0) return E.left(policyError(errors.map((w) => w.detail)))
   return E.right({ file, input, warnings })
 }

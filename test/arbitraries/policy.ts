@@ -44,12 +44,24 @@ const provider = fc.record(
   { requiredKeys: ['name'] }
 )
 
+/** Path rules near the pool's prefixes: plain prefixes, one-segment wildcards, a final `**`. */
+export const RULE_PATHS = ['/v1', '/v1/chat', '/v1/*', '/v1/*/x', '/v1/**', '/api/*/x/**', '/v10'] as const
+
+const allow = fc.record(
+  {
+    methods: fc.uniqueArray(fc.constantFrom('GET', 'get', 'POST', 'HEAD'), { maxLength: 2 }),
+    paths: fc.uniqueArray(fc.constantFrom(...RULE_PATHS), { maxLength: 3 })
+  },
+  { requiredKeys: [] }
+)
+
 const connection = fc.record(
   {
     provider: fc.constantFrom(...PROVIDERS, 'ghost'),
     name: fc.constantFrom('default', 'work'),
     isDefault: fc.boolean(),
-    apiUrl: apiUrls
+    apiUrl: apiUrls,
+    allow
   },
   { requiredKeys: ['provider', 'name'] }
 )

@@ -35,6 +35,8 @@ export const DECISION_TABLE: ReadonlyArray<Row> = [
   { resolution: 'local_destination', credentials: 'none', allow: passMiss, deny: denied('local_destination') },
   { resolution: 'auth_endpoint', credentials: 'none', allow: passMiss, deny: passMiss },
   { resolution: 'passthrough', credentials: 'none', allow: passMiss, deny: passMiss },
+  // §10: a route's connection whose rules refuse the request: as no_match, but the records name it.
+  { resolution: 'not_allowed', credentials: 'none', allow: passMiss, deny: denied('not_allowed') },
   // §5: "If the engine itself fails … deny modes deny (internal_error) and allow modes pass".
   { resolution: 'internal_error', credentials: 'none', allow: passMiss, deny: denied('internal_error') }
 ]

@@ -16,7 +16,7 @@ import {
   type RouteTable
 } from '../../core/index.js'
 import { SECRET_PREFIX } from '../arbitraries/request.js'
-import { modelCanonicalPath, modelReadings, segmentsCover } from './referenceResolver.js'
+import { modelAllows, modelCanonicalPath, modelReadings, segmentsCover } from './referenceResolver.js'
 
 /** One decision with everything that led to it. */
 export interface Case {
@@ -107,6 +107,13 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
     if (resolution._tag !== 'Matched' || canonical.ambiguous) return true
     const merged = canonical.path.replace(/\/{2,}/g, '/')
     return JSON.stringify(resolveRoute(table, { ...request, path: merged })) === JSON.stringify(resolution)
+  },
+  // SPEC.md §10: a credential is injected only where its connection's rules allow, whatever the
+  // method, path or encoding.
+  injectNeverOutsideTheConnectionsRules: ({ table, request, resolution, decided }) => {
+    if (decided.decision._tag !== 'Inject' || resolution._tag !== 'Matched') return true
+    const rules = table.routes.find((r) => r.provider === resolution.provider && r.connection === resolution.connection)?.rules
+    return rules === undefined || modelAllows(rules, request.method, request.path)
   },
   queryStringIrrelevant: ({ table, request, resolution }) =>
     request.path.includes('?') ||

@@ -8,6 +8,7 @@ import { isLocalHost, parseAuthority, parseHost } from '../../core/Host.js'
 import type { RequestFacts } from '../../core/resolveRoute.js'
 import type { RouteResolution } from '../../core/RouteResolution.js'
 import type { Route, RouteTable } from '../../core/RouteTable.js'
+import type { RouteRules } from '../../core/RouteRules.js'
 
 /** RFC 3986 §5.2.4, the input-buffer algorithm, on a path whose unreserved escapes are decoded. */
 const removeDots = (path: string): string => {
@@ -131,5 +132,24 @@ export const referenceResolve = (table: RouteTable, request: RequestFacts): Rout
   }
   // A repeated `/` that changes the winner once merged (as nginx and Go do) is ambiguous.
   const chosen = choose(path.path)
-  return JSON.stringify(chosen) === JSON.stringify(choose(merged(path.path))) ? chosen : miss('ambiguous')
+  if (JSON.stringify(chosen) !== JSON.stringify(choose(merged(path.path)))) return miss('ambiguous')
+  if (chosen._tag !== 'Matched') return chosen
+  // §10: the winning connection's rules (every route of a connection carries the same ones).
+  const rules = candidates.find((r) => r.provider === chosen.provider && r.connection === chosen.connection)?.rules
+  if (rules === undefined || modelAllows(rules, request.method, request.path)) return chosen
+  return { _tag: 'Miss', reason: 'not_allowed', target: { provider: chosen.provider, connection: chosen.connection } }
+}
+
+/** The rules of SPEC.md §10 by regular expressions over the canonical path, written apart from the core. */
+export const modelAllows = (rules: RouteRules, method: string, target: string): boolean => {
+  if (rules.methods !== undefined && !rules.methods.has(method.toUpperCase())) return false
+  if (rules.paths === undefined) return true
+  const path = modelCanonicalPath(target)
+  if (path.ambiguous || path.opaque || path.path.includes('//')) return false
+  return rules.paths.some((rule) => {
+    if (rule._tag === 'Prefix') return segmentsCover(rule.prefix, path.path)
+    const escape = (segment: string) => segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    const body = rule.segments.map((segment) => (segment === '*' ? '[^/]+' : escape(segment))).join('/')
+    return new RegExp(`^/${body}${rule.rest ? '(?:/.*)?' : ''}/?$`).test(path.path) || (body === '' && rule.rest)
+  })
 }

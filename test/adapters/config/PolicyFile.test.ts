@@ -127,3 +127,17 @@ describe('policy size and where it is parsed', () => {
     }
   })
 })
+
+describe('allow rules (SPEC.md §10)', () => {
+  it('reads them into the core input', () => {
+    const loaded = parsePolicyText('providers: [{ name: gh, apiUrl: "https://api.github.com" }]\nconnections: [{ provider: gh, name: default, allow: { methods: [GET], paths: ["/repos/acme/**"] } }]\n', 'policy.yaml')
+    expect(E.isRight(loaded) && loaded.right.input.connections[0]?.allow).toEqual({ methods: ['GET'], paths: ['/repos/acme/**'] })
+  })
+
+  it.each([
+    ['a wrong pattern on any connection, default or not', 'providers: [{ name: gh, apiUrl: "https://api.github.com" }]\nconnections: [{ provider: gh, name: work, allow: { paths: ["/a/**/b"] } }]\n', 'policy.yaml: connections[0].allow: path pattern `/a/**/b`: `**` may only end a pattern'],
+    ['an unknown key', 'providers: [{ name: gh }]\nconnections: [{ provider: gh, name: default, allow: { hosts: [x] } }]\n', 'hosts']
+  ])('refuses %s', (_, text, message) => {
+    expect(errorsOf(text).join('\n')).toContain(message)
+  })
+})
