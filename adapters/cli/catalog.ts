@@ -1,6 +1,14 @@
 import * as E from 'fp-ts/lib/Either.js'
 
+import type { AllowInput } from '../../core/index.js'
 import { decodePolicy, type LoadedPolicy } from '../config/PolicyFile.js'
+
+/** How a key is written into its header: `Bearer <key>`, the key alone, or HTTP Basic with a fixed user. */
+export type Scheme = 'Bearer' | 'raw' | { readonly basicUser: string }
+
+/** The header template for a key in `envVar` written in `scheme`. */
+const templateOf = (scheme: Scheme, envVar: string): string =>
+  scheme === 'Bearer' ? `Bearer \${env:${envVar}}` : scheme === 'raw' ? `\${env:${envVar}}` : `Basic \${base64:${scheme.basicUser}:\${env:${envVar}}}`
 
 /** A widely used API provider: where its API lives, how it authenticates, where its SDK looks for a key. */
 export interface CatalogProvider {
@@ -9,12 +17,14 @@ export interface CatalogProvider {
   readonly oauth?: { readonly authorizationUrl?: string; readonly tokenUrl?: string; readonly revocationUrl?: string; readonly deviceAuthorizationUrl?: string }
   /** The header the API expects, and how the key is written into it. */
   readonly header: string
-  readonly scheme: 'Bearer' | 'raw'
+  readonly scheme: Scheme
+  /** Where the credential may be used on those URLs (SPEC.md §10); everywhere they cover when absent. */
+  readonly allow?: AllowInput
   /**
    * Other headers an official SDK sends the key in, set to the real key too, so that the
    * placeholder the SDK holds never reaches the upstream in any of them.
    */
-  readonly alsoIn?: Readonly<Record<string, 'Bearer' | 'raw'>>
+  readonly alsoIn?: Readonly<Record<string, Scheme>>
   /** The variable the SDK reads, which also holds the real key for the proxy. */
   readonly envVar: string
 }
@@ -38,6 +48,16 @@ export const CATALOG: ReadonlyArray<CatalogProvider> = [
     tokenUrl: 'https://github.com/login/oauth/access_token',
     deviceAuthorizationUrl: 'https://github.com/login/device/code'
   }),
+  // git over HTTPS on github.com: the smart-HTTP endpoints only (clone, fetch, push), with the
+  // credential git expects (Basic, user `x-access-token`); everything else on github.com gets nothing.
+  {
+    name: 'github-git',
+    apiUrl: ['https://github.com'],
+    header: 'Authorization',
+    scheme: { basicUser: 'x-access-token' },
+    envVar: 'GITHUB_TOKEN',
+    allow: { methods: ['GET', 'POST'], paths: ['/*/*/info/refs', '/*/*/git-upload-pack', '/*/*/git-receive-pack'] }
+  },
   { name: 'gitlab', apiUrl: ['https://gitlab.com/api/v4'], header: 'PRIVATE-TOKEN', scheme: 'raw', envVar: 'GITLAB_TOKEN' },
   { name: 'gemini', apiUrl: ['https://generativelanguage.googleapis.com'], header: 'x-goog-api-key', scheme: 'raw', envVar: 'GEMINI_API_KEY' },
   bearer('mistral', ['https://api.mistral.ai/v1'], 'MISTRAL_API_KEY'),
@@ -67,11 +87,8 @@ export const catalogPolicy = (env: NodeJS.ProcessEnv): LoadedPolicy => {
     connections: CATALOG.filter((p) => (env[p.envVar] ?? '') !== '').map((p) => ({
       provider: p.name,
       name: 'default',
-      credentials: {
-        headers: Object.fromEntries(
-          Object.entries({ [p.header]: p.scheme, ...p.alsoIn }).map(([header, scheme]) => [header, `${scheme === 'Bearer' ? 'Bearer ' : ''}\${env:${p.envVar}}`])
-        )
-      }
+      credentials: { headers: Object.fromEntries(Object.entries({ [p.header]: p.scheme, ...p.alsoIn }).map(([header, scheme]) => [header, templateOf(scheme, p.envVar)])) },
+      ...(p.allow === undefined ? {} : { allow: p.allow })
     }))
   }
   const decoded = decodePolicy(document)

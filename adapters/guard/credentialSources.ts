@@ -37,9 +37,11 @@ export const parseCredentialDocument = (text: string, origin: string): Credentia
 }
 
 const PLACEHOLDER = /\$\{(env|file):([^}]+)\}/g
+// `${base64:TEXT}`, where TEXT may hold `${env:…}` and `${file:…}`: what Basic auth needs
+// (`Basic ${base64:x-access-token:${env:GITHUB_TOKEN}}`).
+const BASE64 = /\$\{base64:((?:[^${}]|\$(?!\{)|\$\{(?:env|file):[^}]+\})*)\}/g
 
-/** Expands `${env:NAME}` and `${file:PATH}` in a header template. */
-export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, string>> => {
+const expandPlaceholders = async (template: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, string>> => {
   const parts: Array<string> = []
   let last = 0
   for (const match of template.matchAll(PLACEHOLDER)) {
@@ -57,6 +59,25 @@ export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv, s
     }
   }
   parts.push(template.slice(last))
+  return E.right(parts.join(''))
+}
+
+/** Expands `${env:NAME}`, `${file:PATH}` and `${base64:TEXT}` (TEXT expanded first) in a header template. */
+export const expandTemplate = async (template: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, string>> => {
+  const parts: Array<string> = []
+  let last = 0
+  for (const match of template.matchAll(BASE64)) {
+    const [whole, inner = ''] = match
+    const before = await expandPlaceholders(template.slice(last, match.index), env, signal)
+    if (E.isLeft(before)) return before
+    const text = await expandPlaceholders(inner, env, signal)
+    if (E.isLeft(text)) return text
+    parts.push(before.right, Buffer.from(text.right, 'utf8').toString('base64'))
+    last = match.index + whole.length
+  }
+  const rest = await expandPlaceholders(template.slice(last), env, signal)
+  if (E.isLeft(rest)) return rest
+  parts.push(rest.right)
   return E.right(parts.join(''))
 }
 

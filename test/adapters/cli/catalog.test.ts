@@ -6,9 +6,26 @@ import { CATALOG, catalogPolicy } from '../../../adapters/cli/catalog.js'
 const everyKey = Object.fromEntries(CATALOG.map((p) => [p.envVar, `key-for-${p.name}`]))
 
 describe('the bundled provider catalog', () => {
-  it('holds at least ten providers, each with a distinct SDK variable', () => {
+  it('holds at least ten providers, each with a distinct SDK variable (git on github.com shares GitHub’s)', () => {
     expect(CATALOG.length).toBeGreaterThanOrEqual(10)
-    expect(new Set(CATALOG.map((p) => p.envVar)).size).toBe(CATALOG.length)
+    const own = CATALOG.filter((p) => p.name !== 'github-git')
+    expect(new Set(own.map((p) => p.envVar)).size).toBe(own.length)
+    expect(CATALOG.find((p) => p.name === 'github-git')?.envVar).toBe('GITHUB_TOKEN')
+  })
+
+  it('routes git’s smart-HTTP endpoints on github.com, and nothing else there, with Basic x-access-token', () => {
+    const policy = catalogPolicy({ GITHUB_TOKEN: 'ghp_x' })
+    const { table } = buildRouteTable(policy.input, 'connected')
+    const at = (path: string, method = 'GET') => resolveRoute(table, { scheme: 'https', host: 'github.com', port: 443, path, method })
+    for (const path of ['/acme/private.git/info/refs?service=git-upload-pack', '/acme/private/info/refs', '/acme/private.git/git-upload-pack', '/acme/private.git/git-receive-pack']) {
+      expect(at(path, path.includes('info/refs') ? 'GET' : 'POST')).toEqual({ _tag: 'Matched', provider: 'github-git', connection: 'default' })
+    }
+    for (const path of ['/acme/private', '/settings/tokens', '/acme/private.git/info/refs/x', '/acme/private.git//info/refs']) {
+      expect(at(path)).toMatchObject({ _tag: 'Miss', reason: 'not_allowed' })
+    }
+    expect(at('/login/oauth/access_token', 'POST')).toMatchObject({ _tag: 'Miss' })
+    const git = policy.file.connections?.find((c) => c.provider === 'github-git')?.credentials
+    expect(git).toEqual({ headers: { Authorization: 'Basic ${base64:x-access-token:${env:GITHUB_TOKEN}}' } })
   })
 
   it('decodes without warnings with every key set, and connects exactly the providers whose key is set', () => {

@@ -18,6 +18,20 @@ describe('credential references', () => {
     expect(outcome).toEqual({ _tag: 'Available', headers: { Authorization: 'Bearer from-env', 'x-key': 'from-file' } })
   })
 
+  it('encodes ${base64:…} after expanding what is inside it, as Basic auth needs', async () => {
+    writeFileSync(join(dir, 'user'), 'bot\n')
+    const outcome = await resolveReference(
+      { headers: { Authorization: 'Basic ${base64:x-access-token:${env:GH_TOKEN}}', 'x-both': '${base64:${file:' + join(dir, 'user') + '}:${env:GH_TOKEN}}!' } },
+      signal,
+      { GH_TOKEN: 'ghp_secret$1' }
+    )
+    expect(outcome).toEqual({
+      _tag: 'Available',
+      headers: { Authorization: `Basic ${Buffer.from('x-access-token:ghp_secret$1').toString('base64')}`, 'x-both': `${Buffer.from('bot:ghp_secret$1').toString('base64')}!` }
+    })
+    expect(await resolveReference({ headers: { a: 'Basic ${base64:u:${env:MISSING}}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: 'environment variable `MISSING` is not set' })
+  })
+
   it('names a missing variable or file, never a value', async () => {
     expect(await resolveReference({ headers: { a: '${env:MISSING}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: 'environment variable `MISSING` is not set' })
     expect(await resolveReference({ headers: { a: '${file:/nonexistent/x}' } }, signal, {})).toEqual({ _tag: 'Unavailable', error: "credential file `/nonexistent/x` cannot be read (ENOENT); check the path and its permissions" })
