@@ -3,7 +3,7 @@
 // bundled catalog, against stand-ins for the providers. A tripwire preload in the child (given in
 // the user's own NODE_OPTIONS, which `run` keeps) fails any connection that does not go to the
 // proxy, so a client that walks around it cannot pass.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -129,6 +129,54 @@ describe('egress-guard run with real Node clients, on the bundled catalog', () =
     expect(result).toMatchObject({ code: 0, stdout: '200\n' })
     expect(openai.received.at(-1)?.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`)
     expect(openai.received).toHaveLength(before + 1)
+  })
+
+  // Streaming: the stand-in sends the first event and holds the stream open until the child has
+  // printed it; a proxy that buffered the response would never let it print, and the test times out.
+  it.each([
+    ['openai', `
+      const OpenAI = require(${JSON.stringify(resolve('openai'))})
+      const stream = await new OpenAI.OpenAI({ maxRetries: 0 }).chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      for await (const chunk of stream) console.log('event', chunk.choices[0].delta.content)`],
+    ['@anthropic-ai/sdk', `
+      const Anthropic = require(${JSON.stringify(resolve('@anthropic-ai/sdk'))})
+      const stream = await new (Anthropic.default ?? Anthropic.Anthropic)({ maxRetries: 0 }).messages.create({ model: 'm', max_tokens: 8, messages: [{ role: 'user', content: 'hi' }], stream: true })
+      for await (const event of stream) console.log('event', event.type)`]
+  ])('the %s SDK streams: its first event arrives before the stream ends', async (name, body) => {
+    const path = script(`stream-${name.replace(/\W/g, '')}.cjs`, body)
+    const upstream = name === 'openai' ? openai : anthropic
+    const child = spawn(process.execPath, [CLI, 'run', ...args, '--', process.execPath, path], {
+      env: { PATH: process.env['PATH'] ?? '', HOME: dir, EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'), OPENAI_API_KEY: OPENAI_KEY, ANTHROPIC_API_KEY: ANTHROPIC_KEY, NODE_OPTIONS: `--require ${join(dir, 'tripwire.cjs')}` }
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString()
+        if (stdout.includes('event')) resolve()
+      })
+    )
+    expect(stdout).toMatch(/^event (first|message_start)\n$/) // the first event, while the stream is held open
+    upstream.releaseStreams()
+    const code = await new Promise((resolve) => child.on('exit', resolve))
+    expect(stderr).not.toContain('TRIPWIRE')
+    expect(code).toBe(0)
+    expect(stdout).toMatch(/^event (first\n$|message_start\nevent message_stop\n$)/)
+  })
+
+  // Python's clients read the proxy (with its token) and the CA bundle from the variables run sets.
+  // Only the proxy reaches the stand-in (through --connect-to), so an answer proves the way it took.
+  it.each([
+    ['requests', "import requests; r = requests.get('https://api.openai.com/v1/models', timeout=20); print(r.status_code)"],
+    ['httpx', "import httpx; r = httpx.get('https://api.openai.com/v1/models', timeout=20); print(r.status_code)"],
+    ['urllib', "import urllib.request; print(urllib.request.urlopen('https://api.openai.com/v1/models', timeout=20).status)"]
+  ])('Python %s goes through the proxy, which injects the key', async (_, code) => {
+    const before = openai.received.length
+    const result = await run(['/usr/bin/python3', '-c', code], args)
+    expect(result).toMatchObject({ code: 0, stdout: '200\n' })
+    expect(openai.received).toHaveLength(before + 1)
+    expect(openai.received.at(-1)?.headers.authorization).toBe(`Bearer ${OPENAI_KEY}`)
   })
 
   it('keeps the user’s own NODE_OPTIONS (the tripwire here) and denies what the mode denies', async () => {

@@ -24,6 +24,8 @@ export interface Upstream {
   readonly received: Array<Received>
   /** TCP connections accepted so far (before any TLS or HTTP). */
   readonly connections: () => number
+  /** Lets every held `…/stream` response send its last event and end. */
+  readonly releaseStreams: () => void
   readonly close: () => Promise<void>
 }
 
@@ -38,16 +40,38 @@ const record = (into: Array<Received>, request: http.IncomingMessage, websocket:
   })
 }
 
+const streamed = new WeakSet<Received>()
+
+// Server-sent events in the shapes the SDKs parse: Anthropic's messages stream, else OpenAI's chunks.
+const firstEvent = (url: string): string =>
+  url.startsWith('/v1/messages')
+    ? `event: message_start\ndata: ${JSON.stringify({ type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', model: 'm', content: [], stop_reason: null, usage: { input_tokens: 1, output_tokens: 0 } } })}\n\n`
+    : `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content: 'first' }, finish_reason: null }] })}\n\n`
+const lastEvent = (url: string): string =>
+  url.startsWith('/v1/messages') ? `event: message_stop\ndata: ${JSON.stringify({ type: 'message_stop' })}\n\n` : 'data: [DONE]\n\n'
+
 /** Starts an upstream; with `tls` it serves HTTPS with that key and certificate. */
 export const startUpstream = async (name: string, tls?: { readonly key: string; readonly cert: string }, options: { readonly keepAliveTimeoutMs?: number } = {}): Promise<Upstream> => {
   const received: Array<Received> = []
+  const held: Array<() => void> = []
   const handler = (request: http.IncomingMessage, response: http.ServerResponse) => {
     record(received, request, false)
     const seen = received.at(-1)
     request.on('data', (chunk: Buffer) => {
-      if (seen !== undefined) seen.bodyBytes += chunk.length
+      if (seen === undefined) return
+      seen.bodyBytes += chunk.length
+      if (/"stream"\s*:\s*true/.test(chunk.toString())) streamed.add(seen)
     })
     request.on('end', () => {
+      // `…/stream` (or a body asking `"stream": true`) answers server-sent events: the first at once,
+      // the last only once the test releases it, so a client that sees the first before the end
+      // proves the proxy streams.
+      if (/\/stream\b/.test(request.url ?? '') || (seen !== undefined && streamed.has(seen))) {
+        response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+        response.write(firstEvent(request.url ?? ''))
+        held.push(() => response.end(lastEvent(request.url ?? '')))
+        return
+      }
       // `…/slow/<ms>` answers after that many milliseconds.
       const slow = /\/slow\/([0-9]+)/.exec(request.url ?? '')?.[1]
       if (slow !== undefined && !(request as { slowed?: boolean }).slowed) {
@@ -81,7 +105,11 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
     port: (server.address() as AddressInfo).port,
     received,
     connections: () => connections,
+    releaseStreams: () => {
+      for (const release of held.splice(0)) release()
+    },
     close: async () => {
+      for (const release of held.splice(0)) release()
       for (const client of wss.clients) client.terminate()
       wss.close()
       server.closeAllConnections()
