@@ -58,7 +58,8 @@ export const CATALOG: ReadonlyArray<CatalogProvider> = [
     envVar: 'GITHUB_TOKEN',
     allow: { methods: ['GET', 'POST'], paths: ['/*/*/info/refs', '/*/*/git-upload-pack', '/*/*/git-receive-pack'] }
   },
-  { name: 'gitlab', apiUrl: ['https://gitlab.com/api/v4'], header: 'PRIVATE-TOKEN', scheme: 'raw', envVar: 'GITLAB_TOKEN' },
+  // @gitbeaker sends a personal token as PRIVATE-TOKEN and an OAuth token as Authorization: Bearer.
+  { name: 'gitlab', apiUrl: ['https://gitlab.com/api/v4'], header: 'PRIVATE-TOKEN', scheme: 'raw', envVar: 'GITLAB_TOKEN', alsoIn: { Authorization: 'Bearer' } },
   { name: 'gemini', apiUrl: ['https://generativelanguage.googleapis.com'], header: 'x-goog-api-key', scheme: 'raw', envVar: 'GEMINI_API_KEY' },
   bearer('mistral', ['https://api.mistral.ai/v1'], 'MISTRAL_API_KEY'),
   bearer('groq', ['https://api.groq.com/openai/v1'], 'GROQ_API_KEY'),
@@ -74,7 +75,8 @@ export const CATALOG: ReadonlyArray<CatalogProvider> = [
   }),
   bearer('openrouter', ['https://openrouter.ai/api/v1'], 'OPENROUTER_API_KEY'),
   bearer('cohere', ['https://api.cohere.com'], 'CO_API_KEY'),
-  bearer('deepseek', ['https://api.deepseek.com'], 'DEEPSEEK_API_KEY')
+  // DeepSeek's Anthropic-compatible endpoint (/anthropic) takes the key as x-api-key.
+  { ...bearer('deepseek', ['https://api.deepseek.com'], 'DEEPSEEK_API_KEY'), alsoIn: { 'x-api-key': 'raw' } }
 ]
 
 /**

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
 import * as E from 'fp-ts/lib/Either.js'
-import { parse as parseYaml, YAMLParseError } from 'yaml'
+import type * as Yaml from 'yaml'
 
 /** The largest policy text read or parsed: a larger one is refused before any parsing. */
 export const MAX_POLICY_BYTES = 4 * 1024 * 1024
@@ -18,19 +18,26 @@ export interface DocumentError {
 
 const OPTIONS = { prettyErrors: true, uniqueKeys: true } as const
 
+// The YAML parser is loaded when a policy text is first parsed: `run` on the bundled catalog never
+// needs it, and it costs every start that loads it.
+const local = createRequire(typeof __filename === 'string' ? __filename : import.meta.url)
+let yaml: typeof Yaml | undefined
+const yamlNow = (): typeof Yaml => (yaml ??= local('yaml') as typeof Yaml)
+
 const documentError = (error: unknown): DocumentError => {
-  const linePos = error instanceof YAMLParseError ? error.linePos : undefined
+  const parseError = error instanceof yamlNow().YAMLParseError ? error : undefined
+  const linePos = parseError?.linePos
   return {
     _tag: 'DocumentError',
     where: linePos === undefined ? '' : `:${linePos[0].line}:${linePos[0].col}`,
-    what: error instanceof YAMLParseError ? error.code.toLowerCase().replace(/_/g, ' ') : 'unreadable document'
+    what: parseError === undefined ? 'unreadable document' : parseError.code.toLowerCase().replace(/_/g, ' ')
   }
 }
 
 /** Parses JSON or YAML text (YAML is a superset of JSON) on this thread. */
 export const parseDocument = (text: string): E.Either<DocumentError, unknown> => {
   try {
-    return E.right(parseYaml(text, OPTIONS))
+    return E.right(yamlNow().parse(text, OPTIONS))
   } catch (error) {
     return E.left(documentError(error))
   }
@@ -53,7 +60,7 @@ try {
 /** A parse that takes longer than this (4 MiB takes about 3 s here) is given up. */
 const PARSE_TIMEOUT_MS = 30_000
 
-const yamlEntry = (): string => createRequire(typeof __filename === 'string' ? __filename : import.meta.url).resolve('yaml')
+const yamlEntry = (): string => local.resolve('yaml')
 
 /**
  * Parses JSON or YAML text on a worker thread, so that a large policy (a reload while the proxy

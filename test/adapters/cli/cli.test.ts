@@ -79,7 +79,7 @@ describe('egress-guard check', () => {
   it('finds the bundled catalog clean', async () => {
     const result = await cli(['check'])
     expect(result.code).toBe(0)
-    expect(result.stdout).toMatch(/^the bundled catalog: 13 providers, 0 routes in mode connected_allow \(\d+ when configured\), 0 warnings$/m)
+    expect(result.stdout).toMatch(/^the bundled catalog: 14 providers, 0 routes in mode connected_allow \(\d+ when configured\), 0 warnings$/m)
   })
 
   it('reports an over-broad pattern as a warning', async () => {
