@@ -10,6 +10,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
+import { fairQueue, hostGroup } from '../interception/fairQueue.js'
 import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
 import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
 import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
@@ -146,6 +147,9 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   const internals = mock as unknown as MockttpInternals
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
+  const handOvers = fairQueue({ concurrency: 2, maxWaiting: MAX_REMEMBERED_HOSTS })
+  // New hosts' tunnels waiting for their first request, which ends their turn in `handOvers`.
+  const firstRequests = new WeakMap<Duplex, () => void>()
   const required = options.proxyAuthentication
   // Hosts intercepted lately (least recently used first), which the budget does not count again.
   const intercepted = new Map<string, true>()
@@ -191,7 +195,9 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
         return openTunnel(socket, head, upstreamFor(rules, target.host, target.port))
       }
       const normalised = parseHost(target.host)
-      if (!admitted(E.isRight(normalised) ? normalised.right : target.host.toLowerCase())) return refuseOverBudget(socket)
+      const host = E.isRight(normalised) ? normalised.right : target.host.toLowerCase()
+      const known = intercepted.has(host)
+      if (!admitted(host)) return refuseOverBudget(socket)
       const tunnel: Tunnel = { where: undefined }
       tunnels.set(socket, tunnel)
       tunnel.where = await pinDestination(target, true, rules)
@@ -202,7 +208,25 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       request.url = `${hostForUrl(tunnel.where.upstream.host)}:${tunnel.where.upstream.port}`
       // mockttp ignores bytes that arrived with the CONNECT; they are handed back to the socket.
       if (head.length > 0) socket.unshift(head)
-      for (const listener of original) listener.call(server, request, socket, Buffer.alloc(0))
+      const handOver = (): void => {
+        for (const listener of original) listener.call(server, request, socket, Buffer.alloc(0))
+      }
+      if (known) return handOver()
+      // mockttp issues its own leaf for a new host, outside the CA's fair issuer: new hosts are
+      // handed to it through a fair queue too, two at a time, domains in turn, each until its
+      // first request arrives (its leaf and handshake done), its socket closes, or 2 s pass.
+      await handOvers.run(hostGroup(host), () => new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer)
+          firstRequests.delete(socket)
+          resolve()
+        }
+        const timer = setTimeout(done, 2_000)
+        firstRequests.set(socket, done)
+        socket.once('close', done)
+        if (socket.destroyed) return done()
+        handOver()
+      }))
     }
     decide().catch(() => (socket.destroyed ? undefined : refuseTunnel(socket, 'internal_error')))
   }
@@ -267,6 +291,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
    * cached, nearly every one, is decided at once; the rest wait for their destination or credentials.
    */
   const judge = (request: http.IncomingMessage, upgrade: boolean): Judged | Promise<Judged> => {
+    firstRequests.get(clientSocketOf(request.socket))?.()
     if (request.httpVersionMajor === 2) return { forward: false, status: 400, body: HTTP2_REFUSED }
     const tls = request.socket instanceof TLSSocket
     const tunnel = tunnels.get(clientSocketOf(request.socket))
