@@ -25,6 +25,8 @@ export interface RoleConfig {
   readonly secret?: string
   /** Host names mapped to the upstream (all on port 443). */
   readonly hosts?: ReadonlyArray<string>
+  /** The flooder: the proxy to flood, the CAs to trust, and the new hosts to send a first request to, all at once. */
+  readonly flood?: { readonly proxyUrl: string; readonly trusted: ReadonlyArray<string>; readonly hosts: ReadonlyArray<string> }
 }
 
 // The libraries' console chatter is silenced, as the command line does.
@@ -137,6 +139,24 @@ switch (role) {
       await proxy.close()
       await guard.close()
     })
+    break
+  }
+  case 'flooder': {
+    // A process of its own, so that the first requests measured beside the flood are not slowed
+    // by the flood's own client work: on 'flood:go', every host's first request at once; the
+    // outcome counts come back as a message.
+    const { tryFirstRequest } = await import('./load.js')
+    const flood = config.flood
+    if (flood === undefined) throw new Error('the flooder needs its flood configuration')
+    process.on('message', (message: unknown) => {
+      if (message !== 'flood:go') return
+      void Promise.all(flood.hosts.map((host) => tryFirstRequest(flood.proxyUrl, flood.trusted, `https://${host}`, '/v1/x', 'auth:injected'))).then((done) => {
+        const answered = done.filter((o) => typeof o === 'number').length
+        const refused = done.filter((o) => typeof o === 'string' && /503/.test(o)).length
+        process.send?.({ hosts: done.length, answered, refused, failed: done.length - answered - refused })
+      })
+    })
+    ready(0, undefined, () => undefined)
     break
   }
   default:
