@@ -214,14 +214,15 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       if (known) return handOver()
       // mockttp issues its own leaf for a new host, outside the CA's fair issuer: new hosts are
       // handed to it through a fair queue too, two at a time, domains in turn, each until its
-      // first request arrives (its leaf and handshake done), its socket closes, or 2 s pass.
+      // first request arrives (its leaf and handshake done), its socket closes, or 250 ms pass (a
+      // leaf takes about 5 ms; a client slow to finish its handshake must not hold the turn).
       await handOvers.run(hostGroup(host), () => new Promise<void>((resolve) => {
         const done = (): void => {
           clearTimeout(timer)
           firstRequests.delete(socket)
           resolve()
         }
-        const timer = setTimeout(done, 2_000)
+        const timer = setTimeout(done, 250)
         firstRequests.set(socket, done)
         socket.once('close', done)
         if (socket.destroyed) return done()
