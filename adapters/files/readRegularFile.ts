@@ -17,7 +17,7 @@ export interface FileReadError {
 }
 
 /** Reads of one kind that may hold pool threads at once; the others wait their turn (or their abort). */
-export const READS_AT_ONCE = { credentials: 2, policy: 1 } as const
+const READS_AT_ONCE = { credentials: 2, policy: 1 } as const
 
 /** A count of reads under way, with those waiting for a turn. */
 const lane = (max: number) => {

@@ -32,8 +32,6 @@ export interface ClientWatch {
   readonly request: (socket: Duplex, done: Closing) => void
   /** The CONNECT on `socket` became an untouched tunnel: the tunnel idle bound applies to it. */
   readonly tunnel: (socket: Duplex) => void
-  /** Connections watched now (tests, metrics). */
-  readonly size: () => number
   /** The proxy stops: every watched connection is closed, and the clock stops. */
   readonly close: () => void
 }
@@ -134,7 +132,6 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
       const w = entry(socket)
       if (w !== undefined) w.idleMs = bounds.tunnelIdleMs
     },
-    size: () => watched.size,
     close: () => {
       clearInterval(clock)
       for (const socket of watched.keys()) socket.destroy()

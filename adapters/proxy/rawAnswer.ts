@@ -42,7 +42,7 @@ export const answerClientErrors = (server: Server): void => {
 }
 
 /** The HTTP versions an intercepting server offers in ALPN: HTTP/1.1, and HTTP/1.0 for clients that offer only that (`curl --http1.0`). */
-export const HTTP1_ALPN: ReadonlyArray<string> = ['http/1.1', 'http/1.0']
+const HTTP1_ALPN: ReadonlyArray<string> = ['http/1.1', 'http/1.0']
 
 /** Picks the HTTP/1 protocol a client offers in ALPN, preferring 1.1; undefined (refused) when it offers neither, as an h2-only client. */
 export const http1Alpn = (offered: ReadonlyArray<string>): string | undefined => HTTP1_ALPN.find((p) => offered.includes(p))

@@ -41,20 +41,23 @@ net.Socket.prototype.connect = function (...args) {
 }
 `
 
+/** The environment of every `run`: the real keys, and the tripwire in the user's own NODE_OPTIONS. */
+const CHILD_ENV: NodeJS.ProcessEnv = {
+  PATH: process.env['PATH'] ?? '',
+  HOME: dir,
+  EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'),
+  OPENAI_API_KEY: OPENAI_KEY,
+  ANTHROPIC_API_KEY: ANTHROPIC_KEY,
+  NODE_OPTIONS: `--require ${join(dir, 'tripwire.cjs')}`
+}
+
 const run = (command: ReadonlyArray<string>, extraArgs: ReadonlyArray<string>): Promise<{ code: number; stdout: string; stderr: string }> =>
   new Promise((done) => {
     execFile(
       process.execPath,
       [CLI, 'run', ...extraArgs, '--', ...command],
       {
-        env: {
-          PATH: process.env['PATH'] ?? '',
-          HOME: dir,
-          EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'),
-          OPENAI_API_KEY: OPENAI_KEY,
-          ANTHROPIC_API_KEY: ANTHROPIC_KEY,
-          NODE_OPTIONS: `--require ${join(dir, 'tripwire.cjs')}`
-        },
+        env: CHILD_ENV,
         timeout: 60_000
       },
       (error, stdout, stderr) => done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr })
@@ -145,9 +148,7 @@ describe('egress-guard run with real Node clients, on the bundled catalog', () =
   ])('the %s SDK streams: its first event arrives before the stream ends', async (name, body) => {
     const path = script(`stream-${name.replace(/\W/g, '')}.cjs`, body)
     const upstream = name === 'openai' ? openai : anthropic
-    const child = spawn(process.execPath, [CLI, 'run', ...args, '--', process.execPath, path], {
-      env: { PATH: process.env['PATH'] ?? '', HOME: dir, EGRESS_GUARD_CONFIG_DIR: join(dir, 'config'), OPENAI_API_KEY: OPENAI_KEY, ANTHROPIC_API_KEY: ANTHROPIC_KEY, NODE_OPTIONS: `--require ${join(dir, 'tripwire.cjs')}` }
-    })
+    const child = spawn(process.execPath, [CLI, 'run', ...args, '--', process.execPath, path], { env: CHILD_ENV })
     let stdout = ''
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
