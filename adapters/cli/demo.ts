@@ -13,7 +13,7 @@ import { fetch, ProxyAgent } from 'undici'
 import { PROXY_MODES, type ProxyMode } from '../../core/index.js'
 import { createGuard } from '../guard/createGuard.js'
 import { loadOrCreateCa } from '../interception/certificates.js'
-import { startHttpMitmProxy } from '../http-mitm-proxy/httpMitmProxy.js'
+import { startNodeProxy } from '../node/nodeProxy.js'
 import type { AuditEntry } from '../ports.js'
 import { catalogPolicy } from './catalog.js'
 import { decisionLine } from './decisionLog.js'
@@ -113,7 +113,7 @@ export const demo = async (io: Io): Promise<number> => {
         log: () => undefined,
         audit: { write: (e) => entries.push(e), flush: async () => undefined, close: async () => undefined, dropped: () => 0 }
       })
-      const proxy = await startHttpMitmProxy({
+      const proxy = await startNodeProxy({
         guard,
         configDir: join(dir, 'proxy'),
         upstreamCa: [standInCa.certPem],

@@ -9,9 +9,9 @@ import { DEFAULT_MODE, type ProxyCredentials, type ProxyMode } from '../../core/
 import { jsonLinesSink } from '../guard/auditSinks.js'
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
-import type { HttpMitmProxyOptions } from '../http-mitm-proxy/httpMitmProxy.js'
 import type { CertificateAuthority } from '../interception/certificates.js'
 import type { AuditSink, Logger, RunningProxy } from '../ports.js'
+import type { EngineOptions } from '../proxy/engineOptions.js'
 import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
 import type { CommonOptions, Engine } from './options.js'
@@ -30,11 +30,11 @@ export interface GuardedProxy {
 export const configDirOf = (options: Pick<CommonOptions, 'configDir'>, env: NodeJS.ProcessEnv): string =>
   options.configDir ?? env['EGRESS_GUARD_CONFIG_DIR'] ?? join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'egress-guard')
 
-type StartProxy = (options: HttpMitmProxyOptions) => Promise<RunningProxy>
+type StartProxy = (options: EngineOptions) => Promise<RunningProxy>
 
-/** Loads an engine's adapter only when it is used, so neither proxy library is needed for the other. */
-const loadEngine = (engine: Engine): Promise<E.Either<string, StartProxy>> =>
-  loadOptional<StartProxy>(
+/** Loads an engine's adapter only when it is used, so no proxy library is needed for another engine. */
+const loadEngine = async (engine: Engine): Promise<E.Either<string, StartProxy>> =>
+  engine === 'node' ? E.right((await import('../node/nodeProxy.js')).startNodeProxy) : loadOptional<StartProxy>(
     async () => (engine === 'mockttp' ? (await import('../mockttp/mockttpProxy.js')).startMockttpProxy : (await import('../http-mitm-proxy/httpMitmProxy.js')).startHttpMitmProxy),
     `the ${engine} engine needs its proxy library`,
     [engine],

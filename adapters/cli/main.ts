@@ -4,7 +4,6 @@ import { check } from './check.js'
 import { decisionService } from './decisionServiceCommand.js'
 import { explain } from './explain.js'
 import { processIo, type Io } from './io.js'
-import { loadOptional } from './optionalLibraries.js'
 import { parseOptions, type CommonOptions } from './options.js'
 import { run } from './run.js'
 import { serve } from './serve.js'
@@ -22,7 +21,8 @@ usage:
 Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
 environment variable its SDK reads (OPENAI_API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, ...).
 Modes: connected_allow (default), connected_deny, configured_allow, configured_deny.
-Engines (the proxy library): http-mitm-proxy (default) or mockttp; install the one you use.`
+Engines: node (default, egress-guard's own on Node's HTTP stack), or a proxy library:
+http-mitm-proxy or mockttp (install the one you use).`
 
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
@@ -41,12 +41,8 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
     return name === undefined ? 2 : 0
   }
   if (name === 'demo') {
-    const demo = await loadOptional(async () => (await import('./demo.js')).demo, 'demo runs http-mitm-proxy and Node fetch through undici', ['http-mitm-proxy', 'undici'])
-    if (E.isLeft(demo)) {
-      io.err(`egress-guard: ${demo.left}`)
-      return 1
-    }
-    return demo.right(io)
+    const { demo } = await import('./demo.js')
+    return demo(io)
   }
   if (name === 'run') {
     const split = rest.indexOf('--')

@@ -1,10 +1,10 @@
 import * as E from 'fp-ts/lib/Either.js'
 
-// The proxy libraries and undici are optional peer dependencies: a command that needs one loads it
+// The proxy libraries are optional peer dependencies: a command that needs one loads it
 // only when it runs, and a missing one is named with the command that installs it.
 
-/** The versions egress-guard is tested with, as `npm install` arguments. */
-export const PINNED = { 'http-mitm-proxy': 'http-mitm-proxy@1.1.0', mockttp: 'mockttp@4.6.5', undici: 'undici@7' } as const
+/** The majors package.json's peer ranges accept, as `npm install` arguments. */
+export const PINNED = { 'http-mitm-proxy': 'http-mitm-proxy@1', mockttp: 'mockttp@4' } as const
 
 /** True when `error` is Node failing to find a module (ESM or CommonJS). */
 const isMissingModule = (error: unknown): boolean => {

@@ -5,8 +5,8 @@ import * as E from 'fp-ts/lib/Either.js'
 import { parseMode, type ProxyMode } from '../../core/index.js'
 import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
 
-/** The proxy libraries the command line can run on; each is an optional peer dependency. */
-export const ENGINES = ['http-mitm-proxy', 'mockttp'] as const
+/** The engines the command line can run on: egress-guard's own (`node`, the default) or a proxy library (an optional peer dependency). */
+export const ENGINES = ['node', 'http-mitm-proxy', 'mockttp'] as const
 export type Engine = (typeof ENGINES)[number]
 
 /** Options shared by `serve`, `run`, `explain`, `check` and `decision-service`, in the words scripts rely on. */
@@ -70,7 +70,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     if (!/^[0-9]{1,5}$/.test(values.port) || Number(values.port) > 65535) return E.left(`--port \`${values.port}\`: expected a port number from 0 to 65535`)
     port = Number(values.port)
   }
-  const engine = values.engine ?? 'http-mitm-proxy'
+  const engine = values.engine ?? 'node'
   if (!(ENGINES as ReadonlyArray<string>).includes(engine)) return E.left(`--engine \`${engine}\`: expected one of ${ENGINES.join(', ')}`)
   const workers = values.workers ?? '1'
   if (!/^[0-9]{1,2}$/.test(workers) || Number(workers) < 1 || Number(workers) > 64) return E.left(`--workers \`${workers}\`: expected a number of processes from 1 to 64`)

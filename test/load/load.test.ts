@@ -22,7 +22,7 @@ import { startUpstream, type Upstream } from '../adapters/support/upstream.js'
 
 const SECONDS = Number(process.env['LOAD_SECONDS'] ?? 5)
 const CLIENTS = Number(process.env['LOAD_CLIENTS'] ?? 64)
-const ENGINES = process.env['LOAD_ENGINE'] === undefined ? ['http-mitm-proxy', 'mockttp'] : [process.env['LOAD_ENGINE']]
+const ENGINES = process.env['LOAD_ENGINE'] === undefined ? ['node', 'http-mitm-proxy', 'mockttp'] : [process.env['LOAD_ENGINE']]
 const WARM_UP_SECONDS = 2
 /**
  * Allowed growth of the proxy's resident memory over the second half of the measured run (median of

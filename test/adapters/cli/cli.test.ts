@@ -324,10 +324,10 @@ describe('egress-guard run and serve, with a stand-in upstream', () => {
   it('refuses an unknown engine, naming the ones it has', async () => {
     const result = await cli(['serve', ...common, '--engine', 'squid'], env)
     expect(result.code).toBe(2)
-    expect(result.stderr).toContain('--engine `squid`: expected one of http-mitm-proxy, mockttp')
+    expect(result.stderr).toContain('--engine `squid`: expected one of node, http-mitm-proxy, mockttp')
   })
 
-  it.each(['http-mitm-proxy', 'mockttp'])('serve --engine %s prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async (engine) => {
+  it.each(['node', 'http-mitm-proxy', 'mockttp'])('serve --engine %s prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async (engine) => {
     const audit = join(dir, `serve-audit-${engine}.jsonl`)
     const server = spawn(process.execPath, [CLI, 'serve', ...common, '--engine', engine, '--port', '0', '--json', '--audit', audit, '--config-dir', join(dir, 'config')], {
       env: { PATH: process.env['PATH'] ?? '', HOME: dir, ALPHA_API_KEY: KEY }

@@ -12,6 +12,7 @@ import { jsonLinesSink } from '../../../adapters/guard/auditSinks.js'
 import { createGuard, type Guard, type GuardOptions } from '../../../adapters/guard/createGuard.js'
 import { startHttpMitmProxy } from '../../../adapters/http-mitm-proxy/httpMitmProxy.js'
 import { startMockttpProxy } from '../../../adapters/mockttp/mockttpProxy.js'
+import { startNodeProxy } from '../../../adapters/node/nodeProxy.js'
 import type { AuditEntry, AuditSink, RunningProxy } from '../../../adapters/ports.js'
 import type { ConnectTo } from '../../../adapters/upstream/connectTo.js'
 import { createPki, type Pki } from './pki.js'
@@ -63,7 +64,7 @@ passthrough: [pypi.test]
 `
 
 /** The proxy adapters the shared end-to-end suites run against. */
-export const ADAPTERS = ['http-mitm-proxy', 'mockttp'] as const
+export const ADAPTERS = ['node', 'http-mitm-proxy', 'mockttp'] as const
 export type AdapterName = (typeof ADAPTERS)[number]
 
 /**
@@ -71,21 +72,28 @@ export type AdapterName = (typeof ADAPTERS)[number]
  * - how a refused WebSocket upgrade ends: http-mitm-proxy accepts the upgrade before any hook runs;
  * - a request in an allow mode whose Host names another host than its CONNECT target: mockttp
  *   verifies the upstream's certificate against the Host header, so it is refused (502), never sent;
+ * - whether clients may speak HTTP/2 in a tunnel: only the node engine offers `h2` in ALPN;
  * - whether an idle upstream connection is dropped before the upstream's own `Keep-Alive` timeout:
  *   mockttp makes its upstream agents itself (one set per client connection, closed with it),
  *   without the idle timeout Node needs to read the hint.
  */
 export const ADAPTER_TRAITS: Record<
   AdapterName,
-  { readonly refusesWebSocketWith: 'close 1008' | 'status 403'; readonly hostMismatchInAllowModes: 'forwarded' | 'refused'; readonly honoursUpstreamKeepAliveHint: boolean }
+  {
+    readonly refusesWebSocketWith: 'close 1008' | 'status 403'
+    readonly hostMismatchInAllowModes: 'forwarded' | 'refused'
+    readonly honoursUpstreamKeepAliveHint: boolean
+    readonly speaksHttp2ToClients: boolean
+  }
 > = {
-  'http-mitm-proxy': { refusesWebSocketWith: 'close 1008', hostMismatchInAllowModes: 'forwarded', honoursUpstreamKeepAliveHint: true },
-  mockttp: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'refused', honoursUpstreamKeepAliveHint: false }
+  node: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'forwarded', honoursUpstreamKeepAliveHint: true, speaksHttp2ToClients: true },
+  'http-mitm-proxy': { refusesWebSocketWith: 'close 1008', hostMismatchInAllowModes: 'forwarded', honoursUpstreamKeepAliveHint: true, speaksHttp2ToClients: false },
+  mockttp: { refusesWebSocketWith: 'status 403', hostMismatchInAllowModes: 'refused', honoursUpstreamKeepAliveHint: false, speaksHttp2ToClients: false }
 }
 
 /** Starts a guarded proxy on the named adapter; both take the same options. */
 export const startProxy = (adapter: AdapterName, options: Parameters<typeof startHttpMitmProxy>[0]): Promise<RunningProxy> =>
-  adapter === 'mockttp' ? startMockttpProxy(options) : startHttpMitmProxy(options)
+  adapter === 'mockttp' ? startMockttpProxy(options) : adapter === 'node' ? startNodeProxy(options) : startHttpMitmProxy(options)
 
 /** Names each stand-in upstream answers to (api.delta.test has none: it is resolved, and fails). */
 const NAMES = {

@@ -1,0 +1,68 @@
+import http from 'node:http'
+import https from 'node:https'
+import type { Duplex } from 'node:stream'
+import type { SecureContext } from 'node:tls'
+
+import type { Logger } from '../ports.js'
+import type { Forward } from '../proxy/pipeline.js'
+import { rawAnswer } from '../proxy/rawAnswer.js'
+import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
+import { responseHeaders } from './upstreamRequests.js'
+
+// A judged upgrade (WebSocket) request forwarded on a connection of its own, with every handshake
+// header the client sent (`Sec-WebSocket-Key`, `-Version`, `-Protocol`, `-Extensions`, …). An
+// upstream that switches protocols is spliced to the client as it is, so the subprotocol and
+// extensions the client is told are the upstream's own; one that refuses has its HTTP answer
+// passed back, and the connection closes after it.
+
+const headerLines = (headers: Record<string, string | string[]>): string =>
+  Object.entries(headers)
+    .flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).map((one) => `${name}: ${one}\r\n`))
+    .join('')
+
+/** Forwards an upgrade request and splices both sides once the upstream switches protocols. */
+export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head: Buffer, trust: SecureContext | undefined, log: Logger): void => {
+  const { upstream, servername } = step.where
+  let answered = false
+  const request = (tls ? https : http).request({
+    host: upstream.host,
+    port: upstream.port,
+    method: step.method,
+    path: step.path,
+    headers: step.headers,
+    agent: false,
+    ...(tls && servername !== undefined ? { servername } : {}),
+    ...(tls && trust !== undefined ? { secureContext: trust } : {})
+  })
+  client.on('error', () => request.destroy())
+  client.once('close', () => request.destroy())
+  request.on('upgrade', (response: http.IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
+    answered = true
+    const headers = { ...responseHeaders(response.headers), connection: 'Upgrade', ...(response.headers.upgrade === undefined ? {} : { upgrade: response.headers.upgrade }) }
+    client.write(`HTTP/1.1 101 Switching Protocols\r\n${headerLines(headers)}\r\n`)
+    if (upstreamHead.length > 0) client.write(upstreamHead)
+    if (head.length > 0) socket.write(head)
+    socket.on('error', () => client.destroy())
+    client.on('error', () => socket.destroy())
+    socket.once('close', () => client.destroy())
+    client.once('close', () => socket.destroy())
+    socket.pipe(client)
+    client.pipe(socket)
+  })
+  request.on('response', (response: http.IncomingMessage) => {
+    // The upstream refused the upgrade: its answer, as an HTTP answer, and the connection closes.
+    answered = true
+    const headers = responseHeaders(response.headers)
+    delete headers['content-length']
+    client.write(`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}\r\n${headerLines(headers)}connection: close\r\n\r\n`)
+    response.pipe(client)
+    response.on('error', () => client.destroy())
+  })
+  request.on('error', (error) => {
+    const code = upstreamErrorCode(error)
+    log('warn', `upstream upgrade failed: ${code}`)
+    if (answered || client.destroyed) client.destroy()
+    else client.end(rawAnswer(502, upstreamFailureBody(code)))
+  })
+  request.end()
+}

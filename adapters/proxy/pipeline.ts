@@ -1,0 +1,246 @@
+import type { IncomingHttpHeaders } from 'node:http'
+
+import * as E from 'fp-ts/lib/Either.js'
+
+import { parseHost, type RequestFacts } from '../../core/index.js'
+import type { Guard, Verdict } from '../guard/createGuard.js'
+import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
+import { hostHeaderFor, NOT_A_PROXY_REQUEST } from '../upstream/forwardedHeaders.js'
+import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
+import { connectTarget, PLAIN_TEXT, type ConnectTarget } from '../upstream/tunnel.js'
+import { authenticates } from './proxyAuthentication.js'
+import { rawAnswer } from './rawAnswer.js'
+import { plainProxyDestination, requestFacts } from './requestFacts.js'
+import type { ProxyCredentials } from '../../core/index.js'
+import { denyBody } from '../../core/index.js'
+
+// The request pipeline every transport translates into: what to do with a CONNECT, and with each
+// request (inside a tunnel or as an absolute `http://` URI), as plain values. An engine reads its
+// library's events into these descriptions and carries out the step it gets back; the policy,
+// proxy authentication, destination pinning, header rewriting and the failure policy live here.
+
+/** What to do with a CONNECT. */
+export type ConnectStep =
+  /** Write these raw bytes (a whole HTTP answer) and close: the tunnel is never opened. */
+  | { readonly _tag: 'Refuse'; readonly answer: string }
+  /** Splice the client to this upstream untouched. */
+  | { readonly _tag: 'Tunnel'; readonly upstream: Upstream }
+  /** Terminate TLS for this target (host normalised) and judge each request inside. */
+  | { readonly _tag: 'Intercept'; readonly target: ConnectTarget }
+
+/** A request as a transport received it, before any rewriting. */
+export interface IncomingRequest {
+  /** The hop from the client was TLS: the request came inside an intercepted tunnel. */
+  readonly tls: boolean
+  /** The request target exactly as sent (`:path` for HTTP/2). */
+  readonly target: string
+  readonly method: string
+  /** Header names in lower case, as Node gives them (HTTP/2 pseudo-headers included). */
+  readonly headers: IncomingHttpHeaders
+  /** The TLS server name the client sent, if any. */
+  readonly sni?: string | false | undefined
+  /** A WebSocket (or other) upgrade: its `Connection`/`Upgrade` headers are kept. */
+  readonly upgrade?: boolean
+}
+
+/** An answer egress-guard gives itself. */
+export interface Answer {
+  readonly _tag: 'Answer'
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: string
+}
+
+/** Send the request to `where`, with this origin-form path and exactly these headers. */
+export interface Forward {
+  readonly _tag: 'Forward'
+  readonly where: PinnedDestination
+  readonly method: string
+  readonly path: string
+  readonly headers: Record<string, string | string[]>
+  readonly verdict: Verdict
+}
+
+/** What to do with one request. */
+export type RequestStep = Answer | Forward
+
+/** A tunnel's pinned destination: settled, or still being resolved. */
+export interface TunnelPin {
+  readonly settled: PinnedDestination | undefined
+  readonly pending: Promise<PinnedDestination>
+}
+
+/** What the pipeline is built from. */
+export interface PipelineOptions {
+  readonly guard: Guard
+  readonly connectTo: ReadonlyArray<ConnectTo>
+  readonly proxyAuthentication: ProxyCredentials | undefined
+  /** Whether a new intercepted host may be admitted now (the new-host budget); known hosts always are. */
+  readonly admitHost: (host: string) => boolean
+}
+
+/** The steps of the request pipeline. */
+export interface Pipeline {
+  readonly connect: (authority: string | undefined, proxyAuthorization: string | ReadonlyArray<string> | undefined) => ConnectStep
+  /** Starts pinning a tunnel's destination (see pinDestination). */
+  readonly pin: (target: ConnectTarget) => TunnelPin
+  /**
+   * Decides a request inside a tunnel (`tunnel` given) or on the proxy port. Never rejects: a
+   * failure is decided by the failure policy (deny modes 403 `internal_error`, allow modes 502).
+   */
+  readonly request: (request: IncomingRequest, tunnel: TunnelPin | undefined) => RequestStep | Promise<RequestStep>
+}
+
+/** An answer with egress-guard's plain-text body. */
+export const answer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Answer => ({ _tag: 'Answer', status, headers, body })
+
+const header = (value: string | ReadonlyArray<string> | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : (value as string | undefined))
+
+/** Headers that belong to one hop only (RFC 9110 §7.6.1; `expect` is answered here), never forwarded as they are; `host` is set below. */
+const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'http2-settings', 'expect', 'host'])
+
+/**
+ * The headers a request is forwarded with: the client's, less HTTP/2 pseudo-headers, `Proxy-*`,
+ * hop-by-hop headers and every header its `Connection` names; `te: trailers` (gRPC) and, for an
+ * upgrade, `Connection: Upgrade` with its `Upgrade` kept; `Host` from the client (`:authority` on
+ * HTTP/2) or else the judged destination; then the credentials, replacing any header of the same
+ * name. INVARIANT: an injected credential is set last, so nothing the client sent can remove it.
+ */
+export const forwardedHeaders = (
+  request: Pick<IncomingRequest, 'headers' | 'upgrade' | 'tls'>,
+  target: ConnectTarget,
+  credentials: Readonly<Record<string, string>>
+): Record<string, string | string[]> => {
+  const { headers } = request
+  const named = new Set(
+    (header(headers['connection']) ?? '')
+      .split(',')
+      .map((token) => token.trim().toLowerCase())
+      .filter((token) => token !== '')
+  )
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(':') || name.startsWith('proxy-') || NOT_FORWARDED.has(name) || named.has(name)) continue
+    out[name] = value
+  }
+  const te = header(headers['te'])
+  if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|;|$)/i.test(te)) out['te'] = 'trailers'
+  if (request.upgrade === true && headers['upgrade'] !== undefined) {
+    out['connection'] = 'Upgrade'
+    out['upgrade'] = headers['upgrade']
+  }
+  out['host'] = header(headers['host']) ?? header(headers[':authority']) ?? hostHeaderFor(target, request.tls)
+  for (const [name, value] of Object.entries(credentials)) out[name.toLowerCase()] = value
+  return out
+}
+
+/** Builds the pipeline for one proxy. */
+export const createPipeline = (options: PipelineOptions): Pipeline => {
+  const { guard, connectTo, proxyAuthentication } = options
+
+  const refuse = (status: number, reasonBody: string, headers: Readonly<Record<string, string>> = {}): ConnectStep => ({ _tag: 'Refuse', answer: rawAnswer(status, reasonBody, headers) })
+
+  const connect: Pipeline['connect'] = (authority, proxyAuthorization) => {
+    const target = connectTarget(authority)
+    if (proxyAuthentication !== undefined && !authenticates(proxyAuthorization, proxyAuthentication)) {
+      const refusal = guard.refuseUnauthenticated(target?.host ?? '')
+      return refuse(refusal.status, refusal.body, refusal.headers)
+    }
+    try {
+      const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
+      if (target === undefined || verdict === undefined) return refuse(403, denyBody('no_match', null))
+      switch (verdict.decision._tag) {
+        case 'Deny':
+          return refuse(403, denyBody(verdict.decision.reason, null))
+        case 'Tunnel':
+          return { _tag: 'Tunnel', upstream: upstreamFor(connectTo, target.host, target.port) }
+        case 'Intercept': {
+          const normalised = parseHost(target.host)
+          const host = E.isRight(normalised) ? normalised.right : target.host.toLowerCase()
+          if (!options.admitHost(host)) return refuse(503, 'Service unavailable: too many new hosts under this domain at once; retry shortly', { 'Retry-After': '1' })
+          return { _tag: 'Intercept', target: { host, port: target.port } }
+        }
+      }
+    } catch {
+      // An adapter failure never tunnels or intercepts.
+      return refuse(403, denyBody('internal_error', null))
+    }
+  }
+
+  const pin: Pipeline['pin'] = (target) => {
+    const state: { settled: PinnedDestination | undefined; pending: Promise<PinnedDestination> } = { settled: undefined, pending: pinDestination(target, true, connectTo) }
+    state.pending.then(
+      (where) => {
+        state.settled = where
+      },
+      () => undefined
+    )
+    return state
+  }
+
+  const failClosed = (request: IncomingRequest, host: string | undefined): Answer => {
+    const verdict = guard.failClosed({ scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target })
+    return verdict.decision._tag === 'Deny' ? answer(403, verdict.decision.body) : answer(502, 'Bad gateway: egress-guard could not forward this request')
+  }
+
+  const apply = (request: IncomingRequest, where: PinnedDestination, facts: RequestFacts, verdict: Verdict): RequestStep => {
+    switch (verdict.decision._tag) {
+      case 'Deny':
+        return answer(verdict.decision.status, verdict.decision.body)
+      case 'Inject':
+        // INVARIANT: credentials go only to an address the policy saw (or the operator chose).
+        if (!where.resolved) return answer(502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
+        return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, verdict.decision.headers), verdict }
+      case 'Pass':
+        return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, {}), verdict }
+    }
+  }
+
+  const factsOf = (request: IncomingRequest, where: PinnedDestination): RequestFacts =>
+    requestFacts({
+      tls: request.tls,
+      destination: where,
+      target: request.target,
+      method: request.method,
+      hostHeader: request.headers['host'] ?? request.headers[':authority'],
+      sni: request.sni
+    })
+
+  const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>): Promise<RequestStep> => {
+    const where = await pending
+    const facts = factsOf(request, where)
+    return apply(request, where, facts, await guard.evaluate(facts))
+  }
+
+  const request: Pipeline['request'] = (incoming, tunnel) => {
+    try {
+      if (tunnel !== undefined) {
+        const where = tunnel.settled
+        // Most requests are decided in this same turn: their tunnel is pinned, their credentials cached.
+        if (where !== undefined) {
+          const facts = factsOf(incoming, where)
+          const verdict = guard.evaluateNow(facts)
+          if (verdict !== undefined) return apply(incoming, where, facts, verdict)
+        }
+        return judge(incoming, tunnel.pending).catch(() => failClosed(incoming, where?.target.host))
+      }
+      // On the proxy port: a proxy request (an absolute http:// URI) that authenticates, to the
+      // host and port WHATWG reads in it. Anything else would be sent wherever its Host header says.
+      if (proxyAuthentication !== undefined && !authenticates(incoming.headers['proxy-authorization'], proxyAuthentication)) {
+        const refusal = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
+        return answer(refusal.status, refusal.body, refusal.headers)
+      }
+      const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)
+      if (plain === undefined) return answer(400, NOT_A_PROXY_REQUEST)
+      if (!(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) return answer(400, 'Bad request: egress-guard needs a port from 1 to 65535')
+      return judge(incoming, pinDestination(plain, false, connectTo)).catch(() => failClosed(incoming, plain.host))
+    } catch {
+      return failClosed(incoming, tunnel?.settled?.target.host)
+    }
+  }
+
+  return { connect, pin, request }
+}
+
+/** The content type of every body egress-guard writes itself. */
+export const ANSWER_CONTENT_TYPE = PLAIN_TEXT
