@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 
-import { Pool } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
 
 import type { Logger } from '../ports.js'
 import type { Forward } from '../proxy/pipeline.js'
@@ -40,6 +40,23 @@ const RESET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET'])
 
 /** Response headers that belong to one hop (and that HTTP/2 forbids). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te', 'trailer'])
+
+const text = (value: Buffer | string): string => (typeof value === 'string' ? value : value.toString('latin1'))
+
+/** Headers as undici reports them (raw name/value pairs, or an object for HTTP/2 trailers) as one object; repeated names become lists. */
+const headersOf = (raw: ReadonlyArray<Buffer | string | ReadonlyArray<Buffer | string>> | Record<string, string | string[] | undefined> | null): Record<string, string | string[]> => {
+  if (raw === null) return {}
+  if (!Array.isArray(raw)) return Object.fromEntries(Object.entries(raw).filter((entry): entry is [string, string | string[]] => entry[1] !== undefined))
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = text(raw[i] as Buffer | string).toLowerCase()
+    const value = raw[i + 1] as Buffer | string | ReadonlyArray<Buffer | string>
+    const values = Array.isArray(value) ? value.map(text) : [text(value as Buffer | string)]
+    const known = out[name]
+    out[name] = known === undefined ? (values.length === 1 ? (values[0] as string) : values) : [...(Array.isArray(known) ? known : [known]), ...values]
+  }
+  return out
+}
 
 /** The upstream's response headers, less hop-by-hop ones and any its `Connection` names. */
 export const responseHeaders = (headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> => {
@@ -89,50 +106,53 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
   }
 
   const forward: UpstreamRequests['forward'] = (step, tls, body, response, http2Client) => {
-    const aborted = new AbortController()
-    response.once('close', () => response.writableFinished || aborted.abort())
+    // Set once the upstream connection is assigned: aborts the upstream request.
+    let abort: ((reason: Error) => void) | undefined
+    // Set once the response started: lets undici read on after the client drained.
+    let resume: (() => void) | undefined
+    response.on('drain', () => resume?.())
+    response.once('close', () => response.writableFinished || abort?.(new Error('the client went away')))
     const send = (retry: boolean): void => {
-      poolFor(step, tls)
-        .request({
-          path: step.path,
-          method: step.method,
-          headers: step.headers,
-          body,
-          signal: aborted.signal,
-          ...(step.where.servername === undefined ? {} : { servername: step.where.servername })
-        })
-        .then(
-          ({ statusCode, headers, body: answer, trailers }) => {
-            if (response.destroyed) {
-              answer.destroy()
-              return
-            }
-            response.writeHead(statusCode, responseHeaders(headers))
-            answer.on('data', (chunk: Buffer) => response.write(chunk) || answer.pause())
-            response.on('drain', () => answer.resume())
-            answer.once('error', () => response.destroy())
-            answer.once('end', () => {
-              if (http2Client && Object.keys(trailers).length > 0) response.addTrailers(responseHeaders(trailers))
-              response.end()
-            })
-          },
-          (error: unknown) => {
-            if (aborted.signal.aborted) return
-            const code = upstreamErrorCode(error)
-            if (retry && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
-              send(false)
-              return
-            }
-            options.log('warn', `upstream request failed: ${code}`)
-            if (response.headersSent || response.destroyed) {
-              response.destroy()
-              return
-            }
-            const text = upstreamFailureBody(code)
-            response.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) })
-            response.end(text)
+      const handler: Dispatcher.DispatchHandler = {
+        onConnect: (abortRequest) => {
+          abort = abortRequest
+          if (response.destroyed) abortRequest(new Error('the client went away'))
+        },
+        onHeaders: (statusCode, raw, resumeReading) => {
+          // Informational answers (100, 103) are not passed on; the final one follows.
+          if (statusCode < 200) return true
+          resume = resumeReading
+          response.writeHead(statusCode, responseHeaders(headersOf(raw)))
+          return true
+        },
+        // False (the client's buffer is full) pauses the upstream until the client drains.
+        onData: (chunk) => response.write(chunk),
+        onComplete: (trailers) => {
+          const kept = trailers === null ? {} : responseHeaders(headersOf(trailers))
+          if (http2Client && Object.keys(kept).length > 0) response.addTrailers(kept)
+          response.end()
+        },
+        onError: (error) => {
+          if (response.destroyed) return
+          const code = upstreamErrorCode(error)
+          if (retry && !response.headersSent && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
+            send(false)
+            return
           }
-        )
+          options.log('warn', `upstream request failed: ${code}`)
+          if (response.headersSent) {
+            response.destroy()
+            return
+          }
+          const text = upstreamFailureBody(code)
+          response.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) })
+          response.end(text)
+        }
+      }
+      poolFor(step, tls).dispatch(
+        { path: step.path, method: step.method as Dispatcher.HttpMethod, headers: step.headers, body, ...(step.where.servername === undefined ? {} : { servername: step.where.servername }) },
+        handler
+      )
     }
     send(true)
   }
