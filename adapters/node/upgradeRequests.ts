@@ -1,7 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import type { Duplex } from 'node:stream'
-import type { SecureContext } from 'node:tls'
+import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import type { Logger } from '../ports.js'
 import type { Forward } from '../proxy/pipeline.js'
@@ -31,7 +31,7 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
     path: step.path,
     headers: step.headers,
     agent: false,
-    ...(tls && servername !== undefined ? { servername } : {}),
+    ...(tls ? (servername === undefined ? { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(step.where.target.host, cert) } : { servername }) : {}),
     ...(tls && trust !== undefined ? { secureContext: trust } : {})
   })
   client.on('error', () => request.destroy())

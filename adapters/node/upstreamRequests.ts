@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
+import { checkServerIdentity, createSecureContext, rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import { Pool, type Dispatcher } from 'undici'
 
@@ -79,8 +79,10 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
   const pools = new Map<string, Pool>()
 
   const poolFor = (step: Forward, tls: boolean): Pool => {
-    const { upstream, servername } = step.where
-    const key = `${tls ? 's' : 'p'} ${upstream.host} ${upstream.port} ${servername ?? ''}`
+    const { upstream, servername, target } = step.where
+    // INVARIANT: a pool's connections are verified for one name (or IP address), the judged one.
+    const verifiedAs = servername ?? target.host
+    const key = `${tls ? 's' : 'p'} ${upstream.host} ${upstream.port} ${verifiedAs}`
     const known = pools.get(key)
     if (known !== undefined) {
       pools.delete(key)
@@ -92,7 +94,9 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
       keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
       allowH2: tls,
       connect: {
-        ...(servername === undefined ? {} : { servername }),
+        // A name is sent as SNI and verified; an IP address target (no SNI) is verified against
+        // itself, not against the address dialled (they differ under `connectTo`).
+        ...(servername === undefined ? { checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(target.host, cert) } : { servername }),
         ...(options.trust === undefined ? {} : { secureContext: options.trust })
       }
     })
