@@ -6,6 +6,7 @@ export default defineConfig([
     index: 'index.ts',
     'core/index': 'core/index.ts',
     'guard/index': 'adapters/guard/index.ts',
+    'node/index': 'adapters/node/index.ts',
     'http-mitm-proxy/index': 'adapters/http-mitm-proxy/index.ts',
     'mockttp/index': 'adapters/mockttp/index.ts',
     'undici/index': 'adapters/undici/index.ts',

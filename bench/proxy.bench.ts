@@ -239,6 +239,10 @@ const main = async () => {
   writeFileSync(upstreamCaPath, pki.caPem)
   const serveArgs = ['--policy', policyFile, '--upstream-ca', upstreamCaPath, '--port', '0', ...hosts.flatMap((h) => ['--connect-to', `${h}:443:127.0.0.1:${upstream.port}`])]
 
+  const floor = await startRole('floor', { ...base, ...leaf })
+  const nodeBare = await startRole('node-bare', base)
+  const nodeGuarded = await startRole('node-guarded', { ...base, policy: policy(0) })
+  const nodeBig = await startRole('node-guarded', { ...base, policy: policy(999) })
   const hmpBare = await startRole('hmp-bare', base)
   const hmpGuarded = await startRole('hmp-guarded', { ...base, policy: policy(0) })
   const hmpBig = await startRole('hmp-guarded', { ...base, policy: policy(999) })
@@ -249,6 +253,11 @@ const main = async () => {
 
   const configurations: Array<Configuration> = [
     { name: 'direct', pids: [], dispatcher: new Agent({ connect: { ca: pki.caPem, servername: HOST }, connections: CONNECTIONS }), origin: `https://127.0.0.1:${upstream.port}`, path: '/v1/x', expect: 'auth:none' },
+    viaProxy('floor', floor, pki.caPem, '/v1/x', 'auth:injected'),
+    viaProxy('node_bare', nodeBare, pki.caPem, '/v1/x', 'auth:none'),
+    viaProxy('node_inject', nodeGuarded, pki.caPem, '/v1/x', 'auth:injected'),
+    viaProxy('node_pass', nodeGuarded, pki.caPem, '/other', 'auth:none'),
+    viaProxy('node_inject_1000_routes', nodeBig, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('hmp_bare', hmpBare, pki.caPem, '/v1/x', 'auth:none'),
     viaProxy('hmp_inject', hmpGuarded, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('hmp_pass', hmpGuarded, pki.caPem, '/other', 'auth:none'),
@@ -387,7 +396,18 @@ const main = async () => {
       with_burst: { p50_ms: round2(withBurst?.p50_ms ?? NaN), p99_ms: round2(withBurst?.p99_ms ?? NaN), errors: withBurst?.errors ?? NaN }
     }
   }
+  const cpu = (name: string) => median(samples.get(name)?.map((r) => r.cpuMs) ?? [NaN])
+  // The node engine's targets (issue 14), as ratios of proxy CPU per request and of throughput.
+  result['node_targets'] = {
+    node_inject_vs_hmp_inject_cpu: { value: round2(cpu('node_inject') / cpu('hmp_inject')), target: '<= 0.6' },
+    node_inject_vs_floor_cpu: { value: round2(cpu('node_inject') / cpu('floor')), target: '<= 1.25' },
+    node_inject_vs_hmp_inject_rps: { value: round2(rps('node_inject') / rps('hmp_inject')), target: '>= 1.6' },
+    node_inject_vs_node_bare_cpu: { value: round2(cpu('node_inject') / cpu('node_bare')), target: '<= 1.10' },
+    node_inject_1000_routes_vs_node_inject_cpu: { value: round2(cpu('node_inject_1000_routes') / cpu('node_inject')), target: '<= 1.10' }
+  }
   result['ratios'] = {
+    node_inject_vs_bare_rps: round2(rps('node_inject') / rps('node_bare')),
+    node_inject_vs_floor_rps: round2(rps('node_inject') / rps('floor')),
     hmp_inject_vs_bare_rps: round2(rps('hmp_inject') / rps('hmp_bare')),
     hmp_inject_vs_bare_p99: round2(p99('hmp_inject') / p99('hmp_bare')),
     hmp_pass_vs_bare_rps: round2(rps('hmp_pass') / rps('hmp_bare')),
@@ -401,6 +421,8 @@ const main = async () => {
     direct_vs_hmp_bare_rps: round2(rps('direct') / rps('hmp_bare'))
   }
   result['paired_round_ratios_rps'] = {
+    node_inject_vs_bare: paired('node_inject', 'node_bare'),
+    node_inject_vs_hmp_inject: paired('node_inject', 'hmp_inject'),
     hmp_inject_vs_bare: paired('hmp_inject', 'hmp_bare'),
     mockttp_inject_vs_bare: paired('mockttp_inject', 'mockttp_bare'),
     workers_2_vs_workers_1: paired('workers_2_inject', 'workers_1_inject')

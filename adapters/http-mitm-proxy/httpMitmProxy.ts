@@ -9,14 +9,15 @@ import { Proxy, type IContext, type IWebSocketContext } from 'http-mitm-proxy'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type Deny, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
-import type { Guard, Verdict } from '../guard/createGuard.js'
+import { parseHost, type Deny, type RequestFacts } from '../../core/index.js'
+import type { Verdict } from '../guard/createGuard.js'
 import { atLeastOne } from '../interception/atLeastOne.js'
-import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
-import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
-import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
-import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
+import { loadOrCreateCa } from '../interception/certificates.js'
+import { stderrLogger, type RunningProxy } from '../ports.js'
+import { hostForUrl, upstreamFor } from '../upstream/connectTo.js'
+import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
+import type { EngineOptions } from '../proxy/engineOptions.js'
+import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.js'
 import { authenticates, refuseSocket } from '../proxy/proxyAuthentication.js'
 import { answerClientErrors, offerHttp10, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
@@ -26,33 +27,8 @@ import { connectTarget, openTunnel, PLAIN_TEXT, refuseTunnel, type ConnectTarget
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { manageHostServers, type HostServers, type LibraryServerTable } from './hostServers.js'
 
-/** How to run the proxy. */
-export interface HttpMitmProxyOptions {
-  readonly guard: Guard
-  /** Holds the CA (key 0600, directory 0700); created on first start. */
-  readonly configDir: string
-  /** The CA to issue from, when one is shared (workers); by default loaded from `configDir`. */
-  readonly ca?: CertificateAuthority
-  /** Listen address; loopback by default. */
-  readonly host?: string
-  /** Listen port; 0 (the default) picks a free one. */
-  readonly port?: number
-  /** Extra CAs (PEM) trusted for upstream TLS, on top of Node's bundled roots. Verification is never off. */
-  readonly upstreamCa?: ReadonlyArray<string>
-  /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
-  readonly connectTo?: ReadonlyArray<ConnectTo>
-  /** Intercepted hosts whose TLS server is kept; beyond this the least recently used is closed. Default 256. */
-  readonly maxInterceptedHosts?: number
-  /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
-  readonly clientBounds?: Partial<ClientBounds>
-  /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
-  readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
-  /** The `Proxy-Authorization: Basic` every CONNECT and plain request must carry; others get 407. */
-  readonly proxyAuthentication?: ProxyCredentials
-  /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
-  readonly now?: () => number
-  readonly log?: Logger
-}
+/** How to run the proxy: the options every engine takes. */
+export type HttpMitmProxyOptions = EngineOptions
 
 interface RefusableWebSocket {
   readonly upgradeReq: http.IncomingMessage

@@ -7,15 +7,17 @@ import { getLocal, type Mockttp } from 'mockttp'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
-import type { Guard, Verdict } from '../guard/createGuard.js'
-import { loadOrCreateCa, type CertificateAuthority } from '../interception/certificates.js'
+import { parseHost, type RequestFacts } from '../../core/index.js'
+import type { Verdict } from '../guard/createGuard.js'
+import { loadOrCreateCa } from '../interception/certificates.js'
 import { fairQueue, hostGroup } from '../interception/fairQueue.js'
-import { newHostBudget, overBudgetWarning, type NewHostBudgetOptions } from '../interception/newHostBudget.js'
-import { stderrLogger, type Logger, type RunningProxy } from '../ports.js'
-import { hostForUrl, upstreamFor, type ConnectTo } from '../upstream/connectTo.js'
-import { DEFAULT_CLIENT_BOUNDS, watchClients, type ClientBounds } from '../proxy/clientBounds.js'
+import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.js'
+import { stderrLogger, type RunningProxy } from '../ports.js'
+import { hostForUrl, upstreamFor } from '../upstream/connectTo.js'
+import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
+import type { EngineOptions } from '../proxy/engineOptions.js'
 import { authenticates, refuseSocket } from '../proxy/proxyAuthentication.js'
+import { isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, refuseOverBudget } from '../proxy/rawAnswer.js'
 import { plainProxyDestination, requestFacts } from '../proxy/requestFacts.js'
 import { ensureHostHeader, injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -30,29 +32,8 @@ export interface RunningMockttpProxy extends RunningProxy {
   readonly recordedRequests: () => Promise<number>
 }
 
-/** How to run the proxy. */
-export interface MockttpProxyOptions {
-  readonly guard: Guard
-  /** Holds the CA (key 0600, directory 0700); created on first start. */
-  readonly configDir: string
-  /** The CA to issue from, when one is shared (workers); by default loaded from `configDir`. */
-  readonly ca?: CertificateAuthority
-  /** Listen address; loopback by default. */
-  readonly host?: string
-  /** Listen port; 0 (the default) picks a free one. */
-  readonly port?: number
-  /** Extra CAs (PEM) trusted for upstream TLS, on top of Node's bundled roots. Verification is never off. */
-  readonly upstreamCa?: ReadonlyArray<string>
-  /** Dial another address for a host and port (tests, stand-ins); the policy and TLS still see the host. */
-  readonly connectTo?: ReadonlyArray<ConnectTo>
-  /** How long a client may stay silent: before its first byte after CONNECT, and with nothing in flight. */
-  readonly clientBounds?: Partial<ClientBounds>
-  /** How many new intercepted hosts a domain may bring at once and per second (newHostBudget.ts). */
-  readonly newHosts?: Pick<NewHostBudgetOptions, 'perSecond' | 'burst'>
-  /** The `Proxy-Authorization: Basic` every CONNECT and plain request must carry; others get 407. */
-  readonly proxyAuthentication?: ProxyCredentials
-  readonly log?: Logger
-}
+/** How to run the proxy: the options every engine takes, less two mockttp has no use for (it keeps its own certificates). */
+export type MockttpProxyOptions = Omit<EngineOptions, 'maxInterceptedHosts' | 'now'>
 
 // mockttp 4.6.5 keeps these private; the adapter needs them to decide before the library acts.
 // Each is checked at start, and the proxy refuses to start if one is missing (see README).
@@ -357,6 +338,13 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server) => (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     // A WebSocket is in flight until it closes, however quiet it is.
     watch.request(clientSocketOf(socket), socket)
+    // Only WebSocket upgrades: mockttp would splice any other (`h2c`, …) to the upstream, and every
+    // request after it on that connection would go unjudged.
+    if (!isWebSocketUpgrade({ method: request.method ?? '', headers: request.headers })) {
+      socket.on('error', () => socket.destroy())
+      socket.end(rawAnswer(400, NOT_A_WEBSOCKET_UPGRADE))
+      return
+    }
     judged(
       request,
       true,

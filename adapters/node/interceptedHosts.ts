@@ -32,6 +32,9 @@ export interface InterceptedHostsOptions {
   readonly onHttp2Request: (request: Http2ServerRequest, response: Http2ServerResponse) => void
 }
 
+/** Streams an HTTP/2 client may have open at once on one connection (Node's default is unbounded). */
+const MAX_STREAMS = 100
+
 /** The protocols offered in ALPN, in order of preference: HTTP/2, then HTTP/1.1, then HTTP/1.0 (`curl --http1.0`). */
 const ALPN = Buffer.from('\x02h2\x08http/1.1\x08http/1.0', 'latin1')
 
@@ -51,7 +54,7 @@ export const interceptedHosts = <T extends object>(options: InterceptedHostsOpti
       return known
     }
     const made = options.ca.leafFor(host).then(({ cert, key }) => {
-      const server = createSecureServer({ cert, key, allowHTTP1: true })
+      const server = createSecureServer({ cert, key, allowHTTP1: true, settings: { maxConcurrentStreams: MAX_STREAMS } })
       ;(server as Http2SecureServer & { ALPNProtocols?: Buffer }).ALPNProtocols = ALPN
       const [http2Listener] = server.listeners('secureConnection') as Array<(socket: TLSSocket) => void>
       if (http2Listener === undefined) throw new Error('node:http2 internals changed: no secureConnection listener')

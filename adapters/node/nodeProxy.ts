@@ -15,7 +15,7 @@ import { hostForUrl } from '../upstream/connectTo.js'
 import { openTunnel, PLAIN_TEXT } from '../upstream/tunnel.js'
 import { interceptedHosts, type InterceptedHosts } from './interceptedHosts.js'
 import { forwardUpgrade } from './upgradeRequests.js'
-import { upstreamRequests, upstreamTrust, type ClientResponse } from './upstreamRequests.js'
+import { clientGone, upstreamRequests, upstreamTrust, type ClientResponse } from './upstreamRequests.js'
 
 // egress-guard's own engine (`--engine node`): Node's HTTP/1 and HTTP/2 servers towards clients,
 // undici pools towards upstreams, and the request pipeline between them. This module only wires
@@ -46,7 +46,12 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
   const upstreams = upstreamRequests({ trust, log })
   const outer = http.createServer()
-  const inner = http.createServer()
+  // The HTTP/1 server for intercepted connections never listens (tunnels are handed to it), so it
+  // is told it does: Node then tracks its connections and enforces `headersTimeout` (60 s, a client
+  // trickling header bytes gets 408) inside tunnels too. The whole-request timeout is off there:
+  // a long upload is not a slow client.
+  const inner = http.createServer({ requestTimeout: 0 })
+  inner.emit('listening')
   const hosts: InterceptedHosts<Tunnel> = interceptedHosts<Tunnel>({
     ca,
     max: maxHosts,
@@ -77,7 +82,7 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
         return
       }
       request.resume()
-      if (response.headersSent || response.destroyed) {
+      if (response.headersSent || clientGone(response)) {
         response.destroy()
         return
       }
@@ -161,6 +166,7 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
       outer.close()
       outer.closeAllConnections()
       inner.closeAllConnections()
+      inner.close(() => undefined)
       hosts.close()
       watch.close()
       await upstreams.close()

@@ -1,6 +1,6 @@
 import http from 'node:http'
 import https from 'node:https'
-import type { Duplex } from 'node:stream'
+import { finished, type Duplex } from 'node:stream'
 import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import type { Logger } from '../ports.js'
@@ -22,6 +22,8 @@ const headerLines = (headers: Record<string, string | string[]>): string =>
 
 /** Forwards an upgrade request and splices both sides once the upstream switches protocols. */
 export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head: Buffer, trust: SecureContext | undefined, log: Logger): void => {
+  // A client gone while the request was decided: nothing is sent for it.
+  if (client.destroyed) return
   const { upstream, servername } = step.where
   let answered = false
   const request = (tls ? https : http).request({
@@ -35,17 +37,23 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
     ...(tls && trust !== undefined ? { secureContext: trust } : {})
   })
   client.on('error', () => request.destroy())
-  client.once('close', () => request.destroy())
+  finished(client, () => request.destroy())
   request.on('upgrade', (response: http.IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
     answered = true
+    // INVARIANT: only a switch to WebSocket is spliced; any other protocol is not what was judged.
+    if ((response.headers.upgrade ?? '').toLowerCase() !== 'websocket' || client.destroyed) {
+      socket.destroy()
+      client.destroy()
+      return
+    }
     const headers = { ...responseHeaders(response.headers), connection: 'Upgrade', ...(response.headers.upgrade === undefined ? {} : { upgrade: response.headers.upgrade }) }
     client.write(`HTTP/1.1 101 Switching Protocols\r\n${headerLines(headers)}\r\n`)
     if (upstreamHead.length > 0) client.write(upstreamHead)
     if (head.length > 0) socket.write(head)
     socket.on('error', () => client.destroy())
     client.on('error', () => socket.destroy())
-    socket.once('close', () => client.destroy())
-    client.once('close', () => socket.destroy())
+    finished(socket, () => client.destroy())
+    finished(client, () => socket.destroy())
     socket.pipe(client)
     client.pipe(socket)
   })

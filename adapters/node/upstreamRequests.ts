@@ -23,6 +23,10 @@ export interface ClientResponse extends Writable {
   addTrailers(headers: OutgoingHttpHeaders): void
 }
 
+/** True when the client can no longer be answered (an HTTP/2 response tells by its stream). */
+export const clientGone = (response: ClientResponse): boolean =>
+  response.destroyed === true || response.writableEnded || (response as ClientResponse & { stream?: { destroyed: boolean } }).stream?.destroyed === true
+
 /** What forwards judged requests upstream. */
 export interface UpstreamRequests {
   /** Sends `step` with `body` (null when the request has none) and streams the answer into `response`. */
@@ -32,6 +36,12 @@ export interface UpstreamRequests {
 
 /** How long an idle upstream connection is kept for reuse, at most (undici also honours a shorter `Keep-Alive` hint). */
 const UPSTREAM_IDLE_MS = 30_000
+/**
+ * Connections to one upstream (address, port, name) at once. An HTTP/2 client multiplexes up to
+ * 100 streams on one connection; without a cap, each would open an upstream connection of its own
+ * (3,375 from one client connection, measured in review).
+ */
+const MAX_CONNECTIONS = 128
 /** Pools kept at once; beyond this the least recently used is closed once its requests finish. */
 const MAX_POOLS = 512
 /** Methods sent again, once, when a reused connection was reset before any response byte (RFC 9110 §9.2.2). */
@@ -92,6 +102,8 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
     const pool = new Pool(`${tls ? 'https' : 'http'}://${hostForUrl(upstream.host)}:${upstream.port}`, {
       keepAliveTimeout: UPSTREAM_IDLE_MS,
       keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
+      // Requests beyond this many connections to one upstream wait their turn (see MAX_CONNECTIONS).
+      connections: MAX_CONNECTIONS,
       allowH2: tls,
       connect: {
         // A name is sent as SNI and verified; an IP address target (no SNI) is verified against
@@ -110,6 +122,8 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
   }
 
   const forward: UpstreamRequests['forward'] = (step, tls, body, response, http2Client) => {
+    // A client gone while the request was decided (a cancelled HTTP/2 stream): nothing is sent.
+    if (clientGone(response)) return
     // Set once the upstream connection is assigned: aborts the upstream request.
     let abort: ((reason: Error) => void) | undefined
     // Set once the response started: lets undici read on after the client drained.
@@ -120,7 +134,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
       const handler: Dispatcher.DispatchHandler = {
         onConnect: (abortRequest) => {
           abort = abortRequest
-          if (response.destroyed) abortRequest(new Error('the client went away'))
+          if (clientGone(response)) abortRequest(new Error('the client went away'))
         },
         onHeaders: (statusCode, raw, resumeReading) => {
           // Informational answers (100, 103) are not passed on; the final one follows.
@@ -137,7 +151,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           response.end()
         },
         onError: (error) => {
-          if (response.destroyed) return
+          if (clientGone(response)) return
           const code = upstreamErrorCode(error)
           if (retry && !response.headersSent && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
             send(false)

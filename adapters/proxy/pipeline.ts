@@ -134,6 +134,13 @@ export const forwardedHeaders = (
   return out
 }
 
+/** The answer (400) to an upgrade that is not a WebSocket handshake: no engine splices one. */
+export const NOT_A_WEBSOCKET_UPGRADE = 'Bad request: egress-guard forwards only WebSocket upgrades (a GET with `Upgrade: websocket`)'
+
+/** A WebSocket opening handshake: a GET asking to upgrade to `websocket` (RFC 6455 §4.1), and nothing else. */
+export const isWebSocketUpgrade = (request: Pick<IncomingRequest, 'method' | 'headers'>): boolean =>
+  request.method === 'GET' && (header(request.headers['upgrade']) ?? '').trim().toLowerCase() === 'websocket'
+
 /** Builds the pipeline for one proxy. */
 export const createPipeline = (options: PipelineOptions): Pipeline => {
   const { guard, connectTo, proxyAuthentication } = options
@@ -213,6 +220,9 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
   }
 
   const request: Pipeline['request'] = (incoming, tunnel) => {
+    // Only WebSocket upgrades are forwarded: after any other (`h2c`, …) the connection would be
+    // spliced, and every request on it would reach the upstream without a decision.
+    if (incoming.upgrade === true && !isWebSocketUpgrade(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
     try {
       if (tunnel !== undefined) {
         const where = tunnel.settled

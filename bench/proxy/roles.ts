@@ -1,6 +1,7 @@
 // One process of the proxy benchmark, by role: the HTTPS upstream, a bare proxy (http-mitm-proxy
-// or mockttp forwarding everything), or egress-guard on either. Guarded proxies run the built
-// package, as users run it. Each prints `{"port": n}` once listening, and answers IPC requests for
+// or mockttp forwarding everything, or the node engine with a guard that decides nothing), the
+// floor (floor.ts), or egress-guard on an engine. Guarded proxies run the built package, as users
+// run it. Each prints `{"port": n}` once listening, and answers IPC requests for
 // its event-loop delay; SIGTERM stops it.
 import https from 'node:https'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -14,6 +15,8 @@ import { createSecureContext, rootCertificates } from 'node:tls'
 import type * as GuardModule from '../../adapters/guard/index.js'
 import type * as HttpMitmProxyModule from '../../adapters/http-mitm-proxy/index.js'
 import type * as MockttpModule from '../../adapters/mockttp/index.js'
+import type * as NodeModule from '../../adapters/node/index.js'
+import type { Guard } from '../../adapters/guard/createGuard.js'
 
 /** What the orchestrator hands a role (a JSON file named in argv[3]). */
 export interface RoleConfig {
@@ -126,15 +129,38 @@ switch (role) {
     ready(mock.port, join(configDir, 'ca.pem'), () => mock.stop())
     break
   }
+  case 'floor': {
+    const { startFloor } = await import('./floor.js')
+    const floor = await startFloor({ key: config.key ?? '', cert: config.cert ?? '', upstreamPort: config.upstreamPort ?? 0, upstreamCa: config.upstreamCa ?? '', servername: config.hosts?.[0] ?? '', secret: config.secret ?? '' })
+    ready(floor.port, undefined, () => floor.close())
+    break
+  }
+  case 'node-bare': {
+    // The node engine with a guard that intercepts every CONNECT and passes every request, deciding
+    // and recording nothing: what the engine costs without the policy.
+    const pass = { decision: { _tag: 'Pass' }, audit: [], decisionId: '', mode: 'connected_allow' } as const
+    const bare = {
+      evaluate: async () => pass,
+      evaluateNow: () => pass,
+      evaluateTunnel: () => ({ decision: { _tag: 'Intercept' }, audit: [], decisionId: '', mode: 'connected_allow' })
+    } as unknown as Guard
+    const entry: string = 'egress-guard/node'
+    const proxy = await ((await import(entry)) as typeof NodeModule).startNodeProxy({ guard: bare, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined })
+    ready(proxy.port, proxy.caCertPath, () => proxy.close())
+    break
+  }
+  case 'node-guarded':
   case 'hmp-guarded':
   case 'mockttp-guarded': {
     const guard = await guarded()
     const options = { guard, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined }
-    const entry: string = role === 'hmp-guarded' ? 'egress-guard/http-mitm-proxy' : 'egress-guard/mockttp'
+    const entry: string = role === 'hmp-guarded' ? 'egress-guard/http-mitm-proxy' : role === 'node-guarded' ? 'egress-guard/node' : 'egress-guard/mockttp'
     const proxy =
       role === 'hmp-guarded'
         ? await ((await import(entry)) as typeof HttpMitmProxyModule).startHttpMitmProxy(options)
-        : await ((await import(entry)) as typeof MockttpModule).startMockttpProxy(options)
+        : role === 'node-guarded'
+          ? await ((await import(entry)) as typeof NodeModule).startNodeProxy(options)
+          : await ((await import(entry)) as typeof MockttpModule).startMockttpProxy(options)
     ready(proxy.port, proxy.caCertPath, async () => {
       await proxy.close()
       await guard.close()

@@ -300,6 +300,25 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
     expect((await curl(deny.proxy.url, deny.proxyCaPath, 'https://api.alpha.test/v1/models')).status).toBe(200)
   })
 
+  it.each([
+    ['h2c', 'GET', 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n'],
+    ['a made-up protocol', 'GET', 'Connection: Upgrade\r\nUpgrade: tunnel/1\r\n'],
+    ['websocket on a POST', 'POST', 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n']
+  ])('never splices a connection for an upgrade other than a WebSocket GET (%s): no request rides past the policy', async (_name, method, upgrade) => {
+    const before = allow.upstreams.alpha.received.length
+    const tunnel = await openTunnel(allow.proxy.port, allow.proxy.caCertPem, 'api.alpha.test')
+    expect(tunnel).toBeDefined()
+    const answer = await exchange(tunnel!, [`${method} /v1/models HTTP/1.1\r\nHost: api.alpha.test\r\n${upgrade}\r\n`, 'DELETE /unrouted HTTP/1.1\r\nHost: api.alpha.test\r\n\r\n'])
+    expect(answer).not.toMatch(/^HTTP\/1\.1 101/)
+    // Nothing reached the upstream as an upgrade, and nothing unjudged: a DELETE on an unrouted
+    // path is forwarded (allow mode) only as its own, judged request, never with the credential.
+    for (const request of allow.upstreams.alpha.received.slice(before)) {
+      expect(request.method).not.toBe('SPLICED')
+      expect(request.headers.upgrade).toBeUndefined()
+      if (request.path === '/unrouted') expect(request.headers.authorization).toBeUndefined()
+    }
+  })
+
   it('never forwards a request with two Host headers under a credential', async () => {
     const before = deny.upstreams.alpha.received.length
     const tunnel = await openTunnel(deny.proxy.port, deny.proxy.caCertPem, 'api.alpha.test')
@@ -332,6 +351,8 @@ describe.each(ADAPTERS)('%s traps', (adapter) => {
         stream.on('close', () => resolve({ status, body }))
         stream.end()
       })
+    // Streams are bounded: one client connection cannot fan out to thousands of upstream connections.
+    expect(session.remoteSettings.maxConcurrentStreams).toBeLessThanOrEqual(100)
     const injected = await ask('/v1/models?over=h2')
     expect(injected.status).toBe(200)
     expect(deny.upstreams.alpha.received.at(-1)).toMatchObject({ path: '/v1/models?over=h2', headers: { authorization: `Bearer ${SECRETS.alpha}`, host: expect.stringMatching(/^api\.alpha\.test(?::443)?$/) } })

@@ -33,7 +33,7 @@ describe('the built package', () => {
     })
   }
 
-  for (const entry of ['egress-guard/guard', 'egress-guard/http-mitm-proxy', 'egress-guard/mockttp', 'egress-guard/undici', 'egress-guard/decision-service']) {
+  for (const entry of ['egress-guard/guard', 'egress-guard/node', 'egress-guard/http-mitm-proxy', 'egress-guard/mockttp', 'egress-guard/undici', 'egress-guard/decision-service']) {
     for (const type of ['module', 'commonjs']) {
       it(`loads ${entry} as ${type === 'module' ? 'ESM' : 'CommonJS'}`, () => {
         const load = type === 'module' ? `const m = await import('${entry}')` : `const m = require('${entry}')`
@@ -45,6 +45,8 @@ describe('the built package', () => {
               ? ['startDecisionService']
             : entry.endsWith('mockttp')
               ? ['startMockttpProxy', 'loadOrCreateCa', 'parseConnectTo']
+            : entry.endsWith('node')
+              ? ['startNodeProxy', 'loadOrCreateCa', 'parseConnectTo']
               : ['startHttpMitmProxy', 'loadOrCreateCa', 'parseConnectTo']
         const code = `${type === 'module' ? '' : '(async () => {'}${load}\nconsole.log(JSON.stringify(${JSON.stringify(names)}.map((n) => typeof m[n])))${type === 'module' ? '' : '})()'}`
         expect(run([`--input-type=${type}`, '-e', code])).toBe(JSON.stringify(names.map(() => 'function')))

@@ -3,6 +3,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 
 import { WebSocketServer } from 'ws'
 
@@ -92,10 +93,29 @@ export const startUpstream = async (name: string, tls?: { readonly key: string; 
   }
   const server = tls === undefined ? http.createServer(handler) : https.createServer(tls, handler)
   if (options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = options.keepAliveTimeoutMs
-  const wss = new WebSocketServer({ server })
+  const wss = new WebSocketServer({ noServer: true })
   wss.on('connection', (socket, request) => {
     record(received, request, true)
     socket.on('message', (data) => socket.send(`${name}:${data.toString()}`))
+  })
+  // Any other upgrade is accepted, as an upstream that speaks it would (h2c smuggling needs one
+  // that does): recorded, answered 101, and each request line then sent on the spliced connection
+  // recorded as method SPLICED, so a test sees what rode past the proxy's judgement.
+  server.on('upgrade', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if ((request.headers.upgrade ?? '').toLowerCase() === 'websocket') {
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request))
+      return
+    }
+    record(received, request, false)
+    socket.on('error', () => socket.destroy())
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${request.headers.upgrade ?? ''}\r\n\r\n`)
+    const spliced = (data: Buffer) => {
+      for (const line of data.toString('latin1').split('\r\n').filter((l) => /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(l))) {
+        received.push({ method: 'SPLICED', path: line, headers: {}, rawNames: [], websocket: false, bodyBytes: 0 })
+      }
+    }
+    if (head.length > 0) spliced(head)
+    socket.on('data', spliced)
   })
   let connections = 0
   server.on('connection', () => connections++)
