@@ -33,7 +33,7 @@ try {
     run_true_ms: { median: Math.round(median(run)), min: Math.round(Math.min(...run)), max: Math.round(Math.max(...run)) },
     node_e0_ms: { median: Math.round(median(node)), min: Math.round(Math.min(...node)), max: Math.round(Math.max(...node)) },
     ratio: Math.round((median(run) / median(node)) * 100) / 100,
-    setup: { node: process.version, engine: 'http-mitm-proxy', policy: 'bundled catalog, one key set' }
+    setup: { node: process.version, engine: 'node', policy: 'bundled catalog, one key set' }
   }
   writeFileSync(join(ROOT, 'bench', 'results', 'startup.json'), `${JSON.stringify(result, null, 2)}\n`)
   process.stdout.write(`${JSON.stringify(result, null, 2)}\nwritten to bench/results/startup.json\n`)

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
 import { checkServerIdentity, createSecureContext, rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls'
 
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 
 import type { Logger } from '../ports.js'
 import type { Forward } from '../proxy/pipeline.js'
@@ -33,6 +33,18 @@ export interface UpstreamRequests {
   readonly forward: (step: Forward, tls: boolean, body: Readable | null, response: ClientResponse, http2Client: boolean) => void
   readonly close: () => Promise<void>
 }
+
+/**
+ * undici's Pool alone, loaded after the proxy listens: the package's entry also loads fetch,
+ * WebSocket, caches and more (120 ms of `run`'s start-up here, against 40 ms for the pool), and
+ * `egress-guard run` starts its child before any request needs it. undici is pinned exactly in
+ * package.json; this module path is part of what the pin holds.
+ */
+const POOL_MODULE: string = 'undici/lib/dispatcher/pool.js'
+let PoolClass: typeof Pool | undefined
+const poolLoading: { promise?: Promise<typeof Pool> } = {}
+const loadPool = (): Promise<typeof Pool> =>
+  (poolLoading.promise ??= (import(POOL_MODULE) as Promise<{ default: typeof Pool }>).then((module) => (PoolClass = module.default)))
 
 /** How long an idle upstream connection is kept for reuse, at most (undici also honours a shorter `Keep-Alive` hint). */
 const UPSTREAM_IDLE_MS = 30_000
@@ -86,9 +98,11 @@ export const upstreamTrust = (extraCa: ReadonlyArray<string>): SecureContext | u
 
 /** Starts the pools. */
 export const upstreamRequests = (options: { readonly trust: SecureContext | undefined; readonly log: Logger }): UpstreamRequests => {
+  // Loaded a moment after the start, so a short command under `run` never waits for it.
+  setTimeout(() => void loadPool().catch(() => undefined), 100).unref()
   const pools = new Map<string, Pool>()
 
-  const poolFor = (step: Forward, tls: boolean): Pool => {
+  const poolFor = (step: Forward, tls: boolean, PoolConstructor: typeof Pool): Pool => {
     const { upstream, servername, target } = step.where
     // INVARIANT: a pool's connections are verified for one name (or IP address), the judged one.
     const verifiedAs = servername ?? target.host
@@ -99,7 +113,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
       pools.set(key, known)
       return known
     }
-    const pool = new Pool(`${tls ? 'https' : 'http'}://${hostForUrl(upstream.host)}:${upstream.port}`, {
+    const pool = new PoolConstructor(`${tls ? 'https' : 'http'}://${hostForUrl(upstream.host)}:${upstream.port}`, {
       keepAliveTimeout: UPSTREAM_IDLE_MS,
       keepAliveMaxTimeout: UPSTREAM_IDLE_MS,
       // Requests beyond this many connections to one upstream wait their turn (see MAX_CONNECTIONS).
@@ -167,10 +181,14 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           response.end(text)
         }
       }
-      poolFor(step, tls).dispatch(
+      const dispatch = (PoolConstructor: typeof Pool): void => {
+        poolFor(step, tls, PoolConstructor).dispatch(
         { path: step.path, method: step.method as Dispatcher.HttpMethod, headers: step.headers, body, ...(step.where.servername === undefined ? {} : { servername: step.where.servername }) },
-        handler
-      )
+          handler
+        )
+      }
+      if (PoolClass !== undefined) dispatch(PoolClass)
+      else loadPool().then(dispatch, (error: unknown) => handler.onError?.(error as Error))
     }
     send(true)
   }
