@@ -63,7 +63,7 @@ export interface HostServers {
  */
 export const manageHostServers = (library: LibraryServerTable, options: HostServerOptions): HostServers => {
   const table = library.sslServers
-  if (table === undefined) throw new Error('http-mitm-proxy internals changed: no per-host server table after listen; pin http-mitm-proxy 1.1.0')
+  if (table === undefined) throw new Error('http-mitm-proxy internals changed: no per-host server table after listen; use http-mitm-proxy 1.1.x')
   const max = atLeastOne('max', options.max)
   const graceMs = options.graceMs ?? 5_000
   // INVARIANT: `made` has exactly the hosts of `table` that have a server, least recently used

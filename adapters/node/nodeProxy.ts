@@ -10,12 +10,13 @@ import { stderrLogger, type RunningProxy } from '../ports.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
-import { answerClientErrors, rawAnswer } from '../proxy/rawAnswer.js'
+import { answerClientErrors, rawAnswer, writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
 import { hostForUrl } from '../upstream/connectTo.js'
-import { openTunnel, PLAIN_TEXT } from '../upstream/tunnel.js'
+import { openTunnel } from '../upstream/tunnel.js'
 import { interceptedHosts, type InterceptedHosts } from './interceptedHosts.js'
 import { forwardUpgrade } from './upgradeRequests.js'
-import { clientGone, upstreamRequests, upstreamTrust, type ClientResponse } from './upstreamRequests.js'
+import { upstreamTrust } from '../upstream/upstreamTrust.js'
+import { clientGone, upstreamRequests, type ClientResponse } from './upstreamRequests.js'
 
 // egress-guard's own engine (`--engine node`): Node's HTTP/1 and HTTP/2 servers towards clients,
 // undici pools towards upstreams, and the request pipeline between them. This module only wires
@@ -82,12 +83,8 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
         return
       }
       request.resume()
-      if (response.headersSent || clientGone(response)) {
-        response.destroy()
-        return
-      }
-      response.writeHead(step.status, { ...step.headers, 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(step.body)) })
-      response.end(step.body)
+      if (clientGone(response)) response.destroy()
+      else writeAnswer(response as ClientResponse & AnswerableResponse, step)
     }
     const step = pipeline.request(incoming(request, tunnel, false), tunnel?.pin)
     if (step instanceof Promise) step.then(carry, () => response.destroy())

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { Readable, Writable } from 'node:stream'
-import { checkServerIdentity, createSecureContext, rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls'
+import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import type { Dispatcher, Pool } from 'undici'
 
@@ -92,9 +92,6 @@ export const responseHeaders = (headers: IncomingHttpHeaders | Record<string, st
   return out
 }
 
-/** The TLS trust for upstreams: Node's roots plus `extraCa`, built once (never per connection). */
-export const upstreamTrust = (extraCa: ReadonlyArray<string>): SecureContext | undefined =>
-  extraCa.length === 0 ? undefined : createSecureContext({ ca: [...rootCertificates, ...extraCa] })
 
 /** Starts the pools. */
 export const upstreamRequests = (options: { readonly trust: SecureContext | undefined; readonly log: Logger }): UpstreamRequests => {

@@ -2,17 +2,15 @@ import type { IncomingHttpHeaders } from 'node:http'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseHost, type RequestFacts } from '../../core/index.js'
+import { denyBody, parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
 import { hostHeaderFor, NOT_A_PROXY_REQUEST } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
-import { connectTarget, PLAIN_TEXT, type ConnectTarget } from '../upstream/tunnel.js'
+import { connectTarget, type ConnectTarget } from '../upstream/tunnel.js'
 import { authenticates } from './proxyAuthentication.js'
 import { rawAnswer } from './rawAnswer.js'
 import { plainProxyDestination, requestFacts } from './requestFacts.js'
-import type { ProxyCredentials } from '../../core/index.js'
-import { denyBody } from '../../core/index.js'
 
 // The request pipeline every transport translates into: what to do with a CONNECT, and with each
 // request (inside a tunnel or as an absolute `http://` URI), as plain values. An engine reads its
@@ -89,6 +87,8 @@ export interface Pipeline {
    * failure is decided by the failure policy (deny modes 403 `internal_error`, allow modes 502).
    */
   readonly request: (request: IncomingRequest, tunnel: TunnelPin | undefined) => RequestStep | Promise<RequestStep>
+  /** The failure policy's answer, for an engine that failed to carry out a step. */
+  readonly failure: (request: IncomingRequest) => Answer
 }
 
 /** An answer with egress-guard's plain-text body. */
@@ -145,6 +145,9 @@ export const isWebSocketUpgrade = (request: Pick<IncomingRequest, 'method' | 'he
 export const createPipeline = (options: PipelineOptions): Pipeline => {
   const { guard, connectTo, proxyAuthentication } = options
 
+  // A refused CONNECT gets a status line and the deny body, then the socket closes. SPEC.md §5 says
+  // "close without a response", but undici's ProxyAgent (7.30) retries a silently closed CONNECT
+  // without end (4,746 attempts in 2 s here), spinning the client and flooding the audit log.
   const refuse = (status: number, reasonBody: string, headers: Readonly<Record<string, string>> = {}): ConnectStep => ({ _tag: 'Refuse', answer: rawAnswer(status, reasonBody, headers) })
 
   const connect: Pipeline['connect'] = (authority, proxyAuthorization) => {
@@ -249,8 +252,5 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     }
   }
 
-  return { connect, pin, request }
+  return { connect, pin, request, failure: (incoming) => failClosed(incoming, undefined) }
 }
-
-/** The content type of every body egress-guard writes itself. */
-export const ANSWER_CONTENT_TYPE = PLAIN_TEXT

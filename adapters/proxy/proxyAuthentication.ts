@@ -1,8 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { Duplex } from 'node:stream'
 
-import { parseProxyAuthorization, type ProxyCredentials, type Unauthenticated } from '../../core/index.js'
-import { rawAnswer } from './rawAnswer.js'
+import { parseProxyAuthorization, type ProxyCredentials } from '../../core/index.js'
 
 // The transport's half of proxy authentication (SPEC.md §9): is the `Proxy-Authorization` a
 // request carries the expected one? The comparison is in constant time, over digests, so neither
@@ -17,10 +15,4 @@ export const authenticates = (header: string | ReadonlyArray<string> | undefined
   const name = timingSafeEqual(digest(sent?.name ?? ''), digest(expected.name))
   const token = timingSafeEqual(digest(sent?.token ?? ''), digest(expected.token))
   return sent !== undefined && name && token
-}
-
-/** Answers a CONNECT (or any raw socket) that did not authenticate: 407 with the Basic challenge, then close. */
-export const refuseSocket = (socket: Duplex, refusal: Unauthenticated): void => {
-  socket.on('error', () => socket.destroy())
-  socket.end(rawAnswer(refusal.status, refusal.body, refusal.headers))
 }

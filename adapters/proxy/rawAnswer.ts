@@ -3,17 +3,29 @@ import type { Duplex } from 'node:stream'
 
 import { PLAIN_TEXT } from '../upstream/tunnel.js'
 
+/** A response an answer can be written to: HTTP/1 or HTTP/2 (Node's compatibility API). */
+export interface AnswerableResponse {
+  readonly headersSent: boolean
+  writeHead(status: number, headers: Record<string, string>): unknown
+  end(body: string): unknown
+  destroy(): unknown
+}
+
+/** Writes an answer egress-guard gives itself (status, headers, plain-text body); a response already under way is cut instead. */
+export const writeAnswer = (response: AnswerableResponse, answer: { readonly status: number; readonly headers?: Readonly<Record<string, string>>; readonly body: string }): void => {
+  if (response.headersSent) {
+    response.destroy()
+    return
+  }
+  response.writeHead(answer.status, { ...answer.headers, 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(answer.body)) })
+  response.end(answer.body)
+}
+
 /** A whole HTTP/1.1 answer as raw bytes, with its standard status text, that closes the connection. */
 export const rawAnswer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): string =>
   `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n${Object.entries(headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('')}Content-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
-
-/** Refuses a CONNECT to a new host whose domain is over its new-host budget: 503, try again in a second. */
-export const refuseOverBudget = (socket: Duplex): void => {
-  socket.on('error', () => socket.destroy())
-  socket.end(rawAnswer(503, 'Service unavailable: too many new hosts under this domain at once; retry shortly', { 'Retry-After': '1' }))
-}
 
 const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
   HPE_HEADER_OVERFLOW: [431, 'Request header fields too large: egress-guard accepts at most 16 KiB of headers'],

@@ -31,15 +31,6 @@ export const injectHeaders = (headers: Record<string, unknown>, credentials: Rea
 export const hostHeaderFor = (target: { readonly host: string; readonly port: number }, tls: boolean): string =>
   target.port === (tls ? 443 : 80) ? hostForUrl(target.host) : `${hostForUrl(target.host)}:${target.port}`
 
-/**
- * Adds a Host header naming the judged destination when the client sent none (HTTP/1.0 allows
- * that): otherwise the upstream would be told the address the proxy dials.
- */
-export const ensureHostHeader = (headers: Record<string, unknown>, target: { readonly host: string; readonly port: number }, tls: boolean): void => {
-  for (const name of Object.keys(headers)) if (name.toLowerCase() === 'host') return
-  headers['host'] = hostHeaderFor(target, tls)
-}
-
 /** Removes every `Proxy-*` header: they are meant for this proxy, never for the upstream. */
 export const stripProxyHeaders = (headers: Record<string, unknown>): void => {
   for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]

@@ -1,7 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 
-import { denyBody, type DenyReason } from '../../core/index.js'
 import type { Upstream } from './connectTo.js'
 
 /** A CONNECT target: host (unbracketed) and port. */
@@ -19,18 +18,6 @@ export const connectTarget = (authority: string | undefined): ConnectTarget | un
   const port = Number(match?.[3])
   const host = match?.[1] ?? match?.[2]
   return host === undefined || !(port >= 1 && port <= 65535) ? undefined : { host, port }
-}
-
-/**
- * Refuses a CONNECT: a 403 status line and the deny body, then the socket is closed, so the tunnel
- * is never opened. SPEC.md §5 says "close without a response", but undici's ProxyAgent (7.30)
- * retries a silently closed CONNECT without end (4,746 attempts in 2 s here), spinning the client
- * and flooding the audit log; with a status line it fails at once.
- */
-export const refuseTunnel = (socket: Duplex, reason: DenyReason): void => {
-  const body = denyBody(reason, null)
-  socket.on('error', () => socket.destroy())
-  socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
 }
 
 /**

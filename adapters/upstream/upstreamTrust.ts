@@ -1,0 +1,9 @@
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
+
+/**
+ * The TLS trust for upstreams: Node's roots plus `extraCa`, in one secure context built once.
+ * Given as a `ca` list instead, Node would parse every root certificate again for each connection
+ * (measured: a fifth of a proxy's CPU time). Verification is never off.
+ */
+export const upstreamTrust = (extraCa: ReadonlyArray<string>): SecureContext | undefined =>
+  extraCa.length === 0 ? undefined : createSecureContext({ ca: [...rootCertificates, ...extraCa] })
