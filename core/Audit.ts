@@ -2,7 +2,7 @@
 // model
 // -------------------------------------------------------------------------------------
 
-/** The four audit events (SPEC.md §6). */
+/** The four audit events (docs/spec.md §6). */
 export type AuditEvent = 'proxy_inject' | 'proxy_miss' | 'proxy_no_credentials' | 'proxy_deny'
 
 /** One audit record, in the shape of the daemon API this project grew from. */

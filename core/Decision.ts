@@ -87,7 +87,7 @@ export interface TunnelDecided {
 
 const withSlash = (url: string): string => (url.endsWith('/') ? url : `${url}/`)
 
-/** The plain-text body of a 403 (SPEC.md §5). */
+/** The plain-text body of a 403 (docs/spec.md §5). */
 export const denyBody = (reason: DenyReason, provider: string | null, denyText?: DenyText): string => {
   if (reason !== 'no_credentials') return `Forbidden by egress-guard proxy policy (${reason})`
   const head = `Forbidden: provider '${provider ?? ''}' is configured but has no active connection.`
@@ -183,7 +183,7 @@ const decideUnsafe = ({ mode, request, resolution, credentials, denyText }: Deci
         }
   }
   const why = reason ?? 'internal_error'
-  // A `not_allowed` miss names the connection whose rules refused it (SPEC.md §10); others name none.
+  // A `not_allowed` miss names the connection whose rules refused it (docs/spec.md §10); others name none.
   const target = why === 'not_allowed' && resolution._tag === 'Miss' && isTarget(resolution.target) ? resolution.target : null
   if (why === 'auth_endpoint' || why === 'passthrough' || policy === 'allow') {
     return { decision: PASS, audit: [missRecord(why, shown, target)] }
@@ -196,7 +196,7 @@ const isTarget = (value: unknown): value is { readonly provider: string; readonl
 
 /**
  * Turns a resolution and its credentials into inject, pass or deny, with audit records
- * (SPEC.md §5); never throws: an internal failure is the fail-closed verdict.
+ * (docs/spec.md §5); never throws: an internal failure is the fail-closed verdict.
  *
  * @example
  * decide({ mode: 'connected_deny', resolution: { _tag: 'Miss', reason: 'no_match' },
@@ -236,7 +236,7 @@ const decideTunnelUnsafe = ({ mode, table, host, port }: DecideTunnelInput): Tun
 }
 
 /**
- * Decides a CONNECT on its authority alone (SPEC.md §5 Tunnels): intercept hosts with routes on
+ * Decides a CONNECT on its authority alone (docs/spec.md §5 Tunnels): intercept hosts with routes on
  * that port, tunnel passthrough hosts, and tunnel or deny the rest by the mode; never throws.
  */
 export const decideTunnel = (input: DecideTunnelInput): TunnelDecided => {

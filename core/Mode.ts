@@ -4,7 +4,7 @@ import * as E from 'fp-ts/lib/Either.js'
 // model
 // -------------------------------------------------------------------------------------
 
-/** The four proxy modes: intercept scope × unmatched policy (SPEC.md §2). */
+/** The four proxy modes: intercept scope × unmatched policy (docs/spec.md §2). */
 export type ProxyMode = 'connected_allow' | 'connected_deny' | 'configured_allow' | 'configured_deny'
 
 /** Which providers feed the route table: those with a default connection, or every configured one. */

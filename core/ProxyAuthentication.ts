@@ -1,7 +1,7 @@
 import { denyRecord, type AuditRecord } from './Audit.js'
 import { shownHost } from './Decision.js'
 
-// A proxy that hands out credentials may demand that its clients authenticate (SPEC.md §9): a
+// A proxy that hands out credentials may demand that its clients authenticate (docs/spec.md §9): a
 // request without the right `Proxy-Authorization` is refused before any policy is asked, with
 // 407 and the challenge every common client answers, and an `unauthenticated` record that names
 // no client. The comparison of secrets is the transport's (constant time, outside the core).

@@ -2,7 +2,7 @@
 // model
 // -------------------------------------------------------------------------------------
 
-/** A request path reduced to what route matching compares (SPEC.md §4 step 3). */
+/** A request path reduced to what route matching compares (docs/spec.md §4 step 3). */
 export interface CanonicalPath {
   /** Query and fragment dropped, unreserved escapes decoded, dot segments removed (RFC 3986). */
   readonly path: string
@@ -66,7 +66,7 @@ const removeDotSegments = (path: string): string => {
   return `/${out.join('/')}`
 }
 
-/** Canonicalises a request target (SPEC.md §4 step 3); total on any string. */
+/** Canonicalises a request target (docs/spec.md §4 step 3); total on any string. */
 export const canonicalPath = (target: string): CanonicalPath => {
   const text = typeof target === 'string' ? target : ''
   // One pass to find the end of the path and whether anything in it needs rewriting.

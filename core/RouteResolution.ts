@@ -2,7 +2,7 @@
 // model
 // -------------------------------------------------------------------------------------
 
-/** Why a request resolved to no provider (SPEC.md §4). */
+/** Why a request resolved to no provider (docs/spec.md §4). */
 export type MissReason =
   | 'no_match'
   | 'ambiguous'
@@ -25,7 +25,7 @@ export interface Matched {
 export interface Miss {
   readonly _tag: 'Miss'
   readonly reason: MissReason
-  /** For `not_allowed`: the connection whose route matched but whose rules (SPEC.md §10) do not allow the request. */
+  /** For `not_allowed`: the connection whose route matched but whose rules (docs/spec.md §10) do not allow the request. */
   readonly target?: { readonly provider: string; readonly connection: string }
 }
 

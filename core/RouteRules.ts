@@ -2,7 +2,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { mergeSlashes, prefixCovers, type CanonicalPath, type PathPrefix } from './RequestPath.js'
 
-// A connection may narrow where its credential is injected (SPEC.md §10): `allow: {methods,
+// A connection may narrow where its credential is injected (docs/spec.md §10): `allow: {methods,
 // paths}`. A request the route matched but the rules do not allow is `not_allowed`: its
 // credentials are never resolved. Paths are compared canonical (§4.3), and a path upstreams may
 // read two ways (`ambiguous`), or whose repeated `/` change its segments, is never allowed by a

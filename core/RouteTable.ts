@@ -23,7 +23,7 @@ export interface OAuthUrls {
   readonly deviceAuthorizationUrl?: string
 }
 
-/** What the route table is built from (SPEC.md §8). */
+/** What the route table is built from (docs/spec.md §8). */
 export interface PolicyInput {
   readonly providers: ReadonlyArray<{ readonly name: string; readonly apiUrl?: ApiUrls; readonly oauth?: OAuthUrls }>
   readonly connections: ReadonlyArray<{
@@ -31,7 +31,7 @@ export interface PolicyInput {
     readonly name: string
     readonly isDefault?: boolean
     readonly apiUrl?: ApiUrls
-    /** Where this connection's credential may be used (SPEC.md §10); absent: wherever it is routed. */
+    /** Where this connection's credential may be used (docs/spec.md §10); absent: wherever it is routed. */
     readonly allow?: AllowInput
   }>
   /** Hosts (exact, or `regex:`) allowed untouched in deny modes. */
@@ -69,7 +69,7 @@ interface RouteCommon {
   readonly authPaths: ReadonlyArray<string>
   /** The resolution this route yields, allocated once. */
   readonly matched: Matched
-  /** Its connection's rules (SPEC.md §10), or undefined when it has none. */
+  /** Its connection's rules (docs/spec.md §10), or undefined when it has none. */
   readonly rules: RouteRules | undefined
 }
 
@@ -432,7 +432,7 @@ export const emptyRouteTable: RouteTable = {
   passthroughPatterns: []
 }
 
-/** Compiles a policy into a route table (SPEC.md §3); never throws, reports what it skipped as warnings. */
+/** Compiles a policy into a route table (docs/spec.md §3); never throws, reports what it skipped as warnings. */
 export const buildRouteTable = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
   try {
     return buildUnsafe(policy, scope)

@@ -1,4 +1,4 @@
-/** egress-guard/core: the pure policy engine (SPEC.md §8). Re-exports only. */
+/** egress-guard/core: the pure policy engine (docs/spec.md §8). Re-exports only. */
 export * from './Audit.js'
 export * from './Credentials.js'
 export * from './Decision.js'

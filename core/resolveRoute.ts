@@ -10,7 +10,7 @@ import { hostHasRoutes, isPassthroughHost, regexRoutesMatching, type Route, type
 // model
 // -------------------------------------------------------------------------------------
 
-/** What the transport knows about a request (SPEC.md §4, §8). */
+/** What the transport knows about a request (docs/spec.md §4, §8). */
 export interface RequestFacts {
   readonly scheme: string
   /** Where the transport will connect: the CONNECT authority's host for tunnelled requests. */
@@ -132,7 +132,7 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
   const best = ranking.best
   if (best === undefined) return unmatched(table, host)
   if (ranking.tie) return miss('ambiguous')
-  // SPEC.md §10: the matched connection's rules have the last word; outside them, no credentials.
+  // docs/spec.md §10: the matched connection's rules have the last word; outside them, no credentials.
   if (best.rules !== undefined && !allows(best.rules, typeof request.method === 'string' ? request.method : '', path)) return notAllowed(best.provider, best.connection)
   return best.matched
 }
@@ -141,7 +141,7 @@ const sameOutcome = (a: Ranking, b: Ranking): boolean =>
   a.tie === b.tie && a.best?.provider === b.best?.provider && a.best?.connection === b.best?.connection
 
 /**
- * Resolves a request to a provider's connection or a reason it has none (SPEC.md §4); never throws.
+ * Resolves a request to a provider's connection or a reason it has none (docs/spec.md §4); never throws.
  *
  * @example
  * const { table } = buildRouteTable({ providers: [{ name: 'openai', apiUrl: 'https://api.openai.com/v1' }],

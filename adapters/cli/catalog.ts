@@ -18,7 +18,7 @@ export interface CatalogProvider {
   /** The header the API expects, and how the key is written into it. */
   readonly header: string
   readonly scheme: Scheme
-  /** Where the credential may be used on those URLs (SPEC.md §10); everywhere they cover when absent. */
+  /** Where the credential may be used on those URLs (docs/spec.md §10); everywhere they cover when absent. */
   readonly allow?: AllowInput
   /**
    * Other headers an official SDK sends the key in, set to the real key too, so that the

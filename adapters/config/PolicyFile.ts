@@ -138,7 +138,7 @@ const provider = closed(
   // envVar: the variable the provider's SDK reads its key from; `run` fills it with a placeholder.
   { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString, envVar: nonEmptyString }
 )
-// Where a connection's credential may be used (SPEC.md §10): methods, and canonical path patterns
+// Where a connection's credential may be used (docs/spec.md §10): methods, and canonical path patterns
 // in which `*` is one segment and a final `**` the rest; checked further by the core's compileRules.
 const allow = closed('allow rules', {}, { methods: t.array(nonEmptyString, 'a list of HTTP methods'), paths: t.array(nonEmptyString, 'a list of path patterns') })
 

@@ -26,7 +26,7 @@ const exact = <R extends t.Props, O extends t.Props>(required: R, optional: O, n
   }
 }
 
-/** Decodes `POST /v1/decide`: the request facts of SPEC.md §8. */
+/** Decodes `POST /v1/decide`: the request facts of docs/spec.md §8. */
 export const decodeFacts: (u: unknown) => E.Either<ReadonlyArray<string>, RequestFacts> = exact(
   { scheme: t.string, host: t.string, port, path: t.string, method: t.string },
   { hostHeader: t.string, sni: t.string, absoluteUriHost: t.string, dialedAddress: t.string },

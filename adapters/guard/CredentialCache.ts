@@ -1,7 +1,7 @@
 import { unavailable, usableCredentials, type CredentialOutcome } from '../../core/index.js'
 import type { Clock, CredentialSource } from '../ports.js'
 
-/** Options of the credential cache (SPEC.md §7). */
+/** Options of the credential cache (docs/spec.md §7). */
 export interface CredentialCacheOptions {
   readonly source: CredentialSource
   readonly clock: Clock

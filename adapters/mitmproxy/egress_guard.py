@@ -7,7 +7,7 @@ request, and apply the answer. Python standard library only.
 - CONNECT (`http_connect`): a denied tunnel is answered 403 and never opened. With
   `connection_strategy=lazy`, mitmproxy has not connected upstream yet at that point. A tunnel the
   service answers `Tunnel` for (a passthrough host, or a host without routes in an allow mode) is
-  not intercepted: its TLS goes through untouched (`tls_clienthello`), as SPEC.md §5 asks.
+  not intercepted: its TLS goes through untouched (`tls_clienthello`), as docs/spec.md §5 asks.
 - Requests (`requestheaders`, before any body is read or streamed): credential headers are set
   (replacing the client's), denied requests are answered 403 with the policy's body (a request
   whose body streams, `stream_large_bodies`, is closed instead: mitmproxy 8 sends no response set

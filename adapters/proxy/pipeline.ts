@@ -145,7 +145,7 @@ export const isWebSocketUpgrade = (request: Pick<IncomingRequest, 'method' | 'he
 export const createPipeline = (options: PipelineOptions): Pipeline => {
   const { guard, connectTo, proxyAuthentication } = options
 
-  // A refused CONNECT gets a status line and the deny body, then the socket closes. SPEC.md §5 says
+  // A refused CONNECT gets a status line and the deny body, then the socket closes. docs/spec.md §5 says
   // "close without a response", but undici's ProxyAgent (7.30) retries a silently closed CONNECT
   // without end (4,746 attempts in 2 s here), spinning the client and flooding the audit log.
   const refuse = (status: number, reasonBody: string, headers: Readonly<Record<string, string>> = {}): ConnectStep => ({ _tag: 'Refuse', answer: rawAnswer(status, reasonBody, headers) })

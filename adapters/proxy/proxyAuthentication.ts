@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 
 import { parseProxyAuthorization, type ProxyCredentials } from '../../core/index.js'
 
-// The transport's half of proxy authentication (SPEC.md §9): is the `Proxy-Authorization` a
+// The transport's half of proxy authentication (docs/spec.md §9): is the `Proxy-Authorization` a
 // request carries the expected one? The comparison is in constant time, over digests, so neither
 // the token's length nor its first differing byte shows in the time taken.
 

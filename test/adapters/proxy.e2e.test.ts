@@ -1,6 +1,6 @@
 // Every proxy adapter end to end, one suite for all: a real proxy on 127.0.0.1, real clients
 // (curl, Node fetch, Python urllib), stand-in HTTPS upstreams with their own CA. Expectations
-// follow the decision table of SPEC.md §5 for each mode; the upstreams' own records are the evidence.
+// follow the decision table of docs/spec.md §5 for each mode; the upstreams' own records are the evidence.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { PROXY_MODES, type ProxyMode } from '../../core/index.js'

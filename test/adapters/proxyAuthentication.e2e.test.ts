@@ -1,4 +1,4 @@
-// A proxy that requires its clients to authenticate (what `run` does for its child, SPEC.md §9):
+// A proxy that requires its clients to authenticate (what `run` does for its child, docs/spec.md §9):
 // every CONNECT and plain proxy request without the right `Proxy-Authorization: Basic` gets 407
 // with the Basic challenge, nothing reaches an upstream, and an `unauthenticated` record names no
 // client; clients given `http://name:token@host:port` (curl, Python's urllib) get through. Both engines.

@@ -90,7 +90,7 @@ describe('parseAuthority', () => {
   })
 })
 
-describe('isLocalHost (SPEC.md §3)', () => {
+describe('isLocalHost (docs/spec.md §3)', () => {
   const local = [
     'localhost', 'LOCALHOST.', 'a.localhost', '127.0.0.1', '127.1', '2130706433', '0x7f.0.0.1', '127.255.255.254', '0.0.0.0', '0',
     '10.0.0.1', '172.16.0.1', '172.31.255.255', '192.168.1.1', '100.64.0.1', '100.127.255.255', '169.254.169.254',

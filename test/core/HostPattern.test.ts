@@ -62,7 +62,7 @@ describe('compileHostPattern', () => {
   })
 })
 
-describe('overbroadWitness (SPEC.md §3)', () => {
+describe('overbroadWitness (docs/spec.md §3)', () => {
   it.each([
     ['.*githubusercontent\\.com', 'evilgithubusercontent.com'],
     ['.*github\\.com$', 'evilgithub.com'],

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 
 import { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf, unmatchedPolicyOf, type ProxyMode } from '../../core/Mode.js'
 
-describe('parseMode (SPEC.md §2)', () => {
+describe('parseMode (docs/spec.md §2)', () => {
   it('defaults to connected_allow', () => {
     expect(DEFAULT_MODE).toBe('connected_allow')
   })

@@ -1,4 +1,4 @@
-// SPEC.md §10: a connection's `allow` narrows where its credential is injected. Outside it the
+// docs/spec.md §10: a connection's `allow` narrows where its credential is injected. Outside it the
 // request is `not_allowed` (denied in deny modes, passed without credentials in allow modes), and
 // near misses (encodings, dot segments, repeated slashes, method case) never get through.
 import * as E from 'fp-ts/lib/Either.js'

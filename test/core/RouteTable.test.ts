@@ -6,7 +6,7 @@ const codes = (warnings: ReadonlyArray<RouteWarning>) => warnings.map((w) => w.c
 const routesOf = (policy: PolicyInput, scope: 'connected' | 'configured' = 'configured') =>
   buildRouteTable(policy, scope).table.routes.map(describeRoute)
 
-describe('buildRouteTable (SPEC.md §3)', () => {
+describe('buildRouteTable (docs/spec.md §3)', () => {
   it('routes only providers with a default connection under connected scope', () => {
     const policy: PolicyInput = {
       providers: [{ name: 'a', apiUrl: 'api.a.com' }, { name: 'b', apiUrl: 'api.b.com' }, { name: 'c', apiUrl: 'api.c.com' }],

@@ -20,7 +20,7 @@ const verdict = (mode: ProxyMode, host: string, port = 443) => {
   return { decision: decision._tag === 'Deny' ? `Deny:${decision.reason}` : decision._tag, audit }
 }
 
-describe('decideTunnel (SPEC.md §5 Tunnels)', () => {
+describe('decideTunnel (docs/spec.md §5 Tunnels)', () => {
   const cases: ReadonlyArray<[string, string, number, string, string]> = [
     // what, host, port, allow modes, deny modes
     ['a routed host is intercepted', 'api.openai.com', 443, 'Intercept', 'Intercept'],

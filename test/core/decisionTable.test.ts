@@ -25,7 +25,7 @@ const resolutionOf = (row: (typeof DECISION_TABLE)[number]): RouteResolution =>
     ? { _tag: 'Matched', provider: 'example', connection: 'default' }
     : ({ _tag: 'Miss', reason: row.resolution } as RouteResolution)
 
-describe('SPEC.md §5, every mode × resolution × credential outcome × method', () => {
+describe('docs/spec.md §5, every mode × resolution × credential outcome × method', () => {
   for (const mode of PROXY_MODES) {
     for (const row of DECISION_TABLE) {
       for (const [label, credentials, usable] of CREDENTIALS) {
@@ -63,7 +63,7 @@ describe('SPEC.md §5, every mode × resolution × credential outcome × method'
   }
 })
 
-describe('deny bodies (SPEC.md §5)', () => {
+describe('deny bodies (docs/spec.md §5)', () => {
   const denied = (denyText?: { loginCommand?: string; dashboardUrl?: string }) =>
     decide({
       mode: 'configured_deny',

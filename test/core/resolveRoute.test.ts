@@ -1,4 +1,4 @@
-// Table tests for every adversarial case of SPEC.md §3–§4 and the seed behaviour of the
+// Table tests for every adversarial case of docs/spec.md §3–§4 and the seed behaviour of the
 // Python add-on this project replaces.
 import { describe, expect, it } from 'vitest'
 
@@ -105,7 +105,7 @@ describe('adversarial hosts', () => {
   })
 })
 
-describe('host mismatch (SPEC.md §4 step 2)', () => {
+describe('host mismatch (docs/spec.md §4 step 2)', () => {
   it.each<[string, Partial<RequestFacts>]>([
     ['Host header names another host', { hostHeader: 'evil.com' }],
     ['Host header with a port names another host', { hostHeader: 'evil.com:443' }],
@@ -123,7 +123,7 @@ describe('host mismatch (SPEC.md §4 step 2)', () => {
   })
 })
 
-describe('adversarial paths (SPEC.md §4 step 3)', () => {
+describe('adversarial paths (docs/spec.md §4 step 3)', () => {
   it.each<[string, string, object]>([
     ['/v10 is not under /v1', '/v10/models', missed('no_match')],
     ['/v1x is not under /v1', '/v1x', missed('no_match')],
@@ -191,7 +191,7 @@ describe('nested prefixes and repeated slashes', () => {
   })
 })
 
-describe('auth endpoints (SPEC.md §4 step 5)', () => {
+describe('auth endpoints (docs/spec.md §4 step 5)', () => {
   it.each(['/login/oauth/access_token', '/login/oauth/access_token/', '//login/oauth/access_token', '/login//oauth/access_token', '/login/oauth/%61ccess_token', '/login/oauth/access_token?client_id=x', '/login/oauth/x/../access_token', '/login%2foauth/access_token', '/x//../login/oauth/access_token', '/x//%2e%2e/login/oauth/access_token', '/x/%2f../login/oauth/access_token'])(
     '%s on github.com is an auth endpoint',
     (path) => {

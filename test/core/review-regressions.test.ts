@@ -1,4 +1,4 @@
-// Regressions for the findings of an independent review of the core against SPEC.md.
+// Regressions for the findings of an independent review of the core against docs/spec.md.
 import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 

@@ -1,4 +1,4 @@
-// SPEC.md §5, written out as a literal: the expected outcome of every resolution in allow and
+// docs/spec.md §5, written out as a literal: the expected outcome of every resolution in allow and
 // deny modes. The tests enumerate every mode × resolution × credential outcome against it.
 import type { AuditEvent } from '../../core/Audit.js'
 
@@ -41,7 +41,7 @@ export const DECISION_TABLE: ReadonlyArray<Row> = [
   { resolution: 'internal_error', credentials: 'none', allow: passMiss, deny: denied('internal_error') }
 ]
 
-/** The exact metadata keys of each event (SPEC.md §6), in order. */
+/** The exact metadata keys of each event (docs/spec.md §6), in order. */
 export const METADATA_KEYS: Readonly<Record<AuditEvent, ReadonlyArray<string>>> = {
   proxy_inject: ['host', 'method', 'path'],
   proxy_miss: ['host', 'reason', 'method', 'path'],

@@ -108,7 +108,7 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
     const merged = canonical.path.replace(/\/{2,}/g, '/')
     return JSON.stringify(resolveRoute(table, { ...request, path: merged })) === JSON.stringify(resolution)
   },
-  // SPEC.md §10: a credential is injected only where its connection's rules allow, whatever the
+  // docs/spec.md §10: a credential is injected only where its connection's rules allow, whatever the
   // method, path or encoding.
   injectNeverOutsideTheConnectionsRules: ({ table, request, resolution, decided }) => {
     if (decided.decision._tag !== 'Inject' || resolution._tag !== 'Matched') return true

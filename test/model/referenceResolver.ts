@@ -1,4 +1,4 @@
-// The reference model of SPEC.md §4: a linear scan over every route with the plainest code that
+// The reference model of docs/spec.md §4: a linear scan over every route with the plainest code that
 // states the rules. It shares only host parsing with the core (tested on its own against the
 // WHATWG URL parser); path canonicalisation, prefix matching, candidate choice and ranking are
 // written again here, differently, so the differential tests compare two readings of the spec.
@@ -140,7 +140,7 @@ export const referenceResolve = (table: RouteTable, request: RequestFacts): Rout
   return { _tag: 'Miss', reason: 'not_allowed', target: { provider: chosen.provider, connection: chosen.connection } }
 }
 
-/** The rules of SPEC.md §10 by regular expressions over the canonical path, written apart from the core. */
+/** The rules of docs/spec.md §10 by regular expressions over the canonical path, written apart from the core. */
 export const modelAllows = (rules: RouteRules, method: string, target: string): boolean => {
   if (rules.methods !== undefined && !rules.methods.has(method.toUpperCase())) return false
   if (rules.paths === undefined) return true

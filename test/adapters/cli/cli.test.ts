@@ -105,7 +105,7 @@ describe('egress-guard check', () => {
   })
 })
 
-describe('egress-guard explain, for each row of SPEC.md §5 a URL can express', () => {
+describe('egress-guard explain, for each row of docs/spec.md §5 a URL can express', () => {
   // A URL cannot carry a different Host header or SNI, so host_mismatch is covered by the proxy tests.
   const rows: ReadonlyArray<[string, string, string, string, ReadonlyArray<string>]> = [
     // url, mode, decision, reason, audit events

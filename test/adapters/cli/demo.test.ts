@@ -1,5 +1,5 @@
 // `egress-guard demo`, the quick start's main job, through the built CLI (`npm test` builds it):
-// what each request gets in each mode follows SPEC.md (§2 modes, §4 resolution, §5 the decision
+// what each request gets in each mode follows docs/spec.md (§2 modes, §4 resolution, §5 the decision
 // table), the demo key never appears in what it prints, and it leaves no directory behind, even
 // when interrupted.
 import { spawn, spawnSync } from 'node:child_process'
@@ -34,7 +34,7 @@ const expected = (url: string, mode: Mode): { readonly reason: string; readonly 
 }
 
 describe('egress-guard demo', () => {
-  it('shows, for every mode, what SPEC.md says each request gets, and never the key', () => {
+  it('shows, for every mode, what docs/spec.md says each request gets, and never the key', () => {
     const scratch = mkdtempSync(join(tmpdir(), 'eg-demo-'))
     const demo = spawnSync(process.execPath, [CLI, 'demo'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, TMPDIR: scratch } })
     expect(demo.status).toBe(0)

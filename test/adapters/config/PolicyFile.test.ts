@@ -128,7 +128,7 @@ describe('policy size and where it is parsed', () => {
   })
 })
 
-describe('allow rules (SPEC.md §10)', () => {
+describe('allow rules (docs/spec.md §10)', () => {
   it('reads them into the core input', () => {
     const loaded = parsePolicyText('providers: [{ name: gh, apiUrl: "https://api.github.com" }]\nconnections: [{ provider: gh, name: default, allow: { methods: [GET], paths: ["/repos/acme/**"] } }]\n', 'policy.yaml')
     expect(E.isRight(loaded) && loaded.right.input.connections[0]?.allow).toEqual({ methods: ['GET'], paths: ['/repos/acme/**'] })

@@ -20,7 +20,7 @@ const call = async (path: string, body: unknown, headers: Record<string, string>
 const facts = (extra: Record<string, unknown> = {}) => ({ scheme: 'https', host: 'api.alpha.test', port: 443, path: '/v1/models?x=1', method: 'GET', ...extra })
 
 describe('POST /v1/decide', () => {
-  it('answers a matched request with the Inject decision and its audit records (SPEC.md §8 shapes)', async () => {
+  it('answers a matched request with the Inject decision and its audit records (docs/spec.md §8 shapes)', async () => {
     const { status, json } = await call('/v1/decide', facts())
     expect(status).toBe(200)
     expect(json['decision']).toEqual({ _tag: 'Inject', headers: { Authorization: `Bearer ${KEY}` } })

@@ -19,7 +19,7 @@ const countingSource = (answer: (call: number, signal: AbortSignal) => Promise<C
 
 const available = (token: string, expiresAt?: Date): CredentialOutcome => ({ _tag: 'Available', headers: { Authorization: `Bearer ${token}` }, ...(expiresAt === undefined ? {} : { expiresAt }) })
 
-describe('credential cache (SPEC.md §7)', () => {
+describe('credential cache (docs/spec.md §7)', () => {
   it('keeps a credential without expiry until cleared', async () => {
     const { clock, advance } = manualClock()
     const { source, calls } = countingSource(async (n) => available(`t${n}`))
