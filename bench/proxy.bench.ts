@@ -229,8 +229,8 @@ const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstrea
 const main = async () => {
   await build({ entry: { roles: ROLES_SOURCE }, outDir: join(ROOT, 'bench', '.build'), format: ['esm'], target: 'node20', external: [/^egress-guard/, 'http-mitm-proxy', 'mockttp'], silent: true, clean: true })
   const pki = createPki()
-  const hosts = [HOST, firstHost, ...quietHosts, ...burstHosts, ...['hmp', 'mockttp'].flatMap((e) => [...floodHosts(e), ...legitHosts(e)])]
-  const leaf = pki.leaf([HOST, '*.burst.test', '*.hmp.flood.test', '*.mockttp.flood.test', '127.0.0.1'])
+  const hosts = [HOST, firstHost, ...quietHosts, ...burstHosts, ...['node', 'hmp', 'mockttp'].flatMap((e) => [...floodHosts(e), ...legitHosts(e)])]
+  const leaf = pki.leaf([HOST, '*.burst.test', '*.node.flood.test', '*.hmp.flood.test', '*.mockttp.flood.test', '127.0.0.1'])
   const upstream = await startRole('upstream', { ...leaf, secret: SECRET })
   const base: RoleConfig = { upstreamPort: upstream.port, upstreamCa: pki.caPem, secret: SECRET, hosts }
   const policyFile = join(dir, 'policy.yaml')
@@ -346,7 +346,7 @@ const main = async () => {
   // The flood: every host's first request at once, from a process of its own, and 300 ms into it
   // five first requests to new hosts of another domain, one after another, from this one.
   // Target: each of those within 1 s.
-  const flood = async (engine: 'hmp' | 'mockttp', role: Started) => {
+  const flood = async (engine: 'node' | 'hmp' | 'mockttp', role: Started) => {
     const url = `http://127.0.0.1:${role.port}`
     const trust = [role.caPem, pki.caPem]
     const flooder = await startRole('flooder', { flood: { proxyUrl: url, trusted: trust, hosts: floodHosts(engine) } })
@@ -367,6 +367,7 @@ const main = async () => {
       within_1s: (legit.at(-1) ?? Infinity) <= 1_000
     }
   }
+  const floodNode = await flood('node', nodeGuarded)
   const floodHmp = await flood('hmp', hmpGuarded)
   const floodMockttp = await flood('mockttp', mockttpGuarded)
 
@@ -384,7 +385,7 @@ const main = async () => {
     return { median: round2(median(ratios)), min: round2(ratios[0] ?? NaN), max: round2(ratios.at(-1) ?? NaN) }
   }
   result['new_host_max_loop_delay_ms'] = round2(burstDelay.maxMs)
-  result['new_host_flood'] = { hmp: floodHmp, mockttp: floodMockttp }
+  result['new_host_flood'] = { node: floodNode, hmp: floodHmp, mockttp: floodMockttp }
   result['new_host'] = {
     first_request_ms: { p50: round2(quiet[Math.floor(quiet.length / 2)] ?? NaN), p90: round2(quiet[Math.floor(quiet.length * 0.9)] ?? NaN), max: round2(quiet.at(-1) ?? NaN), hosts: quiet.length },
     burst: { hosts: burst.length, first_request_p50_ms: round2(burst[Math.floor(burst.length / 2)] ?? NaN), first_request_max_ms: round2(burst.at(-1) ?? NaN) },

@@ -222,12 +222,14 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     return apply(request, where, facts, await guard.evaluate(facts))
   }
 
+  // Only WebSocket upgrades are forwarded: after any other (`h2c`, …) the connection would be
+  // spliced, and every request on it would reach the upstream without a decision.
+  const notWebSocket = (incoming: IncomingRequest): boolean => incoming.upgrade === true && !isWebSocketUpgrade(incoming)
+
   const request: Pipeline['request'] = (incoming, tunnel) => {
-    // Only WebSocket upgrades are forwarded: after any other (`h2c`, …) the connection would be
-    // spliced, and every request on it would reach the upstream without a decision.
-    if (incoming.upgrade === true && !isWebSocketUpgrade(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
     try {
       if (tunnel !== undefined) {
+        if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
         const where = tunnel.settled
         // Most requests are decided in this same turn: their tunnel is pinned, their credentials cached.
         if (where !== undefined) {
@@ -243,6 +245,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
         const refusal = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
         return answer(refusal.status, refusal.body, refusal.headers)
       }
+      if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
       const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)
       if (plain === undefined) return answer(400, NOT_A_PROXY_REQUEST)
       if (!(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) return answer(400, 'Bad request: egress-guard needs a port from 1 to 65535')
