@@ -14,6 +14,7 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, offerHttp10, writeAnswer } from '../proxy/rawAnswer.js'
+import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
 import { openTunnel } from '../upstream/tunnel.js'
@@ -198,23 +199,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
   const { server: listener, port } = listening
   listener.on('connection', watch.accepted)
-  return {
-    url: `http://${hostForUrl(options.host ?? '127.0.0.1')}:${port}`,
-    port,
-    caCertPath: ca.certPath,
-    caCertPem: ca.certPem,
-    accept: (socket) => {
-      listener.emit('connection', socket)
-    },
-    close: async () => {
-      // The library closes its listening servers but leaves kept-alive connections open.
-      const open = [listener, ...(hostServers?.open() ?? [])]
-      hostServers?.close()
-      proxy.close()
-      for (const server of open) server.closeAllConnections()
-      watch.close() // CONNECT sockets, which the servers no longer count as theirs
-      httpsAgent.destroy()
-      httpAgent.destroy()
-    }
-  }
+  return runningProxy({ server: listener, host: options.host ?? '127.0.0.1', port }, ca, async () => {
+    // The library closes its listening servers but leaves kept-alive connections open.
+    const open = [listener, ...(hostServers?.open() ?? [])]
+    hostServers?.close()
+    proxy.close()
+    for (const server of open) server.closeAllConnections()
+    watch.close() // CONNECT sockets, which the servers no longer count as theirs
+    httpsAgent.destroy()
+    httpAgent.destroy()
+  })
 }

@@ -13,6 +13,7 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { answer, createPipeline, isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE, type Answer, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, writeAnswer } from '../proxy/rawAnswer.js'
+import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { openTunnel, PLAIN_TEXT } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -223,22 +224,15 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     throw new Error(`mockttp did not listen on ${listenHost} only; refusing to run`)
   }
   return {
-    url: `http://${hostForUrl(listenHost)}:${address.port}`,
-    port: address.port,
-    caCertPath: ca.certPath,
-    caCertPem: ca.certPem,
-    accept: (socket) => {
-      server.emit('connection', socket)
-    },
+    ...runningProxy({ server, host: listenHost, port: address.port }, ca, async () => {
+      // A failure to stop mockttp is said, never thrown: the caller still flushes its audit records.
+      await mock.stop().catch((error: unknown) => log('warn', `mockttp did not stop cleanly (${error instanceof Error ? error.message : 'error'})`))
+      watch.close() // what mockttp no longer counts as its own (CONNECT sockets before their first byte)
+    }),
     recordedRequests: async () => {
       const endpoints = await mock.getMockedEndpoints()
       const seen = await Promise.all(endpoints.map((endpoint) => endpoint.getSeenRequests()))
       return seen.reduce((n, requests) => n + requests.length, 0)
-    },
-    close: async () => {
-      // A failure to stop mockttp is said, never thrown: the caller still flushes its audit records.
-      await mock.stop().catch((error: unknown) => log('warn', `mockttp did not stop cleanly (${error instanceof Error ? error.message : 'error'})`))
-      watch.close() // what mockttp no longer counts as its own (CONNECT sockets before their first byte)
     }
   }
 }

@@ -11,7 +11,7 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, rawAnswer, writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
-import { hostForUrl } from '../upstream/connectTo.js'
+import { runningProxy } from '../proxy/runningProxy.js'
 import { openTunnel } from '../upstream/tunnel.js'
 import { interceptedHosts, type InterceptedHosts } from './interceptedHosts.js'
 import { forwardUpgrade } from './upgradeRequests.js'
@@ -157,22 +157,13 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   })
   const address = outer.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  return {
-    url: `http://${hostForUrl(host)}:${port}`,
-    port,
-    caCertPath: ca.certPath,
-    caCertPem: ca.certPem,
-    accept: (socket) => {
-      outer.emit('connection', socket)
-    },
-    close: async () => {
-      outer.close()
-      outer.closeAllConnections()
-      inner.closeAllConnections()
-      inner.close(() => undefined)
-      hosts.close()
-      watch.close()
-      await upstreams.close()
-    }
-  }
+  return runningProxy({ server: outer, host, port }, ca, async () => {
+    outer.close()
+    outer.closeAllConnections()
+    inner.closeAllConnections()
+    inner.close(() => undefined)
+    hosts.close()
+    watch.close()
+    await upstreams.close()
+  })
 }
