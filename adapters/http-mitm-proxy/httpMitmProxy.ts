@@ -14,10 +14,10 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, offerHttp10, writeAnswer } from '../proxy/rawAnswer.js'
+import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
 import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
-import { openTunnel } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { upstreamTrust } from '../upstream/upstreamTrust.js'
 import { manageHostServers, type HostServers, type LibraryServerTable } from './hostServers.js'
@@ -79,24 +79,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
     watch.connect(socket)
-    const step = pipeline.connect(request.url, request.headers['proxy-authorization'])
-    switch (step._tag) {
-      case 'Refuse':
-        socket.on('error', () => socket.destroy())
-        socket.end(step.answer)
-        return
-      case 'Tunnel':
-        watch.tunnel(socket)
-        openTunnel(socket, head, step.upstream)
-        return
-      case 'Intercept':
-        // The library keys its per-host TLS servers by the authority: hand it the normalised one,
-        // so `API.Example.com.` and `api.example.com` share one server and one certificate.
-        request.url = `${hostForUrl(step.target.host)}:${step.target.port}`
-        hostServers?.use(serverKey(request.url))
-        tunnels.set(request, pipeline.pin(step.target))
-        callback()
-    }
+    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (target === undefined) return
+    // The library keys its per-host TLS servers by the authority: hand it the normalised one, so
+    // `API.Example.com.` and `api.example.com` share one server and one certificate.
+    request.url = `${hostForUrl(target.host)}:${target.port}`
+    hostServers?.use(serverKey(request.url))
+    tunnels.set(request, pipeline.pin(target))
+    callback()
   })
 
   const incoming = (ctx: { readonly isSSL: boolean }, request: http.IncomingMessage, upgrade: boolean): IncomingRequest => ({

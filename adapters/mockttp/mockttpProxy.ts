@@ -13,9 +13,10 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { answer, createPipeline, isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE, type Answer, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, writeAnswer } from '../proxy/rawAnswer.js'
+import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
 import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
-import { openTunnel, PLAIN_TEXT } from '../upstream/tunnel.js'
+import { PLAIN_TEXT } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { upstreamTrust } from '../upstream/upstreamTrust.js'
 import { newHostHandOver } from './newHostHandOver.js'
@@ -100,14 +101,10 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       return
     }
     admittedKnown = false
-    const step = pipeline.connect(request.url, request.headers['proxy-authorization'])
-    if (step._tag === 'Refuse') return void socket.end(step.answer)
-    if (step._tag === 'Tunnel') {
-      watch.tunnel(socket)
-      return openTunnel(socket, head, step.upstream)
-    }
+    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (target === undefined) return
     const wasKnown = admittedKnown
-    const pin = pipeline.pin(step.target)
+    const pin = pipeline.pin(target)
     tunnels.set(socket, pin)
     const intercept = async (): Promise<void> => {
       const where = await pin.pending
@@ -122,7 +119,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
         for (const listener of original) listener.call(server, request, socket, Buffer.alloc(0))
       }
       if (wasKnown) give()
-      else await handOver.run(step.target.host, socket, give)
+      else await handOver.run(target.host, socket, give)
     }
     intercept().catch(() => (socket.destroyed ? undefined : socket.end(rawAnswer(403, denyBody('internal_error', null)))))
   }

@@ -11,8 +11,8 @@ import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, rawAnswer, writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
+import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
 import { runningProxy } from '../proxy/runningProxy.js'
-import { openTunnel } from '../upstream/tunnel.js'
 import { interceptedHosts, type InterceptedHosts } from './interceptedHosts.js'
 import { forwardUpgrade } from './upgradeRequests.js'
 import { upstreamTrust } from '../upstream/upstreamTrust.js'
@@ -113,22 +113,12 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   outer.on('connect', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     watch.connect(socket)
     socket.on('error', () => socket.destroy())
-    const step = pipeline.connect(request.url, request.headers['proxy-authorization'])
-    switch (step._tag) {
-      case 'Refuse':
-        socket.end(step.answer)
-        return
-      case 'Tunnel':
-        watch.tunnel(socket)
-        openTunnel(socket, head, step.upstream)
-        return
-      case 'Intercept': {
-        const tunnel: Tunnel = { socket, pin: pipeline.pin(step.target) }
-        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-        if (head.length > 0) socket.unshift(head)
-        hosts.accept(step.target.host, socket, tunnel)
-      }
-    }
+    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (target === undefined) return
+    const tunnel: Tunnel = { socket, pin: pipeline.pin(target) }
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+    if (head.length > 0) socket.unshift(head)
+    hosts.accept(target.host, socket, tunnel)
   })
   const tunnelOf = (socket: Duplex): Tunnel | undefined => hosts.tunnelOf(socket as TLSSocket)
   inner.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
