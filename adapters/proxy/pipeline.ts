@@ -94,6 +94,18 @@ export interface Pipeline {
 /** An answer with egress-guard's plain-text body. */
 export const answer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Answer => ({ _tag: 'Answer', status, headers, body })
 
+/**
+ * A refusal by policy (403, 407): it names its reason in `X-Egress-Guard-Reason`, and a client
+ * that accepts JSON gets `{"error": "egress_guard_denied", "reason", "message"}` (the text body as
+ * the message) instead of the text (docs/spec.md §14).
+ */
+export const refusal = (status: number, reason: string, body: string, accept: string | ReadonlyArray<string> | undefined, headers: Readonly<Record<string, string>> = {}): Answer => {
+  const named = { ...headers, 'X-Egress-Guard-Reason': reason }
+  return /\bapplication\/json\b/i.test(header(accept) ?? '')
+    ? answer(status, JSON.stringify({ error: 'egress_guard_denied', reason, message: body }), { ...named, 'content-type': 'application/json; charset=utf-8' })
+    : answer(status, body, named)
+}
+
 const header = (value: string | ReadonlyArray<string> | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : (value as string | undefined))
 
 /** Headers that belong to one hop only (RFC 9110 §7.6.1; `expect` is answered here), never forwarded as they are; `host` is set below. */
@@ -153,15 +165,15 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
   const connect: Pipeline['connect'] = (authority, proxyAuthorization) => {
     const target = connectTarget(authority)
     if (proxyAuthentication !== undefined && !authenticates(proxyAuthorization, proxyAuthentication)) {
-      const refusal = guard.refuseUnauthenticated(target?.host ?? '')
-      return refuse(refusal.status, refusal.body, refusal.headers)
+      const unauthenticated = guard.refuseUnauthenticated(target?.host ?? '')
+      return refuse(unauthenticated.status, unauthenticated.body, unauthenticated.headers)
     }
     try {
       const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
-      if (target === undefined || verdict === undefined) return refuse(403, denyBody('no_match', null))
+      if (target === undefined || verdict === undefined) return refuse(403, denyBody('no_match', null), { 'X-Egress-Guard-Reason': 'no_match' })
       switch (verdict.decision._tag) {
         case 'Deny':
-          return refuse(403, denyBody(verdict.decision.reason, null))
+          return refuse(403, denyBody(verdict.decision.reason, null), { 'X-Egress-Guard-Reason': verdict.decision.reason })
         case 'Tunnel':
           return { _tag: 'Tunnel', upstream: upstreamFor(connectTo, target.host, target.port) }
         case 'Intercept': {
@@ -173,7 +185,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
       }
     } catch {
       // An adapter failure never tunnels or intercepts.
-      return refuse(403, denyBody('internal_error', null))
+      return refuse(403, denyBody('internal_error', null), { 'X-Egress-Guard-Reason': 'internal_error' })
     }
   }
 
@@ -190,13 +202,15 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
 
   const failClosed = (request: IncomingRequest, host: string | undefined): Answer => {
     const verdict = guard.failClosed({ scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target })
-    return verdict.decision._tag === 'Deny' ? answer(403, verdict.decision.body) : answer(502, 'Bad gateway: egress-guard could not forward this request')
+    return verdict.decision._tag === 'Deny'
+      ? refusal(403, verdict.decision.reason, verdict.decision.body, request.headers['accept'])
+      : answer(502, 'Bad gateway: egress-guard could not forward this request')
   }
 
   const apply = (request: IncomingRequest, where: PinnedDestination, facts: RequestFacts, verdict: Verdict): RequestStep => {
     switch (verdict.decision._tag) {
       case 'Deny':
-        return answer(verdict.decision.status, verdict.decision.body)
+        return refusal(verdict.decision.status, verdict.decision.reason, verdict.decision.body, request.headers['accept'])
       case 'Inject':
         // INVARIANT: credentials go only to an address the policy saw (or the operator chose).
         if (!where.resolved) return answer(502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
@@ -242,8 +256,8 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
       // On the proxy port: a proxy request (an absolute http:// URI) that authenticates, to the
       // host and port WHATWG reads in it. Anything else would be sent wherever its Host header says.
       if (proxyAuthentication !== undefined && !authenticates(incoming.headers['proxy-authorization'], proxyAuthentication)) {
-        const refusal = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
-        return answer(refusal.status, refusal.body, refusal.headers)
+        const unauthenticated = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
+        return refusal(unauthenticated.status, unauthenticated.reason, unauthenticated.body, incoming.headers['accept'], unauthenticated.headers)
       }
       if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
       const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)

@@ -17,15 +17,15 @@ export const writeAnswer = (response: AnswerableResponse, answer: { readonly sta
     response.destroy()
     return
   }
-  response.writeHead(answer.status, { ...answer.headers, 'content-type': PLAIN_TEXT, 'content-length': String(Buffer.byteLength(answer.body)) })
+  response.writeHead(answer.status, { 'content-type': PLAIN_TEXT, ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)) })
   response.end(answer.body)
 }
 
-/** A whole HTTP/1.1 answer as raw bytes, with its standard status text, that closes the connection. */
+/** A whole HTTP/1.1 answer as raw bytes, with its standard status text, that closes the connection (plain text unless `headers` name a content type). */
 export const rawAnswer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): string =>
   `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n${Object.entries(headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join('')}Content-Type: ${PLAIN_TEXT}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    .join('')}${Object.keys(headers).some((name) => name.toLowerCase() === 'content-type') ? '' : `Content-Type: ${PLAIN_TEXT}\r\n`}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
 
 const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string]>> = {
   HPE_HEADER_OVERFLOW: [431, 'Request header fields too large: egress-guard accepts at most 16 KiB of headers'],

@@ -73,6 +73,15 @@ describe.each(CASES)('%s in %s', (adapter, mode) => {
     }
   })
 
+  it.runIf(!allow(mode))('tells a refused client why: X-Egress-Guard-Reason on the 403, and a JSON body when it accepts JSON', async () => {
+    const text = await nodeFetch(h.proxy.url, h.proxy.caCertPem, 'https://api.alpha.test/v2/other')
+    expect(text).toMatchObject({ status: 403, body: POLICY_BODY('no_match'), headers: { 'x-egress-guard-reason': 'no_match' } })
+    const json = await nodeFetch(h.proxy.url, h.proxy.caCertPem, 'https://api.alpha.test/v2/other', { accept: 'application/json' })
+    expect(json.status).toBe(403)
+    expect(json.headers).toMatchObject({ 'x-egress-guard-reason': 'no_match', 'content-type': expect.stringContaining('application/json') })
+    expect(JSON.parse(json.body)).toEqual({ error: 'egress_guard_denied', reason: 'no_match', message: POLICY_BODY('no_match') })
+  })
+
   it('passes the OAuth token endpoint untouched in every mode', async () => {
     const answer = await curl(h.proxy.url, h.proxyCaPath, 'https://api.alpha.test/oauth/token?code=1', ['-d', 'grant_type=x'])
     expect(answer.status).toBe(200)
