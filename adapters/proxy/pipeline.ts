@@ -5,7 +5,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import { denyBody, parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
-import { hostHeaderFor, NOT_A_PROXY_REQUEST } from '../upstream/forwardedHeaders.js'
+import { headerText, hostHeaderFor, NOT_A_PROXY_REQUEST } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, type ConnectTarget } from '../upstream/tunnel.js'
 import { authenticates } from './proxyAuthentication.js'
@@ -101,12 +101,10 @@ export const answer = (status: number, body: string, headers: Readonly<Record<st
  */
 export const refusal = (status: number, reason: string, body: string, accept: string | ReadonlyArray<string> | undefined, headers: Readonly<Record<string, string>> = {}): Answer => {
   const named = { ...headers, 'X-Egress-Guard-Reason': reason }
-  return /\bapplication\/json\b/i.test(header(accept) ?? '')
+  return /\bapplication\/json\b/i.test(headerText(accept) ?? '')
     ? answer(status, JSON.stringify({ error: 'egress_guard_denied', reason, message: body }), { ...named, 'content-type': 'application/json; charset=utf-8' })
     : answer(status, body, named)
 }
-
-const header = (value: string | ReadonlyArray<string> | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : (value as string | undefined))
 
 /** Headers that belong to one hop only (RFC 9110 §7.6.1; `expect` is answered here), never forwarded as they are; `host` is set below. */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'http2-settings', 'expect', 'host'])
@@ -125,7 +123,7 @@ export const forwardedHeaders = (
 ): Record<string, string | string[]> => {
   const { headers } = request
   const named = new Set(
-    (header(headers['connection']) ?? '')
+    (headerText(headers['connection']) ?? '')
       .split(',')
       .map((token) => token.trim().toLowerCase())
       .filter((token) => token !== '')
@@ -135,13 +133,13 @@ export const forwardedHeaders = (
     if (value === undefined || name.startsWith(':') || name.startsWith('proxy-') || NOT_FORWARDED.has(name) || named.has(name)) continue
     out[name] = value
   }
-  const te = header(headers['te'])
+  const te = headerText(headers['te'])
   if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|;|$)/i.test(te)) out['te'] = 'trailers'
   if (request.upgrade === true && headers['upgrade'] !== undefined) {
     out['connection'] = 'Upgrade'
     out['upgrade'] = headers['upgrade']
   }
-  out['host'] = header(headers['host']) ?? header(headers[':authority']) ?? hostHeaderFor(target, request.tls)
+  out['host'] = headerText(headers['host']) ?? headerText(headers[':authority']) ?? hostHeaderFor(target, request.tls)
   for (const [name, value] of Object.entries(credentials)) out[name.toLowerCase()] = value
   return out
 }
@@ -151,7 +149,7 @@ export const NOT_A_WEBSOCKET_UPGRADE = 'Bad request: egress-guard forwards only 
 
 /** A WebSocket opening handshake: a GET asking to upgrade to `websocket` (RFC 6455 §4.1), and nothing else. */
 export const isWebSocketUpgrade = (request: Pick<IncomingRequest, 'method' | 'headers'>): boolean =>
-  request.method === 'GET' && (header(request.headers['upgrade']) ?? '').trim().toLowerCase() === 'websocket'
+  request.method === 'GET' && (headerText(request.headers['upgrade']) ?? '').trim().toLowerCase() === 'websocket'
 
 /** Builds the pipeline for one proxy. */
 export const createPipeline = (options: PipelineOptions): Pipeline => {

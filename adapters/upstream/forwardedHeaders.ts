@@ -36,5 +36,5 @@ export const stripProxyHeaders = (headers: Record<string, unknown>): void => {
   for (const name of Object.keys(headers)) if (/^proxy-/i.test(name)) delete headers[name]
 }
 
-/** The answer (400) to a request outside a tunnel that is not a proxy request: neither adapter forwards it. */
+/** The answer (400) to a request outside a tunnel that is not a proxy request: no engine forwards it. */
 export const NOT_A_PROXY_REQUEST = 'Bad request: egress-guard forwards proxy requests only (CONNECT, or an absolute http:// URI)'
