@@ -264,6 +264,7 @@ const main = async () => {
     viaProxy('hmp_inject_1000_routes', hmpBig, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('mockttp_bare', mockttpBare, pki.caPem, '/v1/x', 'auth:none'),
     viaProxy('mockttp_inject', mockttpGuarded, pki.caPem, '/v1/x', 'auth:injected'),
+    viaProxy('mockttp_pass', mockttpGuarded, pki.caPem, '/other', 'auth:none'),
     viaProxy('workers_1_inject', serveOne, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('workers_2_inject', serveTwo, pki.caPem, '/v1/x', 'auth:injected')
   ]
@@ -415,6 +416,7 @@ const main = async () => {
     hmp_inject_1000_routes_vs_bare_rps: round2(rps('hmp_inject_1000_routes') / rps('hmp_bare')),
     mockttp_inject_vs_bare_rps: round2(rps('mockttp_inject') / rps('mockttp_bare')),
     mockttp_inject_vs_bare_p99: round2(p99('mockttp_inject') / p99('mockttp_bare')),
+    mockttp_pass_vs_bare_rps: round2(rps('mockttp_pass') / rps('mockttp_bare')),
     workers_2_vs_workers_1_rps: round2(rps('workers_2_inject') / rps('workers_1_inject')),
     // The same for pure CPU-bound JavaScript, two processes against one: the ceiling of the above.
     machine_two_process_scaling: round2(scaling),

@@ -4,8 +4,9 @@ import type { AddressInfo } from 'node:net'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import type { Decision, RequestFacts } from '../../core/index.js'
+import type { RequestFacts } from '../../core/index.js'
 import type { Guard } from '../guard/createGuard.js'
+import { decideFacts } from '../proxy/pipeline.js'
 import { parseTarget } from '../proxy/requestFacts.js'
 import { decodeFacts, decodeTunnel } from './codecs.js'
 
@@ -93,8 +94,6 @@ const gatewayFacts = (request: http.IncomingMessage, path: string, prefix: 'x-or
   return E.right({ scheme, host: host.replace(/:\d+$/, ''), port, path: target.path, method, ...(target.absoluteUriHost === undefined ? {} : { absoluteUriHost: target.absoluteUriHost }) })
 }
 
-const credentialHeaders = (decision: Decision): Readonly<Record<string, string>> => (decision._tag === 'Inject' ? decision.headers : {})
-
 /**
  * Starts the decision service: "what should happen to this request?" for proxies that are not
  * Node. JSON (`/v1/decide`, `/v1/tunnel`), nginx `auth_request` (`/v1/nginx`) and Envoy `ext_authz`
@@ -140,22 +139,25 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
     if (url.pathname === '/v1/nginx') {
       const facts = gatewayFacts(request, header(request, 'x-original-uri') ?? '/', 'x-original-')
       if (E.isLeft(facts)) return send(response, 400, facts.left)
-      const { decision } = await guard.evaluate(facts.right)
-      const reason = decision._tag === 'Deny' ? decision.reason : ''
-      // nginx cannot forward an auth subrequest's body: the deny body travels in a header too.
-      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-decision': 'deny', 'x-egress-guard-reason': reason, 'x-egress-guard-body': decision.body.replace(/[^\x20-\x7e]/g, '?') })
-      const headers = Object.fromEntries(Object.entries(credentialHeaders(decision)).map(([k, v]) => [`${NGINX_HEADER_PREFIX}${k.toLowerCase()}`, v]))
-      return send(response, 200, '', { 'x-egress-guard-decision': decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })
+      const step = await decideFacts(guard, facts.right, header(request, 'accept'))
+      // nginx cannot forward an auth subrequest's body: a refusal's body and type travel in headers too.
+      if (step._tag === 'Answer') {
+        const type = step.headers['content-type'] ?? 'text/plain; charset=utf-8'
+        return send(response, step.status, step.body, { ...step.headers, 'x-egress-guard-decision': 'deny', 'x-egress-guard-body': step.body.replace(/[^\x20-\x7e]/g, '?'), 'x-egress-guard-body-type': type })
+      }
+      const headers = Object.fromEntries(Object.entries(step.credentials).map(([k, v]) => [`${NGINX_HEADER_PREFIX}${k.toLowerCase()}`, v]))
+      return send(response, 200, '', { 'x-egress-guard-decision': step.verdict.decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })
     }
     if (url.pathname === '/v1/envoy' || url.pathname.startsWith('/v1/envoy/')) {
       // The raw target, as Envoy forwards it: URL parsing would resolve `..` and turn `\` into `/`.
       const raw = request.url ?? '/'
       const path = raw.startsWith('/v1/envoy') ? raw.slice('/v1/envoy'.length) || '/' : '/'
       const facts = gatewayFacts(request, path, 'x-egress-guard-upstream-')
-      if (E.isLeft(facts)) return send(response, 403, `Forbidden: ${facts.left}`)
-      const { decision } = await guard.evaluate(facts.right)
-      if (decision._tag === 'Deny') return send(response, 403, decision.body, { 'x-egress-guard-reason': decision.reason })
-      return send(response, 200, '', { ...credentialHeaders(decision) })
+      if (E.isLeft(facts)) return send(response, 403, `Forbidden: ${facts.left}`, { 'x-egress-guard-reason': 'no_match' })
+      // Envoy hands a denial's status, headers and body to the client as they are.
+      const step = await decideFacts(guard, facts.right, header(request, 'accept'))
+      if (step._tag === 'Answer') return send(response, step.status, step.body, step.headers)
+      return send(response, 200, '', { ...step.credentials })
     }
     return send(response, 404, { error: `no endpoint ${url.pathname}: use /v1/decide, /v1/tunnel, /v1/nginx, /v1/envoy/<path> or /healthz` })
   }

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream'
 
 import type { Mockttp } from 'mockttp'
 
+import { answer, type Answer } from '../proxy/pipeline.js'
 import { falseLoopMatches } from './loopCheck.js'
 
 // The mockttp internals the adapter needs, in one place, each checked when the proxy starts
@@ -93,4 +94,15 @@ export const guardPassthrough = (mock: Mockttp, failed: (error: unknown, respons
       return handled.catch((error: unknown) => failed(error, response))
     }
   }
+}
+
+/** The answer to a client that speaks HTTP/2: mockttp's handling of it is refused. */
+export const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
+
+/** Requests mockttp would mishandle, refused before the policy is asked: HTTP/2, HTTP/1.1 without Host, two Host headers (mockttp would forward both). */
+export const malformed = (request: http.IncomingMessage): Answer | undefined => {
+  if (request.httpVersionMajor === 2) return answer(400, HTTP2_REFUSED)
+  if (request.httpVersion === '1.1' && request.headers.host === undefined) return answer(400, 'Bad request: an HTTP/1.1 request needs a Host header')
+  if (request.rawHeaders.filter((name, i) => i % 2 === 0 && /^host$/i.test(name)).length > 1) return answer(400, 'Bad request: more than one Host header')
+  return undefined
 }

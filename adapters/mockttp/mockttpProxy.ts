@@ -11,16 +11,17 @@ import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.
 import { stderrLogger, type RunningProxy } from '../ports.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
-import { answer, createPipeline, isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE, type Answer, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
+import { answer, createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, writeAnswer } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
 import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
+import { isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'
 import { PLAIN_TEXT } from '../upstream/tunnel.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { upstreamTrust } from '../upstream/upstreamTrust.js'
 import { newHostHandOver } from './newHostHandOver.js'
-import { catchServer, clientSocketOf, decideRequestsFirst, guardPassthrough, wrapListeners, type Middleware, type SocketListener } from './internals.js'
+import { catchServer, clientSocketOf, decideRequestsFirst, guardPassthrough, HTTP2_REFUSED, malformed, wrapListeners, type Middleware, type SocketListener } from './internals.js'
 
 // The guard on mockttp: its CONNECT and upgrade listeners and its first middleware translated into
 // the request pipeline (adapters/proxy/pipeline.ts), each step carried out by rewriting what
@@ -38,15 +39,6 @@ export type MockttpProxyOptions = Omit<EngineOptions, 'maxInterceptedHosts' | 'n
 
 /** Intercepted hosts remembered for the new-host budget. */
 const MAX_REMEMBERED_HOSTS = 4_096
-const HTTP2_REFUSED = 'Bad request: egress-guard does not accept HTTP/2 from clients; use HTTP/1.1'
-
-/** Requests mockttp would mishandle, refused before the policy is asked: HTTP/2, HTTP/1.1 without Host, two Host headers (mockttp would forward both). */
-const malformed = (request: http.IncomingMessage): Answer | undefined => {
-  if (request.httpVersionMajor === 2) return answer(400, HTTP2_REFUSED)
-  if (request.httpVersion === '1.1' && request.headers.host === undefined) return answer(400, 'Bad request: an HTTP/1.1 request needs a Host header')
-  if (request.rawHeaders.filter((name, i) => i % 2 === 0 && /^host$/i.test(name)).length > 1) return answer(400, 'Bad request: more than one Host header')
-  return undefined
-}
 
 /** Starts mockttp as a proxy with every CONNECT, request and WebSocket upgrade decided by the guard before mockttp acts on it. */
 export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<RunningMockttpProxy> => {
@@ -62,24 +54,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   })
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
-  const handOver = newHostHandOver(MAX_REMEMBERED_HOSTS)
-  // Hosts intercepted lately (least recently used first), which the budget does not count again.
-  const intercepted = new Map<string, true>()
-  // Whether the host last admitted had been intercepted lately (read right after `pipeline.connect`).
-  let admittedKnown = false
-  const pipeline = createPipeline({
-    guard: options.guard,
-    connectTo: options.connectTo ?? [],
-    proxyAuthentication: options.proxyAuthentication,
-    admitHost: (host) => {
-      const known = intercepted.delete(host)
-      admittedKnown = known
-      if (!known && !budget.admit(host)) return false
-      intercepted.set(host, true)
-      if (intercepted.size > MAX_REMEMBERED_HOSTS) intercepted.delete(intercepted.keys().next().value as string)
-      return true
-    }
-  })
+  const handOver = newHostHandOver(MAX_REMEMBERED_HOSTS, budget)
+  const pipeline = createPipeline({ guard: options.guard, connectTo: options.connectTo ?? [], proxyAuthentication: options.proxyAuthentication, admitHost: handOver.admit })
   // Intercepted tunnels by client socket, so a request inside one is judged against its CONNECT
   // target, never its Host header. Entries go with their sockets.
   const tunnels = new WeakMap<Duplex, TunnelPin>()
@@ -100,10 +76,9 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       socket.end(rawAnswer(400, 'Bad request: egress-guard does not open a tunnel inside a tunnel'))
       return
     }
-    admittedKnown = false
     const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
     if (target === undefined) return
-    const wasKnown = admittedKnown
+    const wasKnown = handOver.lastWasKnown()
     const pin = pipeline.pin(target)
     tunnels.set(socket, pin)
     const intercept = async (): Promise<void> => {

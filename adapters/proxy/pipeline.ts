@@ -5,7 +5,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import { denyBody, parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
-import { headerText, hostHeaderFor, NOT_A_PROXY_REQUEST } from '../upstream/forwardedHeaders.js'
+import { forwardedHeaders, headerText, isWebSocketUpgrade, NOT_A_PROXY_REQUEST, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, type ConnectTarget } from '../upstream/tunnel.js'
 import { authenticates } from './proxyAuthentication.js'
@@ -62,6 +62,13 @@ export interface Forward {
 /** What to do with one request. */
 export type RequestStep = Answer | Forward
 
+/** Send the request as it is, with these credential headers set (replacing any of the same name): for a caller that sends it itself. */
+export interface Send {
+  readonly _tag: 'Send'
+  readonly credentials: Readonly<Record<string, string>>
+  readonly verdict: Verdict
+}
+
 /** A tunnel's pinned destination: settled, or still being resolved. */
 export interface TunnelPin {
   readonly settled: PinnedDestination | undefined
@@ -91,6 +98,9 @@ export interface Pipeline {
   readonly failure: (request: IncomingRequest) => Answer
 }
 
+/** A request's `Accept` header, which picks a refusal's form. */
+type Accept = string | ReadonlyArray<string> | undefined
+
 /** An answer with egress-guard's plain-text body. */
 export const answer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Answer => ({ _tag: 'Answer', status, headers, body })
 
@@ -99,57 +109,41 @@ export const answer = (status: number, body: string, headers: Readonly<Record<st
  * that accepts JSON gets `{"error": "egress_guard_denied", "reason", "message"}` (the text body as
  * the message) instead of the text (docs/spec.md §14).
  */
-export const refusal = (status: number, reason: string, body: string, accept: string | ReadonlyArray<string> | undefined, headers: Readonly<Record<string, string>> = {}): Answer => {
+export const refusal = (status: number, reason: string, body: string, accept: Accept, headers: Readonly<Record<string, string>> = {}): Answer => {
   const named = { ...headers, 'X-Egress-Guard-Reason': reason }
   return /\bapplication\/json\b/i.test(headerText(accept) ?? '')
     ? answer(status, JSON.stringify({ error: 'egress_guard_denied', reason, message: body }), { ...named, 'content-type': 'application/json; charset=utf-8' })
     : answer(status, body, named)
 }
 
-/** Headers that belong to one hop only (RFC 9110 §7.6.1; `expect` is answered here), never forwarded as they are; `host` is set below. */
-const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'upgrade', 'http2-settings', 'expect', 'host'])
-
-/**
- * The headers a request is forwarded with: the client's, less HTTP/2 pseudo-headers, `Proxy-*`,
- * hop-by-hop headers and every header its `Connection` names; `te: trailers` (gRPC) and, for an
- * upgrade, `Connection: Upgrade` with its `Upgrade` kept; `Host` from the client (`:authority` on
- * HTTP/2) or else the judged destination; then the credentials, replacing any header of the same
- * name. INVARIANT: an injected credential is set last, so nothing the client sent can remove it.
- */
-export const forwardedHeaders = (
-  request: Pick<IncomingRequest, 'headers' | 'upgrade' | 'tls'>,
-  target: ConnectTarget,
-  credentials: Readonly<Record<string, string>>
-): Record<string, string | string[]> => {
-  const { headers } = request
-  const named = new Set(
-    (headerText(headers['connection']) ?? '')
-      .split(',')
-      .map((token) => token.trim().toLowerCase())
-      .filter((token) => token !== '')
-  )
-  const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || name.startsWith('proxy-') || NOT_FORWARDED.has(name) || named.has(name)) continue
-    out[name] = value
-  }
-  const te = headerText(headers['te'])
-  if (te !== undefined && /(?:^|,)\s*trailers\s*(?:,|;|$)/i.test(te)) out['te'] = 'trailers'
-  if (request.upgrade === true && headers['upgrade'] !== undefined) {
-    out['connection'] = 'Upgrade'
-    out['upgrade'] = headers['upgrade']
-  }
-  out['host'] = headerText(headers['host']) ?? headerText(headers[':authority']) ?? hostHeaderFor(target, request.tls)
-  for (const [name, value] of Object.entries(credentials)) out[name.toLowerCase()] = value
-  return out
+/** A verdict carried out: the policy's refusal (403 with its reason), or send with the verdict's credentials. */
+const applyVerdict = (verdict: Verdict, accept: Accept): Answer | Send => {
+  const { decision } = verdict
+  if (decision._tag === 'Deny') return refusal(decision.status, decision.reason, decision.body, accept)
+  return { _tag: 'Send', credentials: decision._tag === 'Inject' ? decision.headers : {}, verdict }
 }
 
-/** The answer (400) to an upgrade that is not a WebSocket handshake: no engine splices one. */
-export const NOT_A_WEBSOCKET_UPGRADE = 'Bad request: egress-guard forwards only WebSocket upgrades (a GET with `Upgrade: websocket`)'
+/** The failure policy, for a request that could not be decided: deny modes refuse (403 `internal_error`), allow modes answer 502; the guard records it either way. */
+const failureAnswer = (guard: Guard, request: Partial<RequestFacts>, accept: Accept): Answer => {
+  const verdict = guard.failClosed(request)
+  return verdict.decision._tag === 'Deny'
+    ? refusal(403, verdict.decision.reason, verdict.decision.body, accept)
+    : answer(502, 'Bad gateway: egress-guard could not forward this request')
+}
 
-/** A WebSocket opening handshake: a GET asking to upgrade to `websocket` (RFC 6455 §4.1), and nothing else. */
-export const isWebSocketUpgrade = (request: Pick<IncomingRequest, 'method' | 'headers'>): boolean =>
-  request.method === 'GET' && (headerText(request.headers['upgrade']) ?? '').trim().toLowerCase() === 'websocket'
+/**
+ * Decides a request its caller sends itself, to the destination its facts name (the in-process
+ * undici dispatcher; a gateway asking the decision service): a refusal, the failure policy's
+ * answer, or Send. `facts` undefined is a request the caller could not read. Never rejects.
+ */
+export const decideFacts = async (guard: Guard, facts: RequestFacts | undefined, accept: Accept, unread: Partial<RequestFacts> = {}): Promise<Answer | Send> => {
+  if (facts === undefined) return failureAnswer(guard, unread, accept)
+  try {
+    return applyVerdict(await guard.evaluate(facts), accept)
+  } catch {
+    return failureAnswer(guard, facts, accept)
+  }
+}
 
 /** Builds the pipeline for one proxy. */
 export const createPipeline = (options: PipelineOptions): Pipeline => {
@@ -198,24 +192,15 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     return state
   }
 
-  const failClosed = (request: IncomingRequest, host: string | undefined): Answer => {
-    const verdict = guard.failClosed({ scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target })
-    return verdict.decision._tag === 'Deny'
-      ? refusal(403, verdict.decision.reason, verdict.decision.body, request.headers['accept'])
-      : answer(502, 'Bad gateway: egress-guard could not forward this request')
-  }
+  const failClosed = (request: IncomingRequest, host: string | undefined): Answer =>
+    failureAnswer(guard, { scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target }, request.headers['accept'])
 
   const apply = (request: IncomingRequest, where: PinnedDestination, facts: RequestFacts, verdict: Verdict): RequestStep => {
-    switch (verdict.decision._tag) {
-      case 'Deny':
-        return refusal(verdict.decision.status, verdict.decision.reason, verdict.decision.body, request.headers['accept'])
-      case 'Inject':
-        // INVARIANT: credentials go only to an address the policy saw (or the operator chose).
-        if (!where.resolved) return answer(502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
-        return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, verdict.decision.headers), verdict }
-      case 'Pass':
-        return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, {}), verdict }
-    }
+    const step = applyVerdict(verdict, request.headers['accept'])
+    if (step._tag === 'Answer') return step
+    // INVARIANT: credentials go only to an address the policy saw (or the operator chose).
+    if (verdict.decision._tag === 'Inject' && !where.resolved) return answer(502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
+    return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, step.credentials), verdict }
   }
 
   const factsOf = (request: IncomingRequest, where: PinnedDestination): RequestFacts =>

@@ -2,18 +2,23 @@ import { Agent, Dispatcher, getGlobalDispatcher, setGlobalDispatcher } from 'und
 
 import type { DenyReason, RequestFacts } from '../../core/index.js'
 import type { Guard } from '../guard/createGuard.js'
+import { decideFacts } from '../proxy/pipeline.js'
 import { parseTarget } from '../proxy/requestFacts.js'
 
-/** The error a denied request fails with: the deny reason and the body a proxy would answer. */
+/**
+ * The error a request egress-guard did not send fails with: the status, reason and body a proxy
+ * would have answered (a refusal by policy, or the failure policy's 403 or 502).
+ */
 export class EgressGuardDenied extends Error {
   readonly reason: DenyReason
-  readonly status = 403
+  readonly status: number
   readonly body: string
 
-  constructor(reason: DenyReason, body: string) {
+  constructor(reason: DenyReason, body: string, status = 403) {
     super(`egress-guard denied the request (${reason}): ${body}`)
     this.name = 'EgressGuardDenied'
     this.reason = reason
+    this.status = status
     this.body = body
   }
 }
@@ -91,33 +96,24 @@ export class GuardedDispatcher extends Dispatcher {
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
-    let facts: RequestFacts
+    let facts: RequestFacts | undefined
+    let accept: string | undefined
     try {
+      accept = pairsOf(options.headers).find(([name]) => name.toLowerCase() === 'accept')?.[1]
       facts = factsOf(options)
     } catch {
-      fail(handler, new EgressGuardDenied('internal_error', 'Forbidden by egress-guard proxy policy (internal_error)'))
-      return true
+      // Unreadable: decided by the failure policy below.
     }
     // INVARIANT: `maxRedirections: 0` turns off undici's redirect interceptor in `base`, so a
     // redirect comes back to the caller, whose next hop is a new request decided anew.
-    const forward = (credentials: Readonly<Record<string, string>>): void => {
-      this.#base.dispatch({ ...options, headers: withCredentials(options.headers, credentials), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
-    }
-    this.#guard.evaluate(facts).then(
-      (verdict) => {
-        switch (verdict.decision._tag) {
-          case 'Deny':
-            fail(handler, new EgressGuardDenied(verdict.decision.reason, verdict.decision.body))
-            return
-          case 'Inject':
-            forward(verdict.decision.headers)
-            return
-          case 'Pass':
-            forward({})
-        }
-      },
-      (error: unknown) => fail(handler, error instanceof Error ? error : new Error('egress-guard failed'))
-    )
+    void decideFacts(this.#guard, facts, accept, { method: options.method, path: String(options.path) }).then((step) => {
+      if (step._tag === 'Answer') return fail(handler, new EgressGuardDenied((step.headers['X-Egress-Guard-Reason'] ?? 'internal_error') as DenyReason, step.body, step.status))
+      try {
+        this.#base.dispatch({ ...options, headers: withCredentials(options.headers, step.credentials), maxRedirections: 0 } as Dispatcher.DispatchOptions, handler)
+      } catch (error) {
+        fail(handler, error instanceof Error ? error : new Error('egress-guard could not send the request'))
+      }
+    })
     return true
   }
 

@@ -108,14 +108,29 @@ describe('GuardedDispatcher with every header form undici accepts', () => {
     expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'host_mismatch' })
   })
 
-  it('denies a flat header array with a name and no value', async () => {
+  // The proxies' failure policy: deny modes refuse (403 `internal_error`), allow modes fail (502); recorded either way.
+  it.each<[ProxyMode, number]>([
+    ['connected_allow', 502],
+    ['connected_deny', 403]
+  ])('never sends a flat header array with a name and no value (%s: %i), and records it', async (mode, status) => {
     const before = upstream.received.length
-    const dispatcher = new GuardedDispatcher(guardFor('connected_allow'), base)
+    const audit: Array<AuditEntry> = []
+    const dispatcher = new GuardedDispatcher(guardFor(mode, audit), base)
     const error = await dispatcher
       .request({ origin: `https://api.alpha.test:${upstream.port}`, path: '/v1/x', method: 'GET', headers: ['x-one', 'v', 'x-orphan'] as never })
       .then(() => undefined, (e: unknown) => e)
-    expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'internal_error' })
+    expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'internal_error', status })
     expect(upstream.received).toHaveLength(before)
+    expect(audit.map((e) => e.metadata['reason'])).toEqual(['internal_error'])
+  })
+
+  it('gives a caller that accepts JSON the refusal as JSON', async () => {
+    const dispatcher = new GuardedDispatcher(guardFor('connected_deny'), base)
+    const error = await dispatcher
+      .request({ origin: `https://api.alpha.test:${upstream.port}`, path: '/v2/x', method: 'GET', headers: { accept: 'application/json' } })
+      .then(() => undefined, (e: unknown) => e)
+    expect(error).toMatchObject({ name: 'EgressGuardDenied', reason: 'no_match', status: 403 })
+    expect(JSON.parse((error as EgressGuardDenied).body)).toEqual({ error: 'egress_guard_denied', reason: 'no_match', message: 'Forbidden by egress-guard proxy policy (no_match)' })
   })
 })
 

@@ -17,7 +17,7 @@ import { KEY, startService } from './support.js'
 interface ExtAuthz {
   readonly http_service: {
     readonly path_prefix: string
-    readonly authorization_request: { readonly headers_to_add: ReadonlyArray<{ key: string; value: string }> }
+    readonly authorization_request: { readonly headers_to_add: ReadonlyArray<{ key: string; value: string }>; readonly allowed_headers?: { readonly patterns: ReadonlyArray<{ exact: string }> } }
     readonly authorization_response: { readonly allowed_upstream_headers: { readonly patterns: ReadonlyArray<{ exact: string }> } }
   }
   readonly failure_mode_allow: boolean
@@ -74,6 +74,15 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('Envoy ext_authz
       expect(Object.keys(answer.headers).filter((k) => allowedUpstream.has(k))).toEqual([])
     }
     expect(JSON.stringify(answer)).not.toContain(KEY)
+  })
+
+  it.runIf(mode.endsWith('deny'))('answers a refusal as JSON to a client whose Accept asks for it (Envoy passes Accept to the service)', async () => {
+    expect(extAuthz?.http_service.authorization_request.allowed_headers?.patterns.map((p) => p.exact)).toContain('accept')
+    const answer = await check('GET', '/v2/other', { accept: 'application/json' })
+    expect(answer.status).toBe(403)
+    expect(answer.headers['x-egress-guard-reason']).toBe('no_match')
+    expect(answer.headers['content-type']).toMatch(/^application\/json/)
+    expect(JSON.parse(answer.body)).toEqual({ error: 'egress_guard_denied', reason: 'no_match', message: 'Forbidden by egress-guard proxy policy (no_match)' })
   })
 
   it('decides on the raw path Envoy forwards, not a normalised one', async () => {

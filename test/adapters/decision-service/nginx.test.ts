@@ -26,10 +26,23 @@ const waitForPort = async (port: number): Promise<void> => {
 }
 
 const curl = (url: string, headers: ReadonlyArray<string> = []): Promise<{ status: number; body: string }> =>
+  curlWithHeaders(url, headers).then(({ status, body }) => ({ status, body }))
+
+/** curl's answer with its response headers (names in lower case), dumped ahead of the body on stdout. */
+const curlWithHeaders = (url: string, headers: ReadonlyArray<string> = []): Promise<{ status: number; body: string; headers: Record<string, string> }> =>
   new Promise((resolve) => {
-    execFile('curl', ['-sS', '--path-as-is', '--max-time', '10', '-o', '-', '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), url], (_e, stdout) => {
+    execFile('curl', ['-sS', '--path-as-is', '--max-time', '10', '-D', '-', '-o', '-', '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), url], (_e, stdout) => {
       const cut = stdout.lastIndexOf('\n')
-      resolve({ status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) })
+      const head = stdout.indexOf('\r\n\r\n')
+      const received = Object.fromEntries(
+        stdout
+          .slice(0, Math.max(0, head))
+          .split('\r\n')
+          .map((line) => /^([^:\s]+):\s*(.*)$/.exec(line))
+          .filter((m): m is RegExpExecArray => m !== null)
+          .map((m) => [(m[1] ?? '').toLowerCase(), m[2] ?? ''])
+      )
+      resolve({ status: Number(stdout.slice(cut + 1)), body: stdout.slice(head < 0 ? 0 : head + 4, cut), headers: received })
     })
   })
 
@@ -96,6 +109,16 @@ describe.each<ProxyMode>(['connected_deny', 'connected_allow'])('nginx auth_requ
       expect(answer.status).toBe(200)
       expect(upstream.received.at(-1)?.headers.authorization).toBe('Bearer client-own')
     }
+  })
+
+  it.runIf(mode.endsWith('deny'))('names the reason of a refusal, and answers JSON to a client that accepts it', async () => {
+    const text = await curlWithHeaders(`http://127.0.0.1:${listen}/v2/other`)
+    expect(text).toMatchObject({ status: 403, body: 'Forbidden by egress-guard proxy policy (no_match)', headers: { 'x-egress-guard-reason': 'no_match' } })
+    expect(text.headers['content-type']).toMatch(/^text\/plain/)
+    const json = await curlWithHeaders(`http://127.0.0.1:${listen}/v2/other`, ['Accept: application/json'])
+    expect(json.status).toBe(403)
+    expect(json.headers).toMatchObject({ 'x-egress-guard-reason': 'no_match', 'content-type': expect.stringMatching(/^application\/json/) })
+    expect(JSON.parse(json.body)).toEqual({ error: 'egress_guard_denied', reason: 'no_match', message: 'Forbidden by egress-guard proxy policy (no_match)' })
   })
 
   // nginx merges `//` before it removes dot segments (merge_slashes on), and so do Go, Node and
