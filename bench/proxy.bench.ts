@@ -4,11 +4,10 @@
 // CONNECT to a local upstream; every proxy and the upstream run in their own processes. Then: the
 // first request to new hosts, and the guarded proxy's event-loop delay during a burst of them.
 // Writes bench/results/proxy.json. `npm run bench:proxy` builds first.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
 import { build } from 'tsup'
@@ -16,13 +15,14 @@ import { Agent, type Dispatcher } from 'undici'
 
 import { createPki } from '../test/adapters/support/pki.js'
 import { firstRequest, measure, throughProxy, type Measured } from './proxy/load.js'
+import { burstHosts, firstHost, floodHosts, HOST, legitHosts, policy, quietHosts } from './proxy/policy.js'
+import { benchProcesses, cpuSeconds, NICE, twoProcessScaling, type Started } from './proxy/processes.js'
 import type { RoleConfig } from './proxy/roles.js'
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3)
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 7)
 const WARM_UP_SECONDS = Number(process.env['BENCH_WARM_UP_SECONDS'] ?? 6)
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 32)
-const NEW_HOSTS = Number(process.env['BENCH_NEW_HOSTS'] ?? 20)
 const SECRET = 'sk-bench-0c1d2e3f'
 const TOKEN = 'bench-token-0123456789'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -36,116 +36,8 @@ const dir = mkdtempSync(join(tmpdir(), 'eg-bench-proxy-'))
 // Everything temporary of the run (the test PKI, each role's CA directory) goes below `dir`, which
 // is removed on exit: the roles inherit this TMPDIR.
 process.env['TMPDIR'] = dir
-
-// Every process runs at the same priority. BENCH_NICE=1 runs the proxies at nice 10, below the
-// load generator and the upstream, as the first eight runs the README reports did: measured, that
-// cost two workers about a tenth of their throughput (two workers against one: 1.00 niced, 1.09
-// to 1.14 not, over four runs alternating on this machine), as the client and the upstream
-// preempt a worker each time they wake (see the README, "Proxy benchmark").
-const NICE = process.env['BENCH_NICE'] === '1' && spawnSync('nice', ['-n', '10', 'true'], { stdio: 'ignore' }).status === 0
-/** The command and arguments that run a proxy process (at nice 10 with BENCH_NICE=1). */
-const asProxy = (command: string, args: ReadonlyArray<string>): [string, Array<string>] => (NICE ? ['nice', ['-n', '10', command, ...args]] : [command, [...args]])
-
-const HOST = 'api.bench.test'
-// Hosts a guarded proxy has not seen: each needs a leaf certificate and a new upstream connection.
-const quietHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `q${i}.burst.test`)
-// One new host before those measured: the process's first leaf certificate also loads and compiles
-// the certificate code, once a process, which is not what a new host costs a running proxy.
-const firstHost = 'w0.burst.test'
-const burstHosts = Array.from({ length: NEW_HOSTS }, (_, i) => `b${i}.burst.test`)
-// A flood of new hosts under one domain (a regex route), and first requests to new hosts of
-// another domain made while it goes on, on each guarded engine.
-const FLOOD_HOSTS = Number(process.env['BENCH_FLOOD_HOSTS'] ?? 600)
-const floodHosts = (engine: string) => Array.from({ length: FLOOD_HOSTS }, (_, i) => `f${i}.${engine}.flood.test`)
-const legitHosts = (engine: string) => Array.from({ length: 5 }, (_, i) => `n${i}${engine}.burst.test`)
-
-const policy = (extraRoutes: number) => `
-mode: connected_allow
-providers:
-  - { name: bench, apiUrl: "https://${HOST}/v1" }
-  - { name: burst, apiUrl: "regex:^[qbwn][0-9a-z]+\\\\.burst\\\\.test$" }
-  - { name: flood, apiUrl: "regex:^f[0-9]+\\\\.[a-z]+\\\\.flood\\\\.test$" }
-${Array.from({ length: extraRoutes }, (_, i) => `  - { name: svc${i}, apiUrl: "https://api.svc${i}.example/v1" }`).join('\n')}
-connections:
-  - { provider: bench, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
-  - { provider: burst, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
-  - { provider: flood, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }
-${Array.from({ length: extraRoutes }, (_, i) => `  - { provider: svc${i}, name: default, credentials: { headers: { Authorization: "Bearer \${env:BENCH_KEY}" } } }`).join('\n')}
-`
-
-interface Started {
-  readonly port: number
-  readonly caPem: string
-  readonly child: ChildProcess
-}
-
-const children: Array<ChildProcess> = []
-const stopAll = () => {
-  for (const child of children) child.kill('SIGTERM')
-}
-process.on('exit', () => {
-  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
-  rmSync(dir, { recursive: true, force: true })
-})
-
-/** Starts a bench role and waits for the JSON line that says where it listens. */
-let roles = 0
-const startRole = async (role: string, config: RoleConfig): Promise<Started> => {
-  const file = join(dir, `role-${roles++}.json`) // a 1,000-route policy is too long for argv
-  writeFileSync(file, JSON.stringify(config))
-  const [command, args] = role === 'upstream' ? [process.execPath, [ROLES, role, file]] : asProxy(process.execPath, [ROLES, role, file])
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
-  children.push(child)
-  const first = await new Promise<{ port: number; caPath?: string }>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', (line) => resolve(JSON.parse(line) as { port: number; caPath?: string }))
-    child.once('exit', (code) => reject(new Error(`role ${role} exited with ${code}`)))
-  })
-  return { port: first.port, caPem: first.caPath === undefined ? '' : readFileSync(first.caPath, 'utf8'), child }
-}
-
-/**
- * Starts `egress-guard serve`. Its decision log goes to a file, as an operator's log collector
- * would take it: read through a pipe here, it would tax the load generator's CPU.
- */
-const startServe = async (name: string, args: ReadonlyArray<string>): Promise<Started> => {
-  const logPath = join(dir, `${name}.log`)
-  const log = openSync(logPath, 'w')
-  const child = spawn(...asProxy(process.execPath, [CLI, 'serve', ...args, '--json', '--config-dir', join(dir, `config-${name}`), '--audit', join(dir, `${name}-audit.jsonl`)]), {
-    stdio: ['ignore', log, 'inherit'],
-    env: { ...process.env, BENCH_KEY: SECRET }
-  })
-  closeSync(log)
-  children.push(child)
-  for (let i = 0; i < 300; i++) {
-    const first = readFileSync(logPath, 'utf8').split('\n')[0] ?? ''
-    if (first.startsWith('{')) {
-      const listening = JSON.parse(first) as { proxy: string; caCert: string }
-      return { port: Number(new URL(listening.proxy).port), caPem: readFileSync(listening.caCert, 'utf8'), child }
-    }
-    if (child.exitCode !== null) throw new Error(`serve ${name} exited with ${child.exitCode}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`serve ${name} did not start`)
-}
-
-/** CPU seconds used so far by processes and, unless `alone`, their children (utime + stime from /proc, 100 Hz). */
-const cpuSeconds = (pids: ReadonlyArray<number>, alone = false): number => {
-  let ticks = 0
-  const visit = (pid: number) => {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
-      ticks += Number(fields[11]) + Number(fields[12])
-      if (alone) return
-      for (const task of readdirSync(`/proc/${pid}/task`)) {
-        for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(' ').filter((c) => c !== '')) visit(Number(child))
-      }
-    } catch {
-      // the process is gone
-    }
-  }
-  for (const pid of pids) visit(pid)
-  return ticks / 100
-}
+const processes = benchProcesses({ dir, roles: ROLES, cli: CLI, secret: SECRET })
+const { startRole, startServe, stopAll } = processes
 
 /** A configuration under test. */
 interface Configuration {
@@ -167,64 +59,9 @@ const viaProxy = (name: string, started: Started, upstreamCa: string, path: stri
   expect
 })
 
-// What two processes get done on this machine against one, for the same CPU-bound JavaScript: the
-// ceiling for `serve --workers 2`. Each process counts loop turns (objects made and read) for a while.
-const SPIN = `const end = Date.now() + 2000; let n = 0, acc = 0; while (Date.now() < end) { const o = { a: n, b: [n, n + 1], c: 'x' + n }; acc += o.b.length + o.c.length; n++ } console.log(n)`
-const spin = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', SPIN], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
-    child.once('exit', (code) => (code === 0 ? resolve(Number(out)) : reject(new Error(`the CPU probe exited with ${code}`))))
-  })
-const twoProcessScaling = async (): Promise<number> => {
-  const ratios: Array<number> = []
-  for (let i = 0; i < 3; i++) {
-    const one = await spin()
-    const [a, b] = await Promise.all([spin(), spin()])
-    ratios.push(((a ?? 0) + (b ?? 0)) / one)
-  }
-  return median(ratios)
-}
-
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 const round2 = (n: number) => Math.round(n * 100) / 100
 const hasMitmdump = spawnSync('mitmdump', ['--version'], { stdio: 'ignore' }).status === 0
-
-/** mitmdump with the shipped addon asking a decision service: the architecture this project grew from. */
-const startMitmdump = async (policyFile: string, upstreamCaPath: string, upstreamPort: number, hosts: ReadonlyArray<string>): Promise<Configuration | undefined> => {
-  const logPath = join(dir, 'decision-service.log')
-  const log = openSync(logPath, 'w')
-  const service = spawn(...asProxy(process.execPath, [CLI, 'decision-service', '--policy', policyFile, '--port', '0', '--json']), { stdio: ['ignore', log, 'inherit'], env: { ...process.env, BENCH_KEY: SECRET, EGRESS_GUARD_TOKEN: TOKEN } })
-  closeSync(log)
-  children.push(service)
-  let serviceUrl = ''
-  for (let i = 0; i < 300 && serviceUrl === ''; i++) {
-    const first = readFileSync(logPath, 'utf8').split('\n')[0] ?? ''
-    if (first.startsWith('{')) serviceUrl = (JSON.parse(first) as { url: string }).url
-    else await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  const confdir = join(dir, 'mitmproxy')
-  mkdirSync(confdir)
-  const port = 20_000 + Math.floor(Math.random() * 20_000)
-  const rules = hosts.map((h) => `${h}:443:127.0.0.1:${upstreamPort}`).join(',')
-  const child = spawn(...asProxy('mitmdump', ['--quiet', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', `confdir=${confdir}`, '--set', 'connection_strategy=lazy',
-    '--set', `ssl_verify_upstream_trusted_ca=${upstreamCaPath}`, '-s', ADDON, '--set', `egress_guard_url=${serviceUrl}`,
-    '--set', `egress_guard_token=${TOKEN}`, '--set', `egress_guard_connect_to=${rules}`]), { stdio: 'ignore' })
-  children.push(child)
-  const caPath = join(confdir, 'mitmproxy-ca-cert.pem')
-  for (let i = 0; i < 300; i++) {
-    try {
-      const started = { port, caPem: readFileSync(caPath, 'utf8'), child }
-      const configuration = viaProxy('mitmdump_addon', started, readFileSync(upstreamCaPath, 'utf8'), '/v1/x', 'auth:injected')
-      if ((await measure(configuration, 0.2, 1)).rps > 0) return { ...configuration, pids: [child.pid ?? 0, service.pid ?? 0] }
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return undefined
-}
 
 const main = async () => {
   await build({ entry: { roles: ROLES_SOURCE }, outDir: join(ROOT, 'bench', '.build'), format: ['esm'], target: 'node20', external: [/^egress-guard/, 'http-mitm-proxy', 'mockttp'], silent: true, clean: true })
@@ -269,9 +106,12 @@ const main = async () => {
     viaProxy('workers_2_inject', serveTwo, pki.caPem, '/v1/x', 'auth:injected')
   ]
   if (hasMitmdump) {
-    const mitmdump = await startMitmdump(policyFile, upstreamCaPath, upstream.port, hosts)
+    const upstreamCa = readFileSync(upstreamCaPath, 'utf8')
+    const through = (started: Started) => viaProxy('mitmdump_addon', started, upstreamCa, '/v1/x', 'auth:injected')
+    const options = { policyFile, upstreamCaPath, upstreamPort: upstream.port, hosts, addon: ADDON, token: TOKEN }
+    const mitmdump = await processes.startMitmdump(options, async (started) => (await measure(through(started), 0.2, 1)).rps > 0)
     if (mitmdump === undefined) throw new Error('mitmdump with the addon did not start')
-    configurations.push(mitmdump)
+    configurations.push({ ...through(mitmdump.started), pids: mitmdump.pids })
   }
 
   // BENCH_ONLY=name,name runs a subset (for diagnosis; the committed results run everything).

@@ -1,3 +1,5 @@
+import type { DenyReason, MissReason } from './RouteResolution.js'
+
 // -------------------------------------------------------------------------------------
 // model
 // -------------------------------------------------------------------------------------
@@ -45,7 +47,7 @@ export const injectRecord = (target: AuditTarget, request: AuditedRequest): Audi
 })
 
 /** The request was passed (or tunnelled) without credentials; `target` when a connection's rules refused it. */
-export const missRecord = (reason: string, request: AuditedRequest, target: AuditTarget | null = null): AuditRecord => ({
+export const missRecord = (reason: MissReason, request: AuditedRequest, target: AuditTarget | null = null): AuditRecord => ({
   event: 'proxy_miss',
   source: 'external',
   provider: target?.provider ?? null,
@@ -65,7 +67,7 @@ export const noCredentialsRecord = (target: AuditTarget, host: string, error: st
 })
 
 /** The request (or tunnel) was denied. */
-export const denyRecord = (target: AuditTarget | null, host: string, reason: string): AuditRecord => ({
+export const denyRecord = (target: AuditTarget | null, host: string, reason: DenyReason): AuditRecord => ({
   event: 'proxy_deny',
   source: 'external',
   provider: target?.provider ?? null,

@@ -6,15 +6,13 @@ import { isLocalHost, parseHost } from './Host.js'
 import { unmatchedPolicyOf, type ProxyMode } from './Mode.js'
 import { withoutQuery } from './RequestPath.js'
 import type { RequestFacts } from './resolveRoute.js'
-import { MISS_REASONS, type MissReason, type RouteResolution } from './RouteResolution.js'
+import { MISS_REASONS, type DenyReason, type MissReason, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutesOnPort, isPassthroughHost, type RouteTable } from './RouteTable.js'
 
 // -------------------------------------------------------------------------------------
 // model
 // -------------------------------------------------------------------------------------
 
-/** Why a request or tunnel was denied. */
-export type DenyReason = 'no_credentials' | 'unauthenticated' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
 
 /** Forward the request with these credential headers set (replacing any of the same name). */
 export interface Inject {

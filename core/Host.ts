@@ -208,6 +208,3 @@ export const isLocalHost = (host: Host): boolean => {
   // INVARIANT: an IPv6 literal we cannot read is treated as local: never a route, never credentials.
   return groups === undefined || isLocalIpv6(groups)
 }
-
-/** True when the host is an IP literal rather than a DNS name. */
-export const isIpLiteral = (host: Host): boolean => IPV4.test(host) || host.includes(':')

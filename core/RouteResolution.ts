@@ -14,6 +14,9 @@ export type MissReason =
   | 'not_allowed'
   | 'internal_error'
 
+/** Why a request or tunnel was denied. */
+export type DenyReason = 'no_credentials' | 'unauthenticated' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
+
 /** The request belongs to this provider's connection. */
 export interface Matched {
   readonly _tag: 'Matched'
@@ -61,10 +64,3 @@ const MISSES = Object.fromEntries(
 
 /** A miss for a reason (shared, immutable instances). */
 export const miss = (reason: MissReason): Miss => MISSES[reason]
-
-// -------------------------------------------------------------------------------------
-// guards
-// -------------------------------------------------------------------------------------
-
-/** True for a match. */
-export const isMatched = (resolution: RouteResolution): resolution is Matched => resolution._tag === 'Matched'

@@ -95,7 +95,12 @@ const pathMatches = (rule: PathRule, path: string): boolean => {
  *
  * @example
  * const rules = compileRules({ methods: ['get'], paths: ['/user', '/repos/acme/**'] })
- * // allows GET /user and GET /repos/acme/app/issues; not POST, not GET /repos/other/app
+ * E.isRight(rules) && allows(rules.right, 'GET', canonicalPath('/repos/acme/app/issues'))
+ * // => true
+ * E.isRight(rules) && allows(rules.right, 'POST', canonicalPath('/user'))
+ * // => false
+ * E.isRight(rules) && allows(rules.right, 'GET', canonicalPath('/repos/other/app'))
+ * // => false
  */
 export const allows = (rules: RouteRules, method: string, path: CanonicalPath): boolean => {
   if (rules.methods !== undefined && !rules.methods.has(method.toUpperCase())) return false

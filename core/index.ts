@@ -1,14 +1,39 @@
-/** egress-guard/core: the pure policy engine (docs/spec.md §8). Re-exports only. */
-export * from './Audit.js'
-export * from './Credentials.js'
-export * from './Decision.js'
-export * from './Host.js'
-export * from './HostPattern.js'
-export * from './Mode.js'
-export * from './ProxyAuthentication.js'
-export * from './RequestPath.js'
-export * from './resolveRoute.js'
-export * from './RouteResolution.js'
-export * from './RouteRules.js'
-export * from './RouteTable.js'
-export * from './explainRoute.js'
+/**
+ * egress-guard/core, which is also the package's root module: the pure policy engine
+ * (docs/spec.md §8). Its surface: compile a policy into a route table, resolve and explain a
+ * request, decide it. Every type is exported; internals (indexes, path helpers, audit
+ * constructors) stay in their modules, out of the published surface. docs/design.md says why
+ * the root module is the core.
+ */
+export type { AuditedRequest, AuditEvent, AuditRecord, AuditTarget } from './Audit.js'
+export type { Available, CredentialOutcome, Unavailable } from './Credentials.js'
+export type { Decided, DecideInput, DecideTunnelInput, Decision, Deny, DenyText, Inject, Pass, TunnelDecided, TunnelDecision } from './Decision.js'
+export type { Explanation, RouteExplanation } from './explainRoute.js'
+export type { Authority, Host, HostError } from './Host.js'
+export type { HostPattern, PatternError } from './HostPattern.js'
+export type { ModeError, ProxyMode, Scope, UnmatchedPolicy } from './Mode.js'
+export type { ProxyCredentials, Unauthenticated } from './ProxyAuthentication.js'
+export type { CanonicalPath, PathPrefix } from './RequestPath.js'
+export type { Reading, RequestFacts, RuledOutBy, Unread } from './resolveRoute.js'
+export type { DenyReason, Matched, Miss, MissReason, RouteResolution } from './RouteResolution.js'
+export type { AllowInput, PathRule, RouteRules } from './RouteRules.js'
+export type { ApiUrls, BuiltRouteTable, ExactRoute, OAuthUrls, PolicyInput, RegexRoute, Route, RouteTable, RouteWarning, WarningCode } from './RouteTable.js'
+
+// The route table: compile a policy, and show its routes.
+export { buildRouteTable } from './buildRouteTable.js'
+export { redactUrl } from './ApiUrl.js'
+export { describeRoute, WARNING_SEVERITY } from './RouteTable.js'
+export { compileRules } from './RouteRules.js'
+export { compileHostPattern } from './HostPattern.js'
+// A request: resolve it to a route, explain the resolution, decide.
+export { resolveRoute } from './resolveRoute.js'
+export { explainRoute } from './explainRoute.js'
+export { decide, decideTunnel, denyBody, failClosed } from './Decision.js'
+export { unavailable, usableCredentials } from './Credentials.js'
+// Modes.
+export { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf } from './Mode.js'
+// Hosts and paths, as the core reads them.
+export { isLocalHost, parseHost } from './Host.js'
+export { canonicalPath } from './RequestPath.js'
+// Proxy authentication.
+export { parseProxyAuthorization, PROXY_AUTHENTICATE, refuseUnauthenticated } from './ProxyAuthentication.js'

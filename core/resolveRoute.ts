@@ -64,7 +64,7 @@ class Ranking {
   tie = false
 
   offer(route: Route, path: CanonicalPath): void {
-    if (route.prefix !== '' && (path.ambiguous || !prefixCovers(route.prefix, path.path))) return
+    if (!routeCovers(route, path)) return
     const best = this.best
     const length = route.prefix.length
     if (best === undefined || length > this.length || (length === this.length && route._tag === 'ExactRoute' && best._tag === 'RegexRoute')) {
@@ -81,29 +81,62 @@ class Ranking {
 // resolution
 // -------------------------------------------------------------------------------------
 
-const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolution => {
+/** The check that ruled a route, or the whole request, out (`egress-guard explain`), in the order they are made. */
+export type RuledOutBy = 'host' | 'destination' | 'host_mismatch' | 'scheme' | 'port' | 'path' | 'auth_endpoint' | 'precedence' | 'ambiguous' | 'rules'
+
+/** A request as resolution reads it once steps 1–4 pass: the destination, port and canonical path. */
+export interface Reading {
+  readonly _tag: 'Reading'
+  readonly host: Host
+  readonly port: number
+  readonly path: CanonicalPath
+}
+
+/** A request resolved before any route is compared (steps 1–4), with the check that decided it. */
+export interface Unread {
+  readonly _tag: 'Unread'
+  readonly resolution: RouteResolution
+  /** The parsed destination, when it could be read. */
+  readonly host: Host | undefined
+  readonly by: RuledOutBy
+  readonly why: string
+}
+
+const unread = (resolution: RouteResolution, host: Host | undefined, by: RuledOutBy, why: string): Unread => ({ _tag: 'Unread', resolution, host, by, why })
+
+/** Steps 1–4: the request's destination, names, scheme, port and path, read once for every route. */
+export const readRequest = (table: RouteTable, request: RequestFacts): Reading | Unread => {
   // Step 1: the destination, and where the transport really dials.
   const parsed = parseHost(request.host)
-  if (E.isLeft(parsed)) return miss('no_match')
+  if (E.isLeft(parsed)) return unread(miss('no_match'), undefined, 'host', `\`${String(request.host)}\` is not a valid host`)
   const host = parsed.right
-  if (isLocalHost(host)) return miss('local_destination')
+  if (isLocalHost(host)) return unread(miss('local_destination'), host, 'destination', `\`${host}\` is a local address: local destinations never receive credentials`)
   if (request.dialedAddress !== undefined) {
     const dialed = parseHost(request.dialedAddress)
     // INVARIANT: an address we cannot read counts as local, so it never receives credentials.
-    if (E.isLeft(dialed) || isLocalHost(dialed.right)) return miss('local_destination')
+    if (E.isLeft(dialed) || isLocalHost(dialed.right)) return unread(miss('local_destination'), host, 'destination', 'the address dialled is local (or unreadable): local destinations never receive credentials')
   }
   // Step 2.
-  if (hasHostMismatch(request, host)) return miss('host_mismatch')
+  if (hasHostMismatch(request, host)) return unread(miss('host_mismatch'), host, 'host_mismatch', `the Host header, TLS name or absolute URI names another host than \`${host}\``)
   // Step 3.
   const path = canonicalPath(request.path)
   // Step 4: credentials never go over clear text.
   const scheme = typeof request.scheme === 'string' ? request.scheme : ''
   if (scheme !== 'https' && scheme.toLowerCase() !== 'https') {
-    return hostHasRoutes(table, host) ? miss('insecure_scheme') : unmatched(table, host)
+    return unread(hostHasRoutes(table, host) ? miss('insecure_scheme') : unmatched(table, host), host, 'scheme', `scheme is \`${scheme}\`: credentials only go over https`)
   }
   const port = request.port
-  if (!isValidPort(port) || path.opaque) return unmatched(table, host)
+  if (!isValidPort(port)) return unread(unmatched(table, host), host, 'port', `port ${String(port)} is not a port number`)
+  if (path.opaque) return unread(unmatched(table, host), host, 'path', 'the request target is not a path')
+  return { _tag: 'Reading', host, port, path }
+}
 
+/** Whether a route's prefix covers the path (a route without a prefix covers every path; an ambiguous path no prefix). */
+export const routeCovers = (route: Route, path: CanonicalPath): boolean => route.prefix === '' || (!path.ambiguous && prefixCovers(route.prefix, path.path))
+
+/** Steps 5–7 on a request read by `readRequest`. */
+export const resolveReading = (table: RouteTable, reading: Reading, request: RequestFacts): RouteResolution => {
+  const { host, port, path } = reading
   // Step 5: candidates on this host and port; auth endpoints first, then path prefixes.
   const exact = table.exact.get(host)
   const regex = port === 443 ? regexRoutesMatching(table, host) : NO_ROUTES
@@ -135,6 +168,11 @@ const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolutio
   // docs/spec.md §10: the matched connection's rules have the last word; outside them, no credentials.
   if (best.rules !== undefined && !allows(best.rules, typeof request.method === 'string' ? request.method : '', path)) return notAllowed(best.provider, best.connection)
   return best.matched
+}
+
+const resolveUnsafe = (table: RouteTable, request: RequestFacts): RouteResolution => {
+  const reading = readRequest(table, request)
+  return reading._tag === 'Unread' ? reading.resolution : resolveReading(table, reading, request)
 }
 
 const sameOutcome = (a: Ranking, b: Ranking): boolean =>

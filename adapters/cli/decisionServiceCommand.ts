@@ -1,14 +1,11 @@
 import * as E from 'fp-ts/lib/Either.js'
 
-import { DEFAULT_MODE } from '../../core/index.js'
 import { startDecisionService } from '../decision-service/decisionService.js'
 import { jsonLinesSink } from '../guard/auditSinks.js'
-import { createGuard, type Guard } from '../guard/createGuard.js'
-import { openPolicyFile } from '../guard/openPolicyFile.js'
 import { stderrLogger, type AuditSink } from '../ports.js'
-import { catalogPolicy } from './catalog.js'
 import { decisionLogSink } from './decisionLog.js'
 import type { Io } from './io.js'
+import { openGuard } from './openGuard.js'
 import type { CommonOptions } from './options.js'
 
 /** `egress-guard decision-service`: the guard over HTTP until SIGINT or SIGTERM. */
@@ -19,20 +16,12 @@ export const decisionService = async (options: CommonOptions, io: Io): Promise<n
     return 2
   }
   const sinks: Array<AuditSink> = [decisionLogSink(io.out, options.json), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit })])]
-  let guard: Guard
-  let stop: () => Promise<void>
-  if (options.policy !== undefined) {
-    const opened = await openPolicyFile(options.policy, { audit: sinks, env: io.env, ...(options.mode === undefined ? {} : { mode: options.mode }) })
-    if (E.isLeft(opened)) {
-      for (const message of opened.left.messages) io.err(`error: ${message}`)
-      return 1
-    }
-    guard = opened.right.guard
-    stop = opened.right.stop
-  } else {
-    guard = createGuard({ policy: catalogPolicy(io.env), mode: options.mode ?? DEFAULT_MODE, audit: sinks, env: io.env, log: stderrLogger })
-    stop = () => guard.close()
+  const opened = await openGuard(options, io.env, { sinks, log: stderrLogger, live: true })
+  if (E.isLeft(opened)) {
+    for (const message of opened.left) io.err(`error: ${message}`)
+    return 1
   }
+  const { guard, stop } = opened.right
   const service = await startDecisionService({ guard, port: options.port ?? 8181, token })
   if (options.json) io.out(JSON.stringify({ event: 'listening', url: service.url, mode: guard.mode() }))
   else io.out(`egress-guard decision service: ${service.url} (mode ${guard.mode()}; callers present the token)`)

@@ -1,10 +1,9 @@
 import * as E from 'fp-ts/lib/Either.js'
 
-import { buildRouteTable, DEFAULT_MODE, explainRoute, scopeOf, type Decision, type RequestFacts } from '../../core/index.js'
-import { createGuard } from '../guard/createGuard.js'
+import type { Decision, RequestFacts } from '../../core/index.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-import { loadPolicy } from './policySource.js'
+import { openGuard } from './openGuard.js'
 
 const factsOf = (text: string, method: string): E.Either<string, RequestFacts> => {
   let url: URL
@@ -45,15 +44,15 @@ export const explain = async (options: CommonOptions, io: Io): Promise<number> =
     io.err(`error: ${facts.left}`)
     return 2
   }
-  const loaded = await loadPolicy(options, io.env)
-  if (E.isLeft(loaded)) {
-    for (const message of loaded.left) io.err(`error: ${message}`)
+  const opened = await openGuard(options, io.env, { log: () => undefined, live: false })
+  if (E.isLeft(opened)) {
+    for (const message of opened.left) io.err(`error: ${message}`)
     return 1
   }
-  const mode = options.mode ?? loaded.right.file.mode ?? DEFAULT_MODE
-  const guard = createGuard({ policy: loaded.right, mode, env: io.env, log: () => undefined })
+  const { guard } = opened.right
+  const mode = guard.mode()
   const verdict = await guard.evaluate(facts.right)
-  const { resolution, routes } = explainRoute(buildRouteTable(loaded.right.input, scopeOf(mode)).table, facts.right)
+  const { resolution, routes } = guard.explain(facts.right)
   const onHost = routes.filter((r) => r.ruledOut?.by !== 'host')
   if (options.json) {
     io.out(JSON.stringify({ request: facts.right, mode, resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))

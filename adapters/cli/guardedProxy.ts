@@ -5,16 +5,15 @@ import { dirname, join, resolve } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { DEFAULT_MODE, type ProxyCredentials, type ProxyMode } from '../../core/index.js'
+import type { ProxyCredentials, ProxyMode } from '../../core/index.js'
 import { jsonLinesSink } from '../guard/auditSinks.js'
-import { createGuard, type Guard } from '../guard/createGuard.js'
-import { openPolicyFile } from '../guard/openPolicyFile.js'
+import type { Guard } from '../guard/createGuard.js'
 import type { CertificateAuthority } from '../interception/certificates.js'
 import type { AuditSink, Logger, RunningProxy } from '../ports.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
-import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
 import type { CommonOptions, Engine } from './options.js'
+import { openGuard } from './openGuard.js'
 import { loadOptional } from './optionalLibraries.js'
 import { readCaFiles } from './policySource.js'
 
@@ -69,19 +68,9 @@ export const startGuardedProxy = async (
     }
   }
   const sinks = [...(extra.sinks ?? []), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
-  let guard: Guard
-  let policyCa: ReadonlyArray<string> = []
-  let stopGuard: () => Promise<void>
-  if (options.policy !== undefined) {
-    const opened = await openPolicyFile(options.policy, { audit: sinks, log: extra.log, env: io.env, ...(options.mode === undefined ? {} : { mode: options.mode }) })
-    if (E.isLeft(opened)) return E.left(opened.left.messages)
-    guard = opened.right.guard
-    policyCa = opened.right.upstreamCa
-    stopGuard = opened.right.stop
-  } else {
-    guard = createGuard({ policy: catalogPolicy(io.env), mode: options.mode ?? DEFAULT_MODE, audit: sinks, env: io.env, log: extra.log })
-    stopGuard = () => guard.close()
-  }
+  const opened = await openGuard(options, io.env, { sinks, log: extra.log, live: true })
+  if (E.isLeft(opened)) return opened
+  const { guard, upstreamCa: policyCa, stop: stopGuard } = opened.right
   try {
     const proxy = await start.right({
       guard,

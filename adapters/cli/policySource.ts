@@ -1,10 +1,10 @@
-import { X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 
 import * as E from 'fp-ts/lib/Either.js'
 
 import type { LoadedPolicy } from '../config/PolicyFile.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
+import { holdsCertificate } from '../upstream/upstreamTrust.js'
 import { catalogPolicy } from './catalog.js'
 import type { CommonOptions } from './options.js'
 
@@ -13,18 +13,6 @@ export const loadPolicy = async (options: Pick<CommonOptions, 'policy'>, env: No
   if (options.policy === undefined) return E.right(catalogPolicy(env))
   const loaded = await readPolicyFile(options.policy)
   return E.isLeft(loaded) ? E.left(loaded.left.messages) : loaded
-}
-
-/** True when the text holds at least one PEM certificate that parses. */
-export const holdsCertificate = (pem: string): boolean => {
-  const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0]
-  if (first === undefined) return false
-  try {
-    new X509Certificate(first)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** Reads the `--upstream-ca` files (PEM); each must hold a certificate. */

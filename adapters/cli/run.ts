@@ -10,7 +10,6 @@ import { rootCertificates } from 'node:tls'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { buildRouteTable, scopeOf } from '../../core/index.js'
 import type { PolicyFile } from '../config/PolicyFile.js'
 import { startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
@@ -170,7 +169,7 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     env['NODE_USE_ENV_PROXY'] = '1'
     // Every routed provider's SDK finds a placeholder, never the real key; so does every variable
     // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not.
-    const routed = new Set(buildRouteTable(guard.policy().input, scopeOf(guard.mode())).table.routes.map((r) => r.provider))
+    const routed = new Set(guard.table().routes.map((r) => r.provider))
     for (const p of guard.policy().file.providers) if (p.envVar !== undefined && routed.has(p.name)) env[p.envVar] = PLACEHOLDER
     for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined) env[name] = PLACEHOLDER
     return await new Promise<number>((resolve) => {

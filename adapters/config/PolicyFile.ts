@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 import * as t from 'io-ts'
 
-import { buildRouteTable, compileRules, parseMode, PROXY_MODES, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
+import { buildRouteTable, compileRules, parseMode, PROXY_MODES, WARNING_SEVERITY, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
 import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
@@ -184,9 +184,6 @@ export interface LoadedPolicy {
 
 const policyError = (messages: ReadonlyArray<string>): PolicyError => ({ _tag: 'PolicyError', messages })
 
-// Route warnings that mean the file says something that cannot be carried out.
-const ERROR_CODES = new Set(['invalid_pattern', 'invalid_url', 'insecure_url', 'conflicting_defaults', 'unknown_provider', 'duplicate_provider', 'invalid_policy', 'invalid_rule'])
-
 /** The core's view of a policy file. */
 export const toPolicyInput = (file: PolicyFile): PolicyInput => ({
   providers: file.providers.map((p) => ({
@@ -216,7 +213,8 @@ export const decodePolicy = (document: unknown): E.Either<PolicyError, LoadedPol
     const compiled = compileRules(c.allow)
     return E.isLeft(compiled) ? [{ code: 'invalid_rule' as const, provider: c.provider, detail: `connections[${i}].allow: ${compiled.left}` }] : []
   })
-  const errors = [...warnings.filter((w) => ERROR_CODES.has(w.code) && w.code !== 'invalid_rule'), ...ruleErrors]
+  // The table's `invalid_rule` warnings name only routed connections; ruleErrors name them all.
+  const errors = [...warnings.filter((w) => WARNING_SEVERITY[w.code] === 'error' && w.code !== 'invalid_rule'), ...ruleErrors]
   if (errors.length > 0) return E.left(policyError(errors.map((w) => w.detail)))
   return E.right({ file, input, warnings })
 }

@@ -7,6 +7,7 @@ import {
   decide,
   decideTunnel,
   DEFAULT_MODE,
+  explainRoute,
   failClosed,
   refuseUnauthenticated,
   resolveRoute,
@@ -15,6 +16,7 @@ import {
   type CredentialOutcome,
   type Decided,
   type DenyText,
+  type Explanation,
   type ProxyMode,
   type RequestFacts,
   type RouteResolution,
@@ -85,6 +87,10 @@ export interface Guard {
   readonly setMode: (mode: ProxyMode | undefined) => void
   readonly mode: () => ProxyMode
   readonly policy: () => LoadedPolicy
+  /** The route table in force: the current policy under the current mode's scope. */
+  readonly table: () => RouteTable
+  /** `explainRoute` on the table in force: the resolution `evaluate` would reach, and each route's part in it. */
+  readonly explain: (request: RequestFacts) => Explanation
   /** Audit entries dropped by the sinks so far. */
   readonly dropped: () => number
   readonly close: () => Promise<void>
@@ -242,6 +248,8 @@ export const createGuard = (options: GuardOptions): Guard => {
     setMode,
     mode: () => snapshot.mode,
     policy: () => snapshot.policy,
+    table: () => snapshot.table,
+    explain: (request) => explainRoute(snapshot.table, request),
     dropped: () => audit.dropped(),
     close: () => audit.close()
   }

@@ -6,6 +6,7 @@ import type { ProxyMode } from '../../core/index.js'
 import type { PolicyError } from '../config/PolicyFile.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
 import { stderrLogger, type AuditSink, type Logger } from '../ports.js'
+import { holdsCertificate } from '../upstream/upstreamTrust.js'
 import { createGuard, type Guard } from './createGuard.js'
 import { pollModeEndpoint, watchPolicyFile } from './reloadSources.js'
 
@@ -39,11 +40,15 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
   if (E.isLeft(loaded)) return loaded
   const upstreamCa: Array<string> = []
   for (const [i, caPath] of (loaded.right.file.upstream?.ca ?? []).entries()) {
+    let pem: string
     try {
-      upstreamCa.push(await readFile(caPath, 'utf8'))
+      pem = await readFile(caPath, 'utf8')
     } catch {
       return E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[${i}]: cannot read \`${caPath}\`; give the path of a PEM certificate`] })
     }
+    // A file without a certificate would start a proxy whose every upstream request fails (502).
+    if (!holdsCertificate(pem)) return E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[${i}]: \`${caPath}\` holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks`] })
+    upstreamCa.push(pem)
   }
   const guard = createGuard({
     policy: loaded.right,

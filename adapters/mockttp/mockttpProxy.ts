@@ -25,8 +25,8 @@ import { catchServer, clientSocketOf, decideRequestsFirst, guardPassthrough, HTT
 
 // The guard on mockttp: its CONNECT and upgrade listeners and its first middleware translated into
 // the request pipeline (adapters/proxy/pipeline.ts), each step carried out by rewriting what
-// mockttp forwards. The internals it needs are in internals.ts; README "The same guard on
-// mockttp" lists the library's traps this answers.
+// mockttp forwards. The internals it needs are in internals.ts; docs/mockttp.md lists the
+// library's traps this answers.
 
 /** A running proxy on mockttp, which can also tell what mockttp keeps of the traffic. */
 export interface RunningMockttpProxy extends RunningProxy {

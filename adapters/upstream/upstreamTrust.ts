@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 
 /**
@@ -7,3 +8,15 @@ import { createSecureContext, rootCertificates, type SecureContext } from 'node:
  */
 export const upstreamTrust = (extraCa: ReadonlyArray<string>): SecureContext | undefined =>
   extraCa.length === 0 ? undefined : createSecureContext({ ca: [...rootCertificates, ...extraCa] })
+
+/** True when the text holds at least one PEM certificate that parses. */
+export const holdsCertificate = (pem: string): boolean => {
+  const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem)?.[0]
+  if (first === undefined) return false
+  try {
+    new X509Certificate(first)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -119,7 +119,7 @@ switch (role) {
     const mock = getLocal({ https: ca, recordTraffic: false, http2: false })
     // The stand-in's certificate also names 127.0.0.1, which mockttp checks once the host is replaced.
     // Its CA is trusted the way the adapter trusts extra CAs (one secure context): as
-    // `additionalTrustedCAs` it would cost this baseline 40% of its CPU (see the README).
+    // `additionalTrustedCAs` it would cost this baseline 40% of its CPU (see bench/README.md).
     await mock.forAnyRequest().thenPassThrough({
       clientCertificateHostMap: { '*': { secureContext: createSecureContext({ ca: [...rootCertificates, config.upstreamCa ?? ''] }) } },
       transformRequest: { replaceHost: { targetHost: `127.0.0.1:${config.upstreamPort ?? 0}`, updateHostHeader: false } }

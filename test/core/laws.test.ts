@@ -7,6 +7,7 @@ import {
   buildRouteTable,
   decide,
   decideTunnel,
+  explainRoute,
   parseHost,
   parseMode,
   PROXY_MODES,
@@ -78,6 +79,9 @@ describe('every function is total on arbitrary input', () => {
     }),
     decideTunnelIsTotal: fc.property(fc.record({ mode: junk, table: fc.oneof(fc.constant(table), junk), host: fc.oneof(fc.string(), junk), port: junk }), (input) => {
       expect(['Intercept', 'Tunnel', 'Deny']).toContain(decideTunnel(input as never).decision._tag)
+    }),
+    explainRouteIsTotal: fc.property(fc.oneof(fc.constant(table), junk), fc.oneof(looseRequest, junk), (routes, request) => {
+      expect(['Matched', 'Miss']).toContain(explainRoute(routes as never, request as never).resolution._tag)
     })
   }
   for (const [name, property] of Object.entries(totality)) {

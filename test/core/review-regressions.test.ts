@@ -2,7 +2,8 @@
 import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 
-import { buildRouteTable, compileHostPattern, decide, decideTunnel, overbroadWitness, redactUrl, resolveRoute, usableCredentials, type RequestFacts } from '../../core/index.js'
+import { buildRouteTable, compileHostPattern, decide, decideTunnel, redactUrl, resolveRoute, usableCredentials, type RequestFacts } from '../../core/index.js'
+import { overbroadWitness } from '../../core/HostPattern.js'
 
 const request = (host: string, path = '/', scheme = 'https'): RequestFacts => ({ scheme, host, port: 443, path, method: 'GET' })
 const tableOf = (apiUrls: Record<string, string | ReadonlyArray<string>>, oauth: Record<string, string> = {}) =>

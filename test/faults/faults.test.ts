@@ -269,7 +269,7 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
     })
     expect(answer).toEqual({ status: 502, body: badGateway(code) })
     expect(upstream.received).toHaveLength(0)
-    // The record is of the decision, made before the upstream was reached (see the README).
+    // The record is of the decision, made before the upstream was reached (see docs/policy.md, "Audit records").
     expect(events(added)).toEqual([`proxy_inject api.${name}.test`])
     await stillServing()
   })

@@ -7,7 +7,6 @@ import {
   isLocalHost,
   parseHost,
   resolveRoute,
-  unmatchedPolicyOf,
   type CredentialOutcome,
   type Decided,
   type ProxyMode,
@@ -15,6 +14,7 @@ import {
   type RouteResolution,
   type RouteTable
 } from '../../core/index.js'
+import { unmatchedPolicyOf } from '../../core/Mode.js'
 import { SECRET_PREFIX } from '../arbitraries/request.js'
 import { modelAllows, modelCanonicalPath, modelReadings, segmentsCover } from './referenceResolver.js'
 

@@ -38,18 +38,18 @@ interface Mitmdump {
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 
-/** The command of the README's mitmproxy section, as written there, for this service and token. */
+/** The command of docs/decision-service.md's mitmproxy section, as written there, for this service and token. */
 export const readmeMitmdump = (serviceUrl: string, token: string): ReadonlyArray<string> => {
-  const section = readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n### mitmproxy\n')[1] ?? ''
+  const section = readFileSync(join(ROOT, 'docs', 'decision-service.md'), 'utf8').split('\n## mitmproxy\n')[1] ?? ''
   const block = /```sh\n(mitmdump[^`]*)```/.exec(section)?.[1] ?? ''
   const words = block.replace(/\\\n/g, ' ').trim().split(/\s+/)
   if (words[0] !== 'mitmdump' || !words.includes('egress_guard_url=http://127.0.0.1:8181') || !words.includes('egress_guard_token=TOKEN')) {
-    throw new Error('the README has no mitmdump command of the expected shape in its mitmproxy section')
+    throw new Error('docs/decision-service.md has no mitmdump command of the expected shape in its mitmproxy section')
   }
   return words.slice(1).map((w) => (w === 'adapters/mitmproxy/egress_guard.py' ? join(ROOT, w) : w.replace('http://127.0.0.1:8181', serviceUrl).replace(/=TOKEN$/, `=${token}`)))
 }
 
-// mitmdump as the README runs it, plus what a test needs (a free port, its own confdir, trust in
+// mitmdump as docs/decision-service.md runs it, plus what a test needs (a free port, its own confdir, trust in
 // the stand-in's CA, the stand-in's address); a dead http_proxy in its environment must not
 // affect its service calls.
 const startMitmdump = async (serviceUrl: string, upstream: Upstream, caPem: string, extra: ReadonlyArray<string> = []): Promise<Mitmdump> => {

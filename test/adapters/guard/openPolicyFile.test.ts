@@ -8,13 +8,14 @@ import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 
 import { openPolicyFile } from '../../../adapters/guard/openPolicyFile.js'
+import { createPki } from '../support/pki.js'
 
 describe('openPolicyFile', () => {
   it('starts what the file asks for: its mode endpoint and its upstream CA files', async () => {
     const server = http.createServer((_request, response) => response.end('{"mode": "configured_deny"}'))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const dir = mkdtempSync(join(tmpdir(), 'eg-open-'))
-    writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+    writeFileSync(join(dir, 'ca.pem'), createPki().caPem)
     const path = join(dir, 'policy.yaml')
     writeFileSync(path, `mode: connected_allow\nupstream: { ca: ["${join(dir, 'ca.pem')}"] }\nmodeEndpoint: { url: "http://127.0.0.1:${(server.address() as AddressInfo).port}/mode", intervalMs: 60000 }\nproviders: []\n`)
     const opened = await openPolicyFile(path, { log: () => undefined })
@@ -35,6 +36,16 @@ describe('openPolicyFile', () => {
     writeFileSync(path, 'upstream: { ca: [/nonexistent/ca.pem] }\nproviders: []\n')
     expect(await openPolicyFile(path, { watch: false })).toEqual(
       E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[0]: cannot read \`/nonexistent/ca.pem\`; give the path of a PEM certificate`] })
+    )
+  })
+
+  it('names a CA file that holds no certificate, rather than start a proxy whose every upstream request fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-open-'))
+    writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+    const path = join(dir, 'policy.yaml')
+    writeFileSync(path, `upstream: { ca: ["${join(dir, 'ca.pem')}"] }\nproviders: []\n`)
+    expect(await openPolicyFile(path, { watch: false })).toEqual(
+      E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[0]: \`${join(dir, 'ca.pem')}\` holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks`] })
     )
   })
 

@@ -1,4 +1,4 @@
-// What the node engine does that the proxy libraries did not (README, "Engines"): WebSocket
+// What the node engine does that the proxy libraries did not (docs/engines.md): WebSocket
 // handshakes forwarded whole (the subprotocol and extensions the client is told are the
 // upstream's), an upstream's refusal of an upgrade passed back as its HTTP answer, intercepted
 // IPv6 literals, and one retry of an idempotent request whose reused upstream connection was reset

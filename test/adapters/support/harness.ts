@@ -68,7 +68,7 @@ export const ADAPTERS = ['node', 'http-mitm-proxy', 'mockttp'] as const
 export type AdapterName = (typeof ADAPTERS)[number]
 
 /**
- * Where the adapters differ in ways the policy allows (each documented in the README):
+ * Where the adapters differ in ways the policy allows (each documented in docs/engines.md):
  * - how a refused WebSocket upgrade ends: http-mitm-proxy accepts the upgrade before any hook runs;
  * - a request in an allow mode whose Host names another host than its CONNECT target: mockttp
  *   verifies the upstream's certificate against the Host header, so it is refused (502), never sent;
@@ -193,4 +193,21 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
       rmSync(dir, { recursive: true, force: true })
     }
   }
+}
+
+/**
+ * The two proxies the trap suites share: one in connected_deny whose guard throws for paths under
+ * `/v1/explode` (a hook's exception must not kill the proxy), and one in connected_allow.
+ */
+export const startTrapHarnesses = async (adapter: AdapterName): Promise<{ readonly deny: Harness; readonly allow: Harness }> => {
+  const deny = await startHarness({
+    mode: 'connected_deny',
+    adapter,
+    wrapGuard: (guard) => ({
+      ...guard,
+      evaluate: (facts) => (facts.path.startsWith('/v1/explode') ? Promise.reject(new Error(`boom ${SECRETS.alpha}`)) : guard.evaluate(facts))
+    })
+  })
+  const allow = await startHarness({ mode: 'connected_allow', adapter })
+  return { deny, allow }
 }

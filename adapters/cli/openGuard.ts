@@ -1,0 +1,45 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { createGuard, type Guard } from '../guard/createGuard.js'
+import { openPolicyFile } from '../guard/openPolicyFile.js'
+import type { AuditSink, Logger } from '../ports.js'
+import type { CommonOptions } from './options.js'
+import { loadPolicy } from './policySource.js'
+
+/** A command's guard, with the upstream CAs its policy names and how to stop it. */
+export interface OpenedGuard {
+  readonly guard: Guard
+  readonly upstreamCa: ReadonlyArray<string>
+  /** Stops watching and polling, then flushes the audit sinks. */
+  readonly stop: () => Promise<void>
+}
+
+/** What a command adds to the guard. */
+export interface OpenGuardOptions {
+  readonly sinks?: ReadonlyArray<AuditSink>
+  readonly log?: Logger
+  /**
+   * Serving: a policy file is watched and its mode endpoint polled, and its upstream CAs read.
+   * A dry run (`explain`, `check`) reads the policy once and starts nothing.
+   */
+  readonly live: boolean
+}
+
+/**
+ * The one way a command opens its guard: `--policy FILE`, or the bundled catalog with keys from
+ * the environment; `--mode` over the policy's mode, the policy's over the default. Errors are
+ * the messages to print.
+ */
+export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode'>, env: NodeJS.ProcessEnv, extra: OpenGuardOptions): Promise<E.Either<ReadonlyArray<string>, OpenedGuard>> => {
+  const mode = options.mode === undefined ? {} : { mode: options.mode }
+  const log = extra.log === undefined ? {} : { log: extra.log }
+  const audit = extra.sinks === undefined ? {} : { audit: extra.sinks }
+  if (extra.live && options.policy !== undefined) {
+    const opened = await openPolicyFile(options.policy, { ...audit, ...log, env, ...mode })
+    return E.isLeft(opened) ? E.left(opened.left.messages) : E.right(opened.right)
+  }
+  const loaded = await loadPolicy(options, env)
+  if (E.isLeft(loaded)) return loaded
+  const guard = createGuard({ policy: loaded.right, ...mode, ...audit, env, ...log })
+  return E.right({ guard, upstreamCa: [], stop: () => guard.close() })
+}
