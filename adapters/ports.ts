@@ -1,16 +1,17 @@
 import type { Socket } from 'node:net'
 
-import type { AuditRecord, CredentialOutcome, ProxyMode } from '../core/index.js'
+import type { AuditRecord, CredentialOutcome, Enforcement, ProxyMode } from '../core/index.js'
 
 /** Where credentials for a (provider, connection) come from. Never throws; failures are `Unavailable`. */
 export interface CredentialSource {
   readonly resolve: (provider: string, connection: string, signal: AbortSignal) => Promise<CredentialOutcome>
 }
 
-/** An audit record as sinks write it: the core record plus when, under which mode, and which decision. */
+/** An audit record as sinks write it: the core record plus when, under which mode and enforcement, and which decision. */
 export interface AuditEntry extends AuditRecord {
   readonly time: string
   readonly mode: ProxyMode
+  readonly enforcement: Enforcement
   readonly decisionId: string
 }
 

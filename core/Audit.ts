@@ -4,8 +4,8 @@ import type { DenyReason, MissReason } from './RouteResolution.js'
 // model
 // -------------------------------------------------------------------------------------
 
-/** The four audit events (docs/spec.md §6). */
-export type AuditEvent = 'proxy_inject' | 'proxy_miss' | 'proxy_no_credentials' | 'proxy_deny'
+/** The audit events: the four of docs/spec.md §6, and `proxy_would_deny`, a denial carried out as a pass under report-only enforcement (§11). */
+export type AuditEvent = 'proxy_inject' | 'proxy_miss' | 'proxy_no_credentials' | 'proxy_deny' | 'proxy_would_deny'
 
 /** One audit record, in the shape of the daemon API this project grew from. */
 export interface AuditRecord {

@@ -8,6 +8,7 @@
 export type { AuditedRequest, AuditEvent, AuditRecord, AuditTarget } from './Audit.js'
 export type { Available, CredentialOutcome, Unavailable } from './Credentials.js'
 export type { Decided, DecideInput, DecideTunnelInput, Decision, Deny, DenyText, Inject, Pass, TunnelDecided, TunnelDecision } from './Decision.js'
+export type { Enforcement, EnforcementError } from './Enforcement.js'
 export type { Explanation, RouteExplanation } from './explainRoute.js'
 export type { Authority, Host, HostError } from './Host.js'
 export type { HostPattern, PatternError } from './HostPattern.js'
@@ -28,10 +29,11 @@ export { compileHostPattern } from './HostPattern.js'
 // A request: resolve it to a route, explain the resolution, decide.
 export { resolveRoute } from './resolveRoute.js'
 export { explainRoute } from './explainRoute.js'
-export { decide, decideTunnel, denyBody, failClosed } from './Decision.js'
-export { unavailable, usableCredentials } from './Credentials.js'
-// Modes.
+export { decide, decideTunnel, failClosed } from './Decision.js'
+export { usableCredentials } from './Credentials.js'
+// Modes and enforcement.
 export { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf } from './Mode.js'
+export { enforced, enforcedTunnel, parseEnforcement } from './Enforcement.js'
 // Hosts and paths, as the core reads them.
 export { isLocalHost, parseHost } from './Host.js'
 export { canonicalPath } from './RequestPath.js'

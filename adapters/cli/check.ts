@@ -21,11 +21,11 @@ export const check = async (options: CommonOptions, io: Io): Promise<number> => 
   const configured = buildRouteTable(policy.input, 'configured').table.routes.length
   const source = options.policy ?? 'the bundled catalog'
   if (options.json) {
-    io.out(JSON.stringify({ ok: true, policy: source, mode, providers: policy.file.providers.length, routes, configuredRoutes: configured, warnings: policy.warnings }))
+    io.out(JSON.stringify({ ok: true, policy: source, mode, enforcement: guard.enforcement(), providers: policy.file.providers.length, routes, configuredRoutes: configured, warnings: policy.warnings }))
     return 0
   }
   for (const w of policy.warnings) io.out(`warning [${w.code}]${w.provider === undefined ? '' : ` ${w.provider}`}: ${w.detail}`)
   const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`
-  io.out(`${source}: ${count(policy.file.providers.length, 'provider')}, ${count(routes, 'route')} in mode ${mode} (${configured} when configured), ${count(policy.warnings.length, 'warning')}`)
+  io.out(`${source}: ${count(policy.file.providers.length, 'provider')}, ${count(routes, 'route')} in mode ${mode}${guard.enforcement() === 'report' ? ' (report only)' : ''} (${configured} when configured), ${count(policy.warnings.length, 'warning')}`)
   return 0
 }

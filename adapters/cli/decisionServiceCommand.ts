@@ -23,8 +23,8 @@ export const decisionService = async (options: CommonOptions, io: Io): Promise<n
   }
   const { guard, stop } = opened.right
   const service = await startDecisionService({ guard, port: options.port ?? 8181, token })
-  if (options.json) io.out(JSON.stringify({ event: 'listening', url: service.url, mode: guard.mode() }))
-  else io.out(`egress-guard decision service: ${service.url} (mode ${guard.mode()}; callers present the token)`)
+  if (options.json) io.out(JSON.stringify({ event: 'listening', url: service.url, mode: guard.mode(), enforcement: guard.enforcement() }))
+  else io.out(`egress-guard decision service: ${service.url} (mode ${guard.mode()}${guard.enforcement() === 'report' ? ', report only' : ''}; callers present the token)`)
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve())
     process.once('SIGTERM', () => resolve())

@@ -36,7 +36,7 @@ const decisionLine = (decision: Decision): string => {
 export const explain = async (options: CommonOptions, io: Io): Promise<number> => {
   const [url, ...extra] = options.positionals
   if (url === undefined || extra.length > 0) {
-    io.err('usage: egress-guard explain <url> [--method M] [--mode M] [--policy F] [--json]')
+    io.err('usage: egress-guard explain <url> [--method M] [--mode M] [--report] [--policy F] [--json]')
     return 2
   }
   const facts = factsOf(url, options.method ?? 'GET')
@@ -55,10 +55,11 @@ export const explain = async (options: CommonOptions, io: Io): Promise<number> =
   const { resolution, routes } = guard.explain(facts.right)
   const onHost = routes.filter((r) => r.ruledOut?.by !== 'host')
   if (options.json) {
-    io.out(JSON.stringify({ request: facts.right, mode, resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
+    io.out(JSON.stringify({ request: facts.right, mode, enforcement: guard.enforcement(), resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
     return 0
   }
-  io.out(`${facts.right.method} ${url}  (mode ${mode}, ${options.policy ?? 'bundled catalog'})`)
+  const report = guard.enforcement() === 'report' ? ', report only' : ''
+  io.out(`${facts.right.method} ${url}  (mode ${mode}${report}, ${options.policy ?? 'bundled catalog'})`)
   io.out(`resolution: ${resolution._tag === 'Matched' ? `matched ${resolution.provider}/${resolution.connection}` : `miss (${resolution.reason})`}`)
   io.out(`decision:   ${decisionLine(verdict.decision)}`)
   io.out('audit:')

@@ -11,26 +11,28 @@ import { serve } from './serve.js'
 const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
-  egress-guard serve   [--policy FILE] [--mode MODE] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
-  egress-guard run     [--policy FILE] [--mode MODE] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
-  egress-guard explain <url> [--method M] [--mode MODE] [--policy FILE] [--json]
-  egress-guard check   [--policy FILE] [--mode MODE] [--json]
-  egress-guard decision-service [--policy FILE] [--mode MODE] [--port N] [--token T] [--audit FILE] [--json]
+  egress-guard serve   [--policy FILE] [--mode MODE] [--report] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
+  egress-guard run     [--policy FILE] [--mode MODE] [--report] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
+  egress-guard explain <url> [--method M] [--mode MODE] [--report] [--policy FILE] [--json]
+  egress-guard check   [--policy FILE] [--mode MODE] [--report] [--json]
+  egress-guard decision-service [--policy FILE] [--mode MODE] [--report] [--port N] [--token T] [--audit FILE] [--json]
   egress-guard demo
 
 Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
 environment variable its SDK reads (OPENAI_API_KEY, ANTHROPIC_API_KEY, GITHUB_TOKEN, ...).
 Modes: connected_allow (default), connected_deny, configured_allow, configured_deny.
+--report: report-only rollout; what the mode would deny is passed without credentials and
+recorded as proxy_would_deny.
 Engines: node (default, egress-guard's own on Node's HTTP stack), or a proxy library:
 http-mitm-proxy or mockttp (install the one you use).`
 
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
-  serve: { options: ['policy', 'mode', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
-  explain: { options: ['policy', 'mode', 'method', 'json'], run: explain },
-  check: { options: ['policy', 'mode', 'json'], run: check },
-  'decision-service': { options: ['policy', 'mode', 'port', 'audit', 'token', 'json'], run: decisionService }
+  serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
+  explain: { options: ['policy', 'mode', 'report', 'method', 'json'], run: explain },
+  check: { options: ['policy', 'mode', 'report', 'json'], run: check },
+  'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService }
 }
 
 /** The command line: returns the exit code. */
@@ -46,7 +48,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
   }
   if (name === 'run') {
     const split = rest.indexOf('--')
-    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine', 'isolate'])
+    const parsed = parseOptions(split < 0 ? rest : rest.slice(0, split), ['policy', 'mode', 'report', 'audit', 'upstream-ca', 'connect-to', 'config-dir', 'engine', 'isolate'])
     // `run curl -s URL`: the command's own options reach the parser first.
     if (E.isLeft(parsed)) return usageError(io, split < 0 && /^Unknown option/.test(parsed.left) ? `put the command after \`--\`: egress-guard run [options] -- <command...> (${parsed.left})` : parsed.left)
     if (parsed.right.help) return help(io)

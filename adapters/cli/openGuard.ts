@@ -27,11 +27,12 @@ export interface OpenGuardOptions {
 
 /**
  * The one way a command opens its guard: `--policy FILE`, or the bundled catalog with keys from
- * the environment; `--mode` over the policy's mode, the policy's over the default. Errors are
+ * the environment; `--mode` over the policy's mode, the policy's over the default; `--report`
+ * over the policy's enforcement. Errors are
  * the messages to print.
  */
-export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode'>, env: NodeJS.ProcessEnv, extra: OpenGuardOptions): Promise<E.Either<ReadonlyArray<string>, OpenedGuard>> => {
-  const mode = options.mode === undefined ? {} : { mode: options.mode }
+export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' | 'enforcement'>, env: NodeJS.ProcessEnv, extra: OpenGuardOptions): Promise<E.Either<ReadonlyArray<string>, OpenedGuard>> => {
+  const mode = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }) }
   const log = extra.log === undefined ? {} : { log: extra.log }
   const audit = extra.sinks === undefined ? {} : { audit: extra.sinks }
   if (extra.live && options.policy !== undefined) {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { parseMode, type ProxyMode } from '../../core/index.js'
+import { parseMode, type Enforcement, type ProxyMode } from '../../core/index.js'
 import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
 
 /** The engines the command line can run on: egress-guard's own (`node`, the default) or a proxy library (an optional peer dependency). */
@@ -13,6 +13,8 @@ export type Engine = (typeof ENGINES)[number]
 export interface CommonOptions {
   readonly policy: string | undefined
   readonly mode: ProxyMode | undefined
+  /** `--report`: report-only enforcement (docs/spec.md §11), over the policy's `enforcement`. */
+  readonly enforcement: Enforcement | undefined
   readonly port: number | undefined
   readonly audit: string | undefined
   readonly upstreamCa: ReadonlyArray<string>
@@ -33,6 +35,7 @@ export interface CommonOptions {
 const SPEC = {
   policy: { type: 'string' },
   mode: { type: 'string' },
+  report: { type: 'boolean' },
   port: { type: 'string' },
   audit: { type: 'string' },
   'upstream-ca': { type: 'string', multiple: true },
@@ -83,6 +86,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
   return E.right({
     policy: values.policy,
     mode,
+    enforcement: values.report === true ? 'report' : undefined,
     port,
     audit: values.audit,
     upstreamCa: values['upstream-ca'] ?? [],

@@ -108,7 +108,7 @@ const systemBundle = async (): Promise<string> => {
 export const run = async (options: CommonOptions, command: ReadonlyArray<string>, io: Io): Promise<number> => {
   const [file, ...args] = command
   if (file === undefined) {
-    io.err('usage: egress-guard run [--policy F] [--mode M] [--audit F] [--upstream-ca F] [--connect-to H:P:H2:P2] [--isolate] -- <command...>')
+    io.err('usage: egress-guard run [--policy F] [--mode M] [--report] [--audit F] [--upstream-ca F] [--connect-to H:P:H2:P2] [--isolate] -- <command...>')
     return 2
   }
   const quiet = (level: 'info' | 'warn' | 'error', message: string) => {

@@ -18,13 +18,14 @@ const signalled = (): Promise<NodeJS.Signals> =>
     process.once('SIGTERM', () => resolve('SIGTERM'))
   })
 
-const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string): void => {
+const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string, enforcement: string): void => {
   const workers = options.workers > 1 ? options.workers : undefined
-  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, policy: options.policy ?? null, ...(workers === undefined ? {} : { workers }) }))
+  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, enforcement, policy: options.policy ?? null, ...(workers === undefined ? {} : { workers }) }))
   else {
     io.out(`egress-guard proxy: ${where.url}${workers === undefined ? '' : ` (${workers} workers)`}`)
     io.out(`CA certificate:    ${where.caCertPath}`)
-    io.out(`mode:              ${mode} (${options.policy ?? 'bundled catalog'})`)
+    // Report-only is said where the mode is: nothing this proxy denies is refused.
+    io.out(`mode:              ${mode}${enforcement === 'report' ? ', report only: denials are passed and recorded as proxy_would_deny' : ''} (${options.policy ?? 'bundled catalog'})`)
   }
 }
 
@@ -43,7 +44,7 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
     return 1
   }
   acceptFromPrimary(started.right.proxy.accept)
-  reportToPrimary({ type: 'egress-guard:ready', caCertPath: started.right.proxy.caCertPath, mode: started.right.mode() })
+  reportToPrimary({ type: 'egress-guard:ready', caCertPath: started.right.proxy.caCertPath, mode: started.right.mode(), enforcement: started.right.guard.enforcement() })
   await Promise.race([stopRequested(), signalled()])
   await started.right.stop()
   return 0
@@ -59,7 +60,7 @@ const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number>
     await pool.stop()
     return ready === undefined ? 0 : 1
   }
-  announce(options, io, ready, ready.mode)
+  announce(options, io, ready, ready.mode, ready.enforcement)
   const signal = await stopping
   await pool.stop()
   announceStop(options, io, signal)
@@ -79,8 +80,8 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
     for (const message of started.left) io.err(`error: ${message}`)
     return 1
   }
-  const { proxy, mode, stop } = started.right
-  announce(options, io, proxy, mode())
+  const { proxy, mode, guard, stop } = started.right
+  announce(options, io, proxy, mode(), guard.enforcement())
   const signal = await signalled()
   await stop()
   announceStop(options, io, signal)

@@ -15,7 +15,7 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 /** Messages between the primary and its workers. */
 type ToPrimary =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly host: string }
-  | { readonly type: 'egress-guard:ready'; readonly caCertPath: string; readonly mode: string }
+  | { readonly type: 'egress-guard:ready'; readonly caCertPath: string; readonly mode: string; readonly enforcement: string }
   | { readonly type: 'egress-guard:failed'; readonly messages: ReadonlyArray<string> }
 type ToWorker =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly cert?: string; readonly key?: string; readonly error?: string }
@@ -80,7 +80,7 @@ export const stopRequested = (): Promise<void> =>
 /** What the primary reports about its workers. */
 export interface WorkerPool {
   /** Resolves once the port is open and every worker is ready, or with the first failure. */
-  readonly ready: Promise<{ readonly _tag: 'Ready'; readonly url: string; readonly caCertPath: string; readonly mode: string } | { readonly _tag: 'Failed'; readonly messages: ReadonlyArray<string> }>
+  readonly ready: Promise<{ readonly _tag: 'Ready'; readonly url: string; readonly caCertPath: string; readonly mode: string; readonly enforcement: string } | { readonly _tag: 'Failed'; readonly messages: ReadonlyArray<string> }>
   /** Stops accepting, asks every worker to stop (flushing its audit records) and resolves when all have exited. */
   readonly stop: () => Promise<void>
 }
@@ -109,7 +109,7 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
   let started = false
   let settle: (value: Awaited<WorkerPool['ready']>) => void = () => undefined
   const ready = new Promise<Awaited<WorkerPool['ready']>>((resolve) => (settle = resolve))
-  let first: { caCertPath: string; mode: string } | undefined
+  let first: { caCertPath: string; mode: string; enforcement: string } | undefined
   const workers: Array<ChildProcess> = []
   // INVARIANT: a connection goes only to a worker whose slot is marked ready here.
   const readySlots: Array<boolean> = []
@@ -125,7 +125,7 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
         (error: Error) => worker.connected && worker.send({ type: 'egress-guard:leaf', id: m.id, error: error.message } satisfies ToWorker)
       )
     } else if (m.type === 'egress-guard:ready') {
-      first ??= { caCertPath: m.caCertPath, mode: m.mode }
+      first ??= { caCertPath: m.caCertPath, mode: m.mode, enforcement: m.enforcement }
       readySlots[slot] = true
       if (started) {
         deathsInARow = 0
@@ -179,7 +179,7 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
       started = true
       const address = server.address()
       const bound = typeof address === 'object' && address !== null ? address.port : port
-      settle({ _tag: 'Ready', url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, caCertPath: first?.caCertPath ?? ca.certPath, mode: first?.mode ?? '' })
+      settle({ _tag: 'Ready', url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, caCertPath: first?.caCertPath ?? ca.certPath, mode: first?.mode ?? '', enforcement: first?.enforcement ?? 'enforce' })
     })
 
   for (let slot = 0; slot < count; slot++) spawnWorker(slot)

@@ -1,7 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 import * as t from 'io-ts'
 
-import { buildRouteTable, compileRules, parseMode, PROXY_MODES, WARNING_SEVERITY, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
+import { buildRouteTable, compileRules, parseEnforcement, parseMode, PROXY_MODES, WARNING_SEVERITY, type Enforcement, type PolicyInput, type ProxyMode, type RouteWarning } from '../../core/index.js'
 import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
@@ -57,6 +57,16 @@ const modeCodec = new t.Type<ProxyMode, string, unknown>(
   (u, c) => {
     const mode = parseMode(u)
     return E.isRight(mode) ? t.success(mode.right) : t.failure(u, c, mode.left.message)
+  },
+  t.identity
+)
+
+const enforcementCodec = new t.Type<Enforcement, string, unknown>(
+  'an enforcement',
+  (u): u is Enforcement => u === 'enforce' || u === 'report',
+  (u, c) => {
+    const enforcement = parseEnforcement(u)
+    return E.isRight(enforcement) ? t.success(enforcement.right) : t.failure(u, c, enforcement.left.message)
   },
   t.identity
 )
@@ -154,6 +164,7 @@ export const policyFileCodec = closed(
   { providers: t.array(provider) },
   {
     mode: modeCodec,
+    enforcement: enforcementCodec,
     connections: t.array(connection),
     passthrough: t.array(nonEmptyString),
     denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),

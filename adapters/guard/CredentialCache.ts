@@ -1,4 +1,5 @@
-import { unavailable, usableCredentials, type CredentialOutcome } from '../../core/index.js'
+import { unavailable } from '../../core/Credentials.js'
+import { usableCredentials, type CredentialOutcome } from '../../core/index.js'
 import type { Clock, CredentialSource } from '../ports.js'
 
 /** Options of the credential cache (docs/spec.md §7). */

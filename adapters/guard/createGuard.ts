@@ -7,6 +7,8 @@ import {
   decide,
   decideTunnel,
   DEFAULT_MODE,
+  enforced,
+  enforcedTunnel,
   explainRoute,
   failClosed,
   refuseUnauthenticated,
@@ -15,6 +17,7 @@ import {
   type AuditRecord,
   type CredentialOutcome,
   type Decided,
+  type Enforcement,
   type DenyText,
   type Explanation,
   type ProxyMode,
@@ -25,6 +28,7 @@ import {
   type TunnelDecided,
   type Unauthenticated
 } from '../../core/index.js'
+import { DEFAULT_ENFORCEMENT } from '../../core/Enforcement.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
 import { fanOut } from './auditSinks.js'
@@ -40,6 +44,8 @@ export interface GuardOptions {
   readonly clock?: Clock
   /** Overrides the policy's mode (as `--mode` does). */
   readonly mode?: ProxyMode
+  /** Overrides the policy's enforcement (as `--report` does). */
+  readonly enforcement?: Enforcement
   readonly refreshWindowMs?: number
   readonly credentialTimeoutMs?: number
   readonly log?: Logger
@@ -49,16 +55,18 @@ export interface GuardOptions {
   readonly loadPolicy?: () => Promise<E.Either<PolicyError, LoadedPolicy>>
 }
 
-/** A request decision with its id and the mode it was made under. */
+/** A request decision with its id, and the mode and enforcement it was made under. */
 export interface Verdict extends Decided {
   readonly decisionId: string
   readonly mode: ProxyMode
+  readonly enforcement: Enforcement
 }
 
-/** A tunnel decision with its id and the mode it was made under. */
+/** A tunnel decision with its id, and the mode and enforcement it was made under. */
 export interface TunnelVerdict extends TunnelDecided {
   readonly decisionId: string
   readonly mode: ProxyMode
+  readonly enforcement: Enforcement
 }
 
 /** What a reload did. */
@@ -86,6 +94,8 @@ export interface Guard {
   /** Switches the mode at run time (a mode endpoint, a signal); `undefined` returns to the policy's. */
   readonly setMode: (mode: ProxyMode | undefined) => void
   readonly mode: () => ProxyMode
+  /** How verdicts are carried out: `report` passes what `enforce` would deny, and records it (docs/spec.md §11). */
+  readonly enforcement: () => Enforcement
   readonly policy: () => LoadedPolicy
   /** The route table in force: the current policy under the current mode's scope. */
   readonly table: () => RouteTable
@@ -100,6 +110,7 @@ export interface Guard {
 interface Snapshot {
   readonly policy: LoadedPolicy
   readonly mode: ProxyMode
+  readonly enforcement: Enforcement
   readonly table: RouteTable
   /** The `no_credentials` pointers of each provider that has its own login command. */
   readonly denyTexts: ReadonlyMap<string, DenyText>
@@ -107,14 +118,15 @@ interface Snapshot {
   readonly denyText: DenyText
 }
 
-const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined): Snapshot => {
+const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined, enforcementOverride: Enforcement | undefined): Snapshot => {
   const mode = override ?? policy.file.mode ?? DEFAULT_MODE
+  const enforcement = enforcementOverride ?? policy.file.enforcement ?? DEFAULT_ENFORCEMENT
   const base = policy.file.denyText ?? {}
   const dashboard = base.dashboardUrl === undefined ? {} : { dashboardUrl: base.dashboardUrl }
   const denyText: DenyText = { ...(base.loginCommand === undefined ? {} : { loginCommand: base.loginCommand }), ...dashboard }
   const denyTexts = new Map<string, DenyText>()
   for (const p of policy.file.providers) if (p.loginCommand !== undefined) denyTexts.set(p.name, { loginCommand: p.loginCommand, ...dashboard })
-  return { policy, mode, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText }
+  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText }
 }
 
 const denyTextFor = (snapshot: Snapshot, provider: string | undefined): DenyText =>
@@ -127,7 +139,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   const sinks = options.audit === undefined ? [] : Array.isArray(options.audit) ? options.audit : [options.audit as AuditSink]
   const audit = fanOut(sinks)
   let modeOverride = options.mode
-  let snapshot = snapshotOf(options.policy, modeOverride)
+  let snapshot = snapshotOf(options.policy, modeOverride, options.enforcement)
   let source = options.credentials ?? policyCredentialSource(options.policy.file, options.env)
   const cacheOptions = {
     clock,
@@ -136,10 +148,11 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
   let cache = createCredentialCache({ source, ...cacheOptions })
 
-  const record = (records: ReadonlyArray<AuditRecord>, mode: ProxyMode, decisionId: string): void => {
+  const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, decisionId: string): void => {
     if (records.length === 0) return
     const time = clock.now().toISOString()
-    for (const r of records) audit.write({ time, mode, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
+    const { mode, enforcement } = current
+    for (const r of records) audit.write({ time, mode, enforcement, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
   }
 
   const swap = (next: Snapshot, policyChanged: boolean): void => {
@@ -149,29 +162,33 @@ export const createGuard = (options: GuardOptions): Guard => {
     cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
   }
 
-  const failClosedVerdict = (request: unknown, mode: ProxyMode): Verdict => {
+  // A failure is not a policy's verdict: report-only enforcement does not pass what could not be judged.
+  const failClosedVerdict = (request: unknown, current: Snapshot): Verdict => {
     const decisionId = randomUUID()
-    const decided = failClosed({ mode, request })
-    record(decided.audit, mode, decisionId)
-    return { ...decided, decisionId, mode }
+    const decided = failClosed({ mode: current.mode, request })
+    record(decided.audit, current, decisionId)
+    return { ...decided, decisionId, mode: current.mode, enforcement: current.enforcement }
   }
 
   const conclude = (current: Snapshot, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined): Verdict => {
     const decisionId = randomUUID()
-    const decided = decide({
-      mode: current.mode,
-      request,
-      resolution,
-      ...(credentials === undefined ? {} : { credentials }),
-      denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
-    })
-    record(decided.audit, current.mode, decisionId)
-    return { decision: decided.decision, audit: decided.audit, decisionId, mode: current.mode }
+    const decided = enforced(
+      current.enforcement,
+      decide({
+        mode: current.mode,
+        request,
+        resolution,
+        ...(credentials === undefined ? {} : { credentials }),
+        denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
+      })
+    )
+    record(decided.audit, current, decisionId)
+    return { decision: decided.decision, audit: decided.audit, decisionId, mode: current.mode, enforcement: current.enforcement }
   }
 
-  const failed = (request: RequestFacts, mode: ProxyMode): Verdict => {
+  const failed = (request: RequestFacts, current: Snapshot): Verdict => {
     log('error', 'a decision failed inside the guard; answered fail-closed')
-    return failClosedVerdict(request, mode)
+    return failClosedVerdict(request, current)
   }
 
   const evaluateNow = (request: RequestFacts): Verdict | undefined => {
@@ -182,7 +199,7 @@ export const createGuard = (options: GuardOptions): Guard => {
       const cached = cache.peek(resolution.provider, resolution.connection)
       return cached === undefined ? undefined : conclude(current, request, resolution, cached)
     } catch {
-      return failed(request, current.mode)
+      return failed(request, current)
     }
   }
 
@@ -196,16 +213,16 @@ export const createGuard = (options: GuardOptions): Guard => {
       const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await credentialCache.get(resolution.provider, resolution.connection))
       return conclude(current, request, resolution, outcome)
     } catch {
-      return failed(request, current.mode)
+      return failed(request, current)
     }
   }
 
   const evaluateTunnel = (host: string, port: number): TunnelVerdict => {
     const current = snapshot
     const decisionId = randomUUID()
-    const decided = decideTunnel({ mode: current.mode, table: current.table, host, port })
-    record(decided.audit, current.mode, decisionId)
-    return { ...decided, decisionId, mode: current.mode }
+    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode: current.mode, table: current.table, host, port }))
+    record(decided.audit, current, decisionId)
+    return { ...decided, decisionId, mode: current.mode, enforcement: current.enforcement }
   }
 
   // Reloads started, so that one that finishes late (a large policy parses slowly) never replaces
@@ -219,7 +236,7 @@ export const createGuard = (options: GuardOptions): Guard => {
       log('error', `policy reload failed; keeping the last good policy:\n  ${loaded.left.messages.join('\n  ')}`)
       return { _tag: 'KeptLastGood', messages: loaded.left.messages }
     }
-    const next = snapshotOf(loaded.right, modeOverride)
+    const next = snapshotOf(loaded.right, modeOverride, options.enforcement)
     swap(next, true)
     log('info', `policy reloaded: mode ${next.mode}, ${next.table.routes.length} routes, ${loaded.right.warnings.length} warnings`)
     return { _tag: 'Reloaded', mode: next.mode, routes: next.table.routes.length, warnings: loaded.right.warnings }
@@ -227,7 +244,7 @@ export const createGuard = (options: GuardOptions): Guard => {
 
   const setMode = (mode: ProxyMode | undefined): void => {
     modeOverride = mode
-    const next = snapshotOf(snapshot.policy, modeOverride)
+    const next = snapshotOf(snapshot.policy, modeOverride, options.enforcement)
     if (next.mode !== snapshot.mode) {
       swap(next, false)
       log('info', `mode is now ${next.mode}`)
@@ -238,15 +255,16 @@ export const createGuard = (options: GuardOptions): Guard => {
     evaluate,
     evaluateNow,
     evaluateTunnel,
-    failClosed: (request) => failClosedVerdict(request, snapshot.mode),
+    failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {
       const refused = refuseUnauthenticated(host)
-      record(refused.audit, snapshot.mode, randomUUID())
+      record(refused.audit, snapshot, randomUUID())
       return refused.decision
     },
     reload,
     setMode,
     mode: () => snapshot.mode,
+    enforcement: () => snapshot.enforcement,
     policy: () => snapshot.policy,
     table: () => snapshot.table,
     explain: (request) => explainRoute(snapshot.table, request),

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import type { ProxyMode } from '../../core/index.js'
+import type { Enforcement, ProxyMode } from '../../core/index.js'
 import type { PolicyError } from '../config/PolicyFile.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
 import { stderrLogger, type AuditSink, type Logger } from '../ports.js'
@@ -22,6 +22,8 @@ export interface OpenedPolicy {
 /** Options for opening a policy file. */
 export interface OpenPolicyOptions {
   readonly mode?: ProxyMode
+  /** Overrides the policy's enforcement (`--report`). */
+  readonly enforcement?: Enforcement
   readonly audit?: ReadonlyArray<AuditSink>
   readonly log?: Logger
   readonly env?: NodeJS.ProcessEnv
@@ -55,6 +57,7 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
     loadPolicy: () => readPolicyFile(path, { offThread: true }),
     log,
     ...(options.mode === undefined ? {} : { mode: options.mode }),
+    ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }),
     ...(options.audit === undefined ? {} : { audit: options.audit }),
     ...(options.env === undefined ? {} : { env: options.env }),
     ...(options.credentialTimeoutMs === undefined ? {} : { credentialTimeoutMs: options.credentialTimeoutMs })

@@ -5,7 +5,7 @@ import { TLSSocket } from 'node:tls'
 
 import { getLocal, type Mockttp } from 'mockttp'
 
-import { denyBody } from '../../core/index.js'
+import { denyBody } from '../../core/Decision.js'
 import { loadOrCreateCa } from '../interception/certificates.js'
 import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.js'
 import { stderrLogger, type RunningProxy } from '../ports.js'

@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import { denyBody, parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
+import { denyBody } from '../../core/Decision.js'
+import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
 import type { Guard, Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
 import { forwardedHeaders, headerText, isWebSocketUpgrade, NOT_A_PROXY_REQUEST, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'

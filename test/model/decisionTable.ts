@@ -46,5 +46,7 @@ export const METADATA_KEYS: Readonly<Record<AuditEvent, ReadonlyArray<string>>> 
   proxy_inject: ['host', 'method', 'path'],
   proxy_miss: ['host', 'reason', 'method', 'path'],
   proxy_no_credentials: ['host', 'error'],
-  proxy_deny: ['host', 'reason']
+  proxy_deny: ['host', 'reason'],
+  // §11: the record a denial would have had, under report-only enforcement.
+  proxy_would_deny: ['host', 'reason']
 }

@@ -14,6 +14,7 @@ import {
   type RouteResolution,
   type RouteTable
 } from '../../core/index.js'
+import { enforced } from '../../core/Enforcement.js'
 import { unmatchedPolicyOf } from '../../core/Mode.js'
 import { SECRET_PREFIX } from '../arbitraries/request.js'
 import { modelAllows, modelCanonicalPath, modelReadings, segmentsCover } from './referenceResolver.js'
@@ -115,6 +116,26 @@ export const decisionLaws: Record<string, (c: Case) => boolean> = {
     const rules = table.routes.find((r) => r.provider === resolution.provider && r.connection === resolution.connection)?.rules
     return rules === undefined || modelAllows(rules, request.method, request.path)
   },
+  // §11: report-only enforcement carries a verdict out without ever adding to it.
+  reportNeverInjectsWhatEnforceWouldNot: ({ decided }) => {
+    const reported = enforced('report', decided)
+    return reported.decision._tag !== 'Inject' || JSON.stringify(reported.decision) === JSON.stringify(decided.decision)
+  },
+  reportDeniesOnlyWhatIsAlwaysEnforced: ({ decided }) => {
+    const reported = enforced('report', decided).decision
+    return reported._tag !== 'Deny' || reported.reason === 'unauthenticated'
+  },
+  reportRecordsWouldDenyExactlyWhereEnforceDenies: ({ decided }) => {
+    const reported = enforced('report', decided)
+    const events = (records: Decided['audit']) => records.map((r) => (r.event === 'proxy_would_deny' ? 'proxy_deny' : r.event))
+    const metadata = (records: Decided['audit']) => JSON.stringify(records.map((r) => [r.provider, r.connection, r.metadata]))
+    return (
+      JSON.stringify(events(reported.audit)) === JSON.stringify(events(decided.audit)) &&
+      metadata(reported.audit) === metadata(decided.audit) &&
+      reported.audit.some((r) => r.event === 'proxy_would_deny') === (decided.decision._tag === 'Deny')
+    )
+  },
+  enforceChangesNothing: ({ decided }) => enforced('enforce', decided) === decided,
   queryStringIrrelevant: ({ table, request, resolution }) =>
     request.path.includes('?') ||
     request.path.includes('#') ||

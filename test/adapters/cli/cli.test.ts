@@ -1,7 +1,7 @@
 // The command line through real processes: `node dist/cli.js …` (built by `npm test` first):
 // check, explain and the decision service. run.test.ts and serve.test.ts have the rest.
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { describe, expect, it } from 'vitest'
@@ -38,6 +38,28 @@ describe('egress-guard check', () => {
     const result = await cli(['check', '--mode', 'strict'])
     expect(result.code).toBe(2)
     expect(result.stderr).toContain('--mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny')
+  })
+})
+
+describe('report-only enforcement on the command line (docs/spec.md §11)', () => {
+  it('explain --report: what the mode denies passes, recorded as proxy_would_deny', async () => {
+    const result = await cli(['explain', 'https://api.alpha.test/v2/x', '--mode', 'connected_deny', '--report', '--policy', policyPath, '--json'], { ALPHA_API_KEY: KEY })
+    expect(result.code).toBe(0)
+    const shown = JSON.parse(result.stdout) as { enforcement: string; decision: { _tag: string }; audit: Array<{ event: string; metadata: Record<string, string> }> }
+    expect(shown).toMatchObject({ enforcement: 'report', decision: { _tag: 'Pass' }, audit: [{ event: 'proxy_would_deny', metadata: { reason: 'no_match' } }] })
+  })
+
+  it('takes `enforcement: report` from the policy, and refuses any other word, naming both', async () => {
+    const path = join(dir, 'report.yaml')
+    writeFileSync(path, `enforcement: report\n${readFileSync(policyPath, 'utf8')}`)
+    const result = await cli(['check', '--policy', path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain('in mode connected_deny (report only)')
+    const bad = join(dir, 'audit-only.yaml')
+    writeFileSync(bad, `enforcement: audit\n${readFileSync(policyPath, 'utf8')}`)
+    const refused = await cli(['check', '--policy', bad])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain('enforcement: unknown enforcement `audit`: expected enforce or report')
   })
 })
 

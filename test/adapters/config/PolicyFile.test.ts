@@ -57,7 +57,7 @@ describe('policy files', () => {
 
   it.each<[string, string, string]>([
     ['an unknown mode', 'mode: strict\nproviders: []', 'policy.yaml: mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny'],
-    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`'],
+    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `enforcement`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`'],
     ['an unknown provider key', 'providers: [{name: a, apiURL: x.com}]', 'policy.yaml: providers[0].apiURL: unknown key `apiURL`: expected one of `name`, `apiUrl`, `oauth`, `loginCommand`, `envVar`'],
     ['a missing provider list', 'mode: connected_deny', 'policy.yaml: providers: expected Array<a provider>, got nothing'],
     ['a malformed API URL', 'providers: [{name: a, apiUrl: "https://exa mple.com"}]', 'policy.yaml: API URL `https://exa mple.com` skipped: it is not a URL or host[:port][/path]'],

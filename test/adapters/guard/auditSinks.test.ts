@@ -14,6 +14,7 @@ import type { AuditEntry } from '../../../adapters/ports.js'
 const entry = (n: number): AuditEntry => ({
   time: new Date(0).toISOString(),
   mode: 'connected_deny',
+  enforcement: 'enforce',
   decisionId: `d${n}`,
   event: 'proxy_deny',
   source: 'external',
