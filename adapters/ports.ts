@@ -7,11 +7,13 @@ export interface CredentialSource {
   readonly resolve: (provider: string, connection: string, signal: AbortSignal) => Promise<CredentialOutcome>
 }
 
-/** An audit record as sinks write it: the core record plus when, under which mode and enforcement, and which decision. */
+/** An audit record as sinks write it: the core record plus when, under which mode and enforcement, for which client, and which decision. */
 export interface AuditEntry extends AuditRecord {
   readonly time: string
   readonly mode: ProxyMode
   readonly enforcement: Enforcement
+  /** The client the request belongs to (docs/spec.md §9); null when the policy lists no clients, or none authenticated. */
+  readonly client: string | null
   readonly decisionId: string
 }
 

@@ -26,7 +26,7 @@ const isDefaultConnection = (connection: Dict): boolean =>
 
 const OAUTH_FIELDS = ['authorizationUrl', 'tokenUrl', 'revocationUrl', 'deviceAuthorizationUrl'] as const
 
-const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
+const buildUnsafe = (policy: PolicyInput, scope: Scope, selection: ReadonlyMap<string, string> | undefined): BuiltRouteTable => {
   const warnings: Array<RouteWarning> = []
   const input: unknown = policy
   const providers = listOf(isDict(input) ? input['providers'] : undefined)
@@ -55,7 +55,15 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
       continue
     }
     seen.add(name)
-    const defaults = (connectionsOf.get(name) ?? []).filter(isDefaultConnection)
+    // A client's selection (docs/spec.md §9) routes only the providers it names, each through the
+    // connection it names; without one, each provider's default connection is routed.
+    const selected = selection?.get(name)
+    if (selection !== undefined && selected === undefined) continue
+    const defaults = (connectionsOf.get(name) ?? []).filter(selected === undefined ? isDefaultConnection : (c) => c['name'] === selected)
+    if (selected !== undefined && defaults.length === 0) {
+      warnings.push({ code: 'invalid_policy', provider: name, detail: `provider \`${name}\` has no connection \`${selected}\`; a client names it` })
+      continue
+    }
     if (defaults.length > 1) {
       warnings.push({
         code: 'conflicting_defaults',
@@ -166,10 +174,14 @@ const buildUnsafe = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
   return { table: { routes, exact, regex, passthroughHosts, passthroughPatterns }, warnings }
 }
 
-/** Compiles a policy into a route table (docs/spec.md §3); never throws, reports what it skipped as warnings. */
-export const buildRouteTable = (policy: PolicyInput, scope: Scope): BuiltRouteTable => {
+/**
+ * Compiles a policy into a route table (docs/spec.md §3); never throws, reports what it skipped as
+ * warnings. `selection` (provider → connection name) is a client's `connections` (§9): only those
+ * providers are routed, each through the connection named, whatever the scope.
+ */
+export const buildRouteTable = (policy: PolicyInput, scope: Scope, selection?: ReadonlyMap<string, string>): BuiltRouteTable => {
   try {
-    return buildUnsafe(policy, scope)
+    return buildUnsafe(policy, scope, selection)
   } catch {
     // INVARIANT: a policy we cannot read yields no routes, so nothing is ever injected from it.
     return { table: emptyRouteTable, warnings: [{ code: 'invalid_policy', detail: 'policy could not be read; no routes were built' }] }

@@ -23,6 +23,12 @@ export interface RequestFacts {
   readonly sni?: string
   readonly absoluteUriHost?: string
   readonly dialedAddress?: string
+  /**
+   * The client the request belongs to (docs/spec.md §9): the one that opened its tunnel, or that
+   * authenticated it on the proxy port. The guard picks that client's mode and routes; the core
+   * resolves against the table it is given.
+   */
+  readonly client?: string
 }
 
 // -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import type { Decision, RequestFacts } from '../../core/index.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-import { openGuard } from './openGuard.js'
+import { knownClient, openGuard } from './openGuard.js'
 
 const factsOf = (text: string, method: string): E.Either<string, RequestFacts> => {
   let url: URL
@@ -36,7 +36,7 @@ const decisionLine = (decision: Decision): string => {
 export const explain = async (options: CommonOptions, io: Io): Promise<number> => {
   const [url, ...extra] = options.positionals
   if (url === undefined || extra.length > 0) {
-    io.err('usage: egress-guard explain <url> [--method M] [--mode M] [--report] [--policy F] [--json]')
+    io.err('usage: egress-guard explain <url> [--method M] [--mode M] [--report] [--client NAME] [--policy F] [--json]')
     return 2
   }
   const facts = factsOf(url, options.method ?? 'GET')
@@ -50,16 +50,20 @@ export const explain = async (options: CommonOptions, io: Io): Promise<number> =
     return 1
   }
   const { guard } = opened.right
-  const mode = guard.mode()
-  const verdict = await guard.evaluate(facts.right)
-  const { resolution, routes } = guard.explain(facts.right)
+  const client = knownClient(guard, options.client, io)
+  if (client === false) return 2
+  const request = client === undefined ? facts.right : { ...facts.right, client }
+  const verdict = await guard.evaluate(request)
+  const mode = verdict.mode
+  const { resolution, routes } = guard.explain(request)
   const onHost = routes.filter((r) => r.ruledOut?.by !== 'host')
   if (options.json) {
-    io.out(JSON.stringify({ request: facts.right, mode, enforcement: guard.enforcement(), resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
+    io.out(JSON.stringify({ request, mode, enforcement: guard.enforcement(), resolution, decision: shownDecision(verdict.decision), audit: verdict.audit, routes }))
     return 0
   }
   const report = guard.enforcement() === 'report' ? ', report only' : ''
-  io.out(`${facts.right.method} ${url}  (mode ${mode}${report}, ${options.policy ?? 'bundled catalog'})`)
+  const who = client === undefined ? '' : `, client ${client}`
+  io.out(`${facts.right.method} ${url}  (mode ${mode}${report}${who}, ${options.policy ?? 'bundled catalog'})`)
   io.out(`resolution: ${resolution._tag === 'Matched' ? `matched ${resolution.provider}/${resolution.connection}` : `miss (${resolution.reason})`}`)
   io.out(`decision:   ${decisionLine(verdict.decision)}`)
   io.out('audit:')

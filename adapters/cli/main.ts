@@ -13,8 +13,8 @@ const USAGE = `egress-guard: a credential-injecting egress proxy
 usage:
   egress-guard serve   [--policy FILE] [--mode MODE] [--report] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
   egress-guard run     [--policy FILE] [--mode MODE] [--report] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
-  egress-guard explain <url> [--method M] [--mode MODE] [--report] [--policy FILE] [--json]
-  egress-guard check   [--policy FILE] [--mode MODE] [--report] [--json]
+  egress-guard explain <url> [--method M] [--mode MODE] [--report] [--client NAME] [--policy FILE] [--json]
+  egress-guard check   [--policy FILE] [--mode MODE] [--report] [--client NAME] [--json]
   egress-guard decision-service [--policy FILE] [--mode MODE] [--report] [--port N] [--token T] [--audit FILE] [--json]
   egress-guard demo
 
@@ -30,8 +30,8 @@ type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
   serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
-  explain: { options: ['policy', 'mode', 'report', 'method', 'json'], run: explain },
-  check: { options: ['policy', 'mode', 'report', 'json'], run: check },
+  explain: { options: ['policy', 'mode', 'report', 'client', 'method', 'json'], run: explain },
+  check: { options: ['policy', 'mode', 'report', 'client', 'json'], run: check },
   'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService }
 }
 

@@ -3,6 +3,7 @@ import * as E from 'fp-ts/lib/Either.js'
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
 import type { AuditSink, Logger } from '../ports.js'
+import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
 import { loadPolicy } from './policySource.js'
 
@@ -43,4 +44,13 @@ export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' |
   if (E.isLeft(loaded)) return loaded
   const guard = createGuard({ policy: loaded.right, ...mode, ...audit, env, ...log })
   return E.right({ guard, upstreamCa: [], stop: () => guard.close() })
+}
+
+/** `--client NAME` checked against the policy's clients: the name, undefined without the option, or false after saying what is wrong. */
+export const knownClient = (guard: Guard, client: string | undefined, io: Pick<Io, 'err'>): string | undefined | false => {
+  if (client === undefined) return undefined
+  const names = guard.clients()
+  if (names.includes(client)) return client
+  io.err(`error: --client \`${client.slice(0, 64)}\`: ${names.length === 0 ? 'the policy lists no clients' : `expected one of ${names.join(', ')}`}`)
+  return false
 }

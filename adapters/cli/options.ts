@@ -23,6 +23,8 @@ export interface CommonOptions {
   readonly method: string | undefined
   readonly configDir: string | undefined
   readonly token: string | undefined
+  /** `explain`, `check`: the client (docs/spec.md §9) whose mode and routes apply. */
+  readonly client: string | undefined
   /** The proxy library `serve` and `run` use. */
   readonly engine: Engine
   /** `serve`: how many worker processes share the port (1: none, the proxy runs in this process). */
@@ -44,6 +46,7 @@ const SPEC = {
   method: { type: 'string' },
   'config-dir': { type: 'string' },
   token: { type: 'string' },
+  client: { type: 'string' },
   engine: { type: 'string' },
   workers: { type: 'string' },
   isolate: { type: 'boolean' },
@@ -95,6 +98,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     method: values.method,
     configDir: values['config-dir'],
     token: values.token,
+    client: values.client,
     engine: engine as Engine,
     workers: Number(workers),
     isolate: values.isolate ?? false,

@@ -26,12 +26,12 @@ const exact = <R extends t.Props, O extends t.Props>(required: R, optional: O, n
   }
 }
 
-/** Decodes `POST /v1/decide`: the request facts of docs/spec.md §8. */
+/** Decodes `POST /v1/decide`: the request facts of docs/spec.md §8, with the `client` the caller authenticated (§9). */
 export const decodeFacts: (u: unknown) => E.Either<ReadonlyArray<string>, RequestFacts> = exact(
   { scheme: t.string, host: t.string, port, path: t.string, method: t.string },
-  { hostHeader: t.string, sni: t.string, absoluteUriHost: t.string, dialedAddress: t.string },
+  { hostHeader: t.string, sni: t.string, absoluteUriHost: t.string, dialedAddress: t.string, client: t.string },
   'request facts'
 ) as (u: unknown) => E.Either<ReadonlyArray<string>, RequestFacts>
 
 /** Decodes `POST /v1/tunnel`: a CONNECT authority. */
-export const decodeTunnel = exact({ host: t.string, port }, {}, 'a tunnel query')
+export const decodeTunnel = exact({ host: t.string, port }, { client: t.string }, 'a tunnel query')

@@ -109,6 +109,11 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
     })
   })
 
+  // The caller authenticated the client it names (docs/spec.md §9); a name the policy does not list is an error, never a guess.
+  const knownClient = (client: string | undefined): boolean => client === undefined || guard.clients().includes(client)
+  const unknownClient = (response: http.ServerResponse, client: string): void =>
+    send(response, 400, { error: 'unknown client', details: [`client: the policy lists no client \`${client.slice(0, 64)}\`; name one of its clients`] })
+
   const handle = async (request: http.IncomingMessage, response: http.ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? '/', 'http://decision-service')
     if (url.pathname === '/healthz') return send(response, 200, { mode: guard.mode() })
@@ -128,11 +133,13 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
       if (url.pathname === '/v1/tunnel') {
         const query = decodeTunnel(json)
         if (E.isLeft(query)) return send(response, 400, { error: 'malformed tunnel query', details: query.left })
-        const verdict = guard.evaluateTunnel(query.right.host, query.right.port)
+        if (!knownClient(query.right.client)) return unknownClient(response, query.right.client ?? '')
+        const verdict = guard.evaluateTunnel(query.right.host, query.right.port, query.right.client)
         return send(response, 200, { decision: verdict.decision, audit: verdict.audit, decisionId: verdict.decisionId })
       }
       const facts = decodeFacts(json)
       if (E.isLeft(facts)) return send(response, 400, { error: 'malformed request facts', details: facts.left })
+      if (!knownClient(facts.right.client)) return unknownClient(response, facts.right.client ?? '')
       const verdict = await guard.evaluate(facts.right)
       return send(response, 200, { decision: verdict.decision, audit: verdict.audit, decisionId: verdict.decisionId })
     }

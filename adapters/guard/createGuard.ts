@@ -3,22 +3,18 @@ import { randomUUID } from 'node:crypto'
 import * as E from 'fp-ts/lib/Either.js'
 
 import {
-  buildRouteTable,
   decide,
   decideTunnel,
-  DEFAULT_MODE,
   enforced,
   enforcedTunnel,
   explainRoute,
   failClosed,
   refuseUnauthenticated,
   resolveRoute,
-  scopeOf,
   type AuditRecord,
   type CredentialOutcome,
   type Decided,
   type Enforcement,
-  type DenyText,
   type Explanation,
   type ProxyMode,
   type RequestFacts,
@@ -28,12 +24,14 @@ import {
   type TunnelDecided,
   type Unauthenticated
 } from '../../core/index.js'
-import { DEFAULT_ENFORCEMENT } from '../../core/Enforcement.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
 import { fanOut } from './auditSinks.js'
 import { createCredentialCache } from './CredentialCache.js'
+import { authenticatedClient } from '../proxy/proxyAuthentication.js'
+import { resolveClientTokens } from './clientTokens.js'
 import { policyCredentialSource } from './credentialSources.js'
+import { snapshotOf, viewOf, denyTextFor, type Snapshot, type View } from './snapshot.js'
 
 /** What the guard is built from. */
 export interface GuardOptions {
@@ -46,6 +44,8 @@ export interface GuardOptions {
   readonly mode?: ProxyMode
   /** Overrides the policy's enforcement (as `--report` does). */
   readonly enforcement?: Enforcement
+  /** The policy's client tokens, filled in (resolveClientTokens); a client without one can never authenticate. */
+  readonly clientTokens?: ReadonlyMap<string, string>
   readonly refreshWindowMs?: number
   readonly credentialTimeoutMs?: number
   readonly log?: Logger
@@ -54,6 +54,17 @@ export interface GuardOptions {
   /** Loads the policy again for `reload()`; without it, `reload()` rebuilds from the current policy. */
   readonly loadPolicy?: () => Promise<E.Either<PolicyError, LoadedPolicy>>
 }
+
+/** Who a proxy request is (docs/spec.md §9). */
+export type Authentication =
+  /** The policy lists no clients: anyone who reaches the proxy may use it. */
+  | { readonly _tag: 'Anonymous' }
+  | { readonly _tag: 'Client'; readonly name: string }
+  /** Missing, malformed or wrong credentials: 407. */
+  | { readonly _tag: 'Refused' }
+
+const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
+const REFUSED: Authentication = { _tag: 'Refused' }
 
 /** A request decision with its id, and the mode and enforcement it was made under. */
 export interface Verdict extends Decided {
@@ -85,7 +96,12 @@ export interface Guard {
    * awaited instead. Lets an adapter act in the same turn of the event loop.
    */
   readonly evaluateNow: (request: RequestFacts) => Verdict | undefined
-  readonly evaluateTunnel: (host: string, port: number) => TunnelVerdict
+  /** Decides a CONNECT, for `client` when one authenticated it (docs/spec.md §9). */
+  readonly evaluateTunnel: (host: string, port: number, client?: string) => TunnelVerdict
+  /** Who a proxy request is, by its `Proxy-Authorization`: anonymous when the policy lists no clients; tokens compared in constant time. */
+  readonly authenticate: (proxyAuthorization: string | ReadonlyArray<string> | undefined) => Authentication
+  /** The clients the policy lists, by name. */
+  readonly clients: () => ReadonlyArray<string>
   /** The fail-closed verdict for a request an adapter could not even describe. */
   readonly failClosed: (request: Partial<RequestFacts>) => Verdict
   /** Refuses (407) and records a request to `host` that did not authenticate to the proxy. */
@@ -93,44 +109,19 @@ export interface Guard {
   readonly reload: () => Promise<ReloadResult>
   /** Switches the mode at run time (a mode endpoint, a signal); `undefined` returns to the policy's. */
   readonly setMode: (mode: ProxyMode | undefined) => void
-  readonly mode: () => ProxyMode
+  /** The mode in force: the policy's (after any override), or a client's own. */
+  readonly mode: (client?: string) => ProxyMode
   /** How verdicts are carried out: `report` passes what `enforce` would deny, and records it (docs/spec.md §11). */
   readonly enforcement: () => Enforcement
   readonly policy: () => LoadedPolicy
-  /** The route table in force: the current policy under the current mode's scope. */
-  readonly table: () => RouteTable
+  /** The route table in force: the current policy under the current mode's scope, or a client's own. */
+  readonly table: (client?: string) => RouteTable
   /** `explainRoute` on the table in force: the resolution `evaluate` would reach, and each route's part in it. */
   readonly explain: (request: RequestFacts) => Explanation
   /** Audit entries dropped by the sinks so far. */
   readonly dropped: () => number
   readonly close: () => Promise<void>
 }
-
-// Everything one decision reads, swapped as a whole so a request never sees half a reload.
-interface Snapshot {
-  readonly policy: LoadedPolicy
-  readonly mode: ProxyMode
-  readonly enforcement: Enforcement
-  readonly table: RouteTable
-  /** The `no_credentials` pointers of each provider that has its own login command. */
-  readonly denyTexts: ReadonlyMap<string, DenyText>
-  /** The policy's own pointers, for every other provider. */
-  readonly denyText: DenyText
-}
-
-const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined, enforcementOverride: Enforcement | undefined): Snapshot => {
-  const mode = override ?? policy.file.mode ?? DEFAULT_MODE
-  const enforcement = enforcementOverride ?? policy.file.enforcement ?? DEFAULT_ENFORCEMENT
-  const base = policy.file.denyText ?? {}
-  const dashboard = base.dashboardUrl === undefined ? {} : { dashboardUrl: base.dashboardUrl }
-  const denyText: DenyText = { ...(base.loginCommand === undefined ? {} : { loginCommand: base.loginCommand }), ...dashboard }
-  const denyTexts = new Map<string, DenyText>()
-  for (const p of policy.file.providers) if (p.loginCommand !== undefined) denyTexts.set(p.name, { loginCommand: p.loginCommand, ...dashboard })
-  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText }
-}
-
-const denyTextFor = (snapshot: Snapshot, provider: string | undefined): DenyText =>
-  (provider === undefined ? undefined : snapshot.denyTexts.get(provider)) ?? snapshot.denyText
 
 /** Builds a guard: `evaluate` is facts → resolveRoute → credentials → decide → audit, from core functions only. */
 export const createGuard = (options: GuardOptions): Guard => {
@@ -139,7 +130,8 @@ export const createGuard = (options: GuardOptions): Guard => {
   const sinks = options.audit === undefined ? [] : Array.isArray(options.audit) ? options.audit : [options.audit as AuditSink]
   const audit = fanOut(sinks)
   let modeOverride = options.mode
-  let snapshot = snapshotOf(options.policy, modeOverride, options.enforcement)
+  let snapshot = snapshotOf(options.policy, modeOverride, options.enforcement, options.clientTokens ?? new Map())
+  if (snapshot.hasClients && snapshot.tokens.size < snapshot.clients.size) log('error', 'the policy lists clients whose tokens were not given: they can never authenticate (use openPolicyFile, which resolves them)')
   let source = options.credentials ?? policyCredentialSource(options.policy.file, options.env)
   const cacheOptions = {
     clock,
@@ -148,11 +140,13 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
   let cache = createCredentialCache({ source, ...cacheOptions })
 
-  const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, decisionId: string): void => {
+  // Every record names its client, or null (docs/spec.md §9), and the mode it was decided under.
+  const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, mode: ProxyMode, decisionId: string, client: string | undefined): void => {
     if (records.length === 0) return
     const time = clock.now().toISOString()
-    const { mode, enforcement } = current
-    for (const r of records) audit.write({ time, mode, enforcement, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
+    const { enforcement } = current
+    const who = client ?? null
+    for (const r of records) audit.write({ time, mode, enforcement, client: who, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
   }
 
   const swap = (next: Snapshot, policyChanged: boolean): void => {
@@ -163,27 +157,29 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
 
   // A failure is not a policy's verdict: report-only enforcement does not pass what could not be judged.
-  const failClosedVerdict = (request: unknown, current: Snapshot): Verdict => {
+  const failClosedVerdict = (request: Partial<RequestFacts> | undefined, current: Snapshot): Verdict => {
+    const client = typeof request?.client === 'string' ? request.client : undefined
+    const { mode } = viewOf(current, client)
     const decisionId = randomUUID()
-    const decided = failClosed({ mode: current.mode, request })
-    record(decided.audit, current, decisionId)
-    return { ...decided, decisionId, mode: current.mode, enforcement: current.enforcement }
+    const decided = failClosed({ mode, request })
+    record(decided.audit, current, mode, decisionId, client)
+    return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
 
-  const conclude = (current: Snapshot, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined): Verdict => {
+  const conclude = (current: Snapshot, view: View, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined): Verdict => {
     const decisionId = randomUUID()
     const decided = enforced(
       current.enforcement,
       decide({
-        mode: current.mode,
+        mode: view.mode,
         request,
         resolution,
         ...(credentials === undefined ? {} : { credentials }),
         denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
       })
     )
-    record(decided.audit, current, decisionId)
-    return { decision: decided.decision, audit: decided.audit, decisionId, mode: current.mode, enforcement: current.enforcement }
+    record(decided.audit, current, view.mode, decisionId, request.client)
+    return { decision: decided.decision, audit: decided.audit, decisionId, mode: view.mode, enforcement: current.enforcement }
   }
 
   const failed = (request: RequestFacts, current: Snapshot): Verdict => {
@@ -194,10 +190,11 @@ export const createGuard = (options: GuardOptions): Guard => {
   const evaluateNow = (request: RequestFacts): Verdict | undefined => {
     const current = snapshot
     try {
-      const resolution = resolveRoute(current.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, request, resolution, undefined)
+      const view = viewOf(current, request.client)
+      const resolution = resolveRoute(view.table, request)
+      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined)
       const cached = cache.peek(resolution.provider, resolution.connection)
-      return cached === undefined ? undefined : conclude(current, request, resolution, cached)
+      return cached === undefined ? undefined : conclude(current, view, request, resolution, cached)
     } catch {
       return failed(request, current)
     }
@@ -207,22 +204,31 @@ export const createGuard = (options: GuardOptions): Guard => {
     const current = snapshot
     const credentialCache = cache
     try {
-      const resolution = resolveRoute(current.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, request, resolution, undefined)
+      const view = viewOf(current, request.client)
+      const resolution = resolveRoute(view.table, request)
+      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined)
       // Resolved first when not cached (this route's first request, or they expired).
       const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await credentialCache.get(resolution.provider, resolution.connection))
-      return conclude(current, request, resolution, outcome)
+      return conclude(current, view, request, resolution, outcome)
     } catch {
       return failed(request, current)
     }
   }
 
-  const evaluateTunnel = (host: string, port: number): TunnelVerdict => {
+  const evaluateTunnel = (host: string, port: number, client?: string): TunnelVerdict => {
     const current = snapshot
+    const { mode, table } = viewOf(current, client)
     const decisionId = randomUUID()
-    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode: current.mode, table: current.table, host, port }))
-    record(decided.audit, current, decisionId)
-    return { ...decided, decisionId, mode: current.mode, enforcement: current.enforcement }
+    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port }))
+    record(decided.audit, current, mode, decisionId, client)
+    return { ...decided, decisionId, mode, enforcement: current.enforcement }
+  }
+
+  const authenticate = (proxyAuthorization: string | ReadonlyArray<string> | undefined): Authentication => {
+    const current = snapshot
+    if (!current.hasClients) return ANONYMOUS
+    const name = authenticatedClient(proxyAuthorization, current.tokens)
+    return name === undefined ? REFUSED : { _tag: 'Client', name }
   }
 
   // Reloads started, so that one that finishes late (a large policy parses slowly) never replaces
@@ -236,7 +242,13 @@ export const createGuard = (options: GuardOptions): Guard => {
       log('error', `policy reload failed; keeping the last good policy:\n  ${loaded.left.messages.join('\n  ')}`)
       return { _tag: 'KeptLastGood', messages: loaded.left.messages }
     }
-    const next = snapshotOf(loaded.right, modeOverride, options.enforcement)
+    const tokens = await resolveClientTokens(loaded.right.file.clients ?? [], options.env ?? process.env)
+    if (started !== reloadsStarted) return { _tag: 'Superseded' }
+    if (E.isLeft(tokens)) {
+      log('error', `policy reload failed; keeping the last good policy:\n  ${tokens.left.join('\n  ')}`)
+      return { _tag: 'KeptLastGood', messages: tokens.left }
+    }
+    const next = snapshotOf(loaded.right, modeOverride, options.enforcement, tokens.right)
     swap(next, true)
     log('info', `policy reloaded: mode ${next.mode}, ${next.table.routes.length} routes, ${loaded.right.warnings.length} warnings`)
     return { _tag: 'Reloaded', mode: next.mode, routes: next.table.routes.length, warnings: loaded.right.warnings }
@@ -244,7 +256,7 @@ export const createGuard = (options: GuardOptions): Guard => {
 
   const setMode = (mode: ProxyMode | undefined): void => {
     modeOverride = mode
-    const next = snapshotOf(snapshot.policy, modeOverride, options.enforcement)
+    const next = snapshotOf(snapshot.policy, modeOverride, options.enforcement, snapshot.tokens)
     if (next.mode !== snapshot.mode) {
       swap(next, false)
       log('info', `mode is now ${next.mode}`)
@@ -258,16 +270,18 @@ export const createGuard = (options: GuardOptions): Guard => {
     failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {
       const refused = refuseUnauthenticated(host)
-      record(refused.audit, snapshot, randomUUID())
+      record(refused.audit, snapshot, snapshot.mode, randomUUID(), undefined)
       return refused.decision
     },
     reload,
     setMode,
-    mode: () => snapshot.mode,
+    mode: (client) => viewOf(snapshot, client).mode,
     enforcement: () => snapshot.enforcement,
     policy: () => snapshot.policy,
-    table: () => snapshot.table,
-    explain: (request) => explainRoute(snapshot.table, request),
+    table: (client) => viewOf(snapshot, client).table,
+    explain: (request) => explainRoute(viewOf(snapshot, request.client).table, request),
+    clients: () => [...snapshot.clients.keys()],
+    authenticate,
     dropped: () => audit.dropped(),
     close: () => audit.close()
   }

@@ -7,6 +7,7 @@ import type { PolicyError } from '../config/PolicyFile.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
 import { stderrLogger, type AuditSink, type Logger } from '../ports.js'
 import { holdsCertificate } from '../upstream/upstreamTrust.js'
+import { resolveClientTokens } from './clientTokens.js'
 import { createGuard, type Guard } from './createGuard.js'
 import { pollModeEndpoint, watchPolicyFile } from './reloadSources.js'
 
@@ -52,8 +53,12 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
     if (!holdsCertificate(pem)) return E.left({ _tag: 'PolicyError', messages: [`${path}: upstream.ca[${i}]: \`${caPath}\` holds no PEM certificate; give a file with -----BEGIN CERTIFICATE----- blocks`] })
     upstreamCa.push(pem)
   }
+  // Client tokens are filled in before the proxy opens, so no client is ever refused while they load.
+  const tokens = await resolveClientTokens(loaded.right.file.clients ?? [], options.env ?? process.env)
+  if (E.isLeft(tokens)) return E.left({ _tag: 'PolicyError', messages: tokens.left.map((m) => `${path}: ${m}`) })
   const guard = createGuard({
     policy: loaded.right,
+    clientTokens: tokens.right,
     loadPolicy: () => readPolicyFile(path, { offThread: true }),
     log,
     ...(options.mode === undefined ? {} : { mode: options.mode }),

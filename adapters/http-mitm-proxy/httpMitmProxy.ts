@@ -79,13 +79,14 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
 
   proxy.onConnect((request, socket: Duplex, head: Buffer, callback) => {
     watch.connect(socket)
-    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
-    if (target === undefined) return
+    const intercept = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (intercept === undefined) return
+    const { target } = intercept
     // The library keys its per-host TLS servers by the authority: hand it the normalised one, so
     // `API.Example.com.` and `api.example.com` share one server and one certificate.
     request.url = `${hostForUrl(target.host)}:${target.port}`
     hostServers?.use(serverKey(request.url))
-    tunnels.set(request, pipeline.pin(target))
+    tunnels.set(request, pipeline.pin(intercept))
     callback()
   })
 

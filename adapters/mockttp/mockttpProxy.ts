@@ -76,10 +76,11 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       socket.end(rawAnswer(400, 'Bad request: egress-guard does not open a tunnel inside a tunnel'))
       return
     }
-    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
-    if (target === undefined) return
+    const step = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (step === undefined) return
+    const { target } = step
     const wasKnown = handOver.lastWasKnown()
-    const pin = pipeline.pin(target)
+    const pin = pipeline.pin(step)
     tunnels.set(socket, pin)
     const intercept = async (): Promise<void> => {
       const where = await pin.pending

@@ -113,9 +113,10 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   outer.on('connect', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     watch.connect(socket)
     socket.on('error', () => socket.destroy())
-    const target = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
-    if (target === undefined) return
-    const tunnel: Tunnel = { socket, pin: pipeline.pin(target) }
+    const intercept = refuseOrTunnel(pipeline.connect(request.url, request.headers['proxy-authorization']), socket, head, watch)
+    if (intercept === undefined) return
+    const { target } = intercept
+    const tunnel: Tunnel = { socket, pin: pipeline.pin(intercept) }
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
     if (head.length > 0) socket.unshift(head)
     hosts.accept(target.host, socket, tunnel)

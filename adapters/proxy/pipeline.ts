@@ -4,7 +4,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { denyBody } from '../../core/Decision.js'
 import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
-import type { Guard, Verdict } from '../guard/createGuard.js'
+import type { Authentication, Guard, Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
 import { forwardedHeaders, headerText, isWebSocketUpgrade, NOT_A_PROXY_REQUEST, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -25,7 +25,15 @@ export type ConnectStep =
   /** Splice the client to this upstream untouched. */
   | { readonly _tag: 'Tunnel'; readonly upstream: Upstream }
   /** Terminate TLS for this target (host normalised) and judge each request inside. */
-  | { readonly _tag: 'Intercept'; readonly target: ConnectTarget }
+  | InterceptStep
+
+/** Terminate TLS for a CONNECT's target and judge each request inside, as the client that opened it. */
+export interface InterceptStep {
+  readonly _tag: 'Intercept'
+  readonly target: ConnectTarget
+  /** The client that opened the tunnel (docs/spec.md §9); its requests are that client's. Undefined when the policy lists none. */
+  readonly client: string | undefined
+}
 
 /** A request as a transport received it, before any rewriting. */
 export interface IncomingRequest {
@@ -70,26 +78,31 @@ export interface Send {
   readonly verdict: Verdict
 }
 
-/** A tunnel's pinned destination: settled, or still being resolved. */
+/** A tunnel's pinned destination (settled, or still being resolved), and the client that opened it. */
 export interface TunnelPin {
   readonly settled: PinnedDestination | undefined
   readonly pending: Promise<PinnedDestination>
+  readonly client: string | undefined
 }
 
 /** What the pipeline is built from. */
 export interface PipelineOptions {
   readonly guard: Guard
   readonly connectTo: ReadonlyArray<ConnectTo>
+  /** `run`'s private credentials: when given, they alone authenticate, and requests have no client; otherwise the guard's clients do (docs/spec.md §9). */
   readonly proxyAuthentication: ProxyCredentials | undefined
   /** Whether a new intercepted host may be admitted now (the new-host budget); known hosts always are. */
   readonly admitHost: (host: string) => boolean
 }
 
+const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
+const REFUSED: Authentication = { _tag: 'Refused' }
+
 /** The steps of the request pipeline. */
 export interface Pipeline {
   readonly connect: (authority: string | undefined, proxyAuthorization: string | ReadonlyArray<string> | undefined) => ConnectStep
-  /** Starts pinning a tunnel's destination (see pinDestination). */
-  readonly pin: (target: ConnectTarget) => TunnelPin
+  /** Starts pinning an intercepted tunnel's destination (see pinDestination). */
+  readonly pin: (intercept: InterceptStep) => TunnelPin
   /**
    * Decides a request inside a tunnel (`tunnel` given) or on the proxy port. Never rejects: a
    * failure is decided by the failure policy (deny modes 403 `internal_error`, allow modes 502).
@@ -155,14 +168,22 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
   // without end (4,746 attempts in 2 s here), spinning the client and flooding the audit log.
   const refuse = (status: number, reasonBody: string, headers: Readonly<Record<string, string>> = {}): ConnectStep => ({ _tag: 'Refuse', answer: rawAnswer(status, reasonBody, headers) })
 
+  // Who a request or CONNECT is: run's private credentials when given, else the guard's clients.
+  const identify = (proxyAuthorization: string | ReadonlyArray<string> | undefined): Authentication => {
+    if (proxyAuthentication === undefined) return guard.authenticate(proxyAuthorization)
+    return authenticates(proxyAuthorization, proxyAuthentication) ? ANONYMOUS : REFUSED
+  }
+
   const connect: Pipeline['connect'] = (authority, proxyAuthorization) => {
     const target = connectTarget(authority)
-    if (proxyAuthentication !== undefined && !authenticates(proxyAuthorization, proxyAuthentication)) {
+    const who = identify(proxyAuthorization)
+    if (who._tag === 'Refused') {
       const unauthenticated = guard.refuseUnauthenticated(target?.host ?? '')
       return refuse(unauthenticated.status, unauthenticated.body, unauthenticated.headers)
     }
+    const client = who._tag === 'Client' ? who.name : undefined
     try {
-      const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port)
+      const verdict = target === undefined ? undefined : guard.evaluateTunnel(target.host, target.port, client)
       if (target === undefined || verdict === undefined) return refuse(403, denyBody('no_match', null), { 'X-Egress-Guard-Reason': 'no_match' })
       switch (verdict.decision._tag) {
         case 'Deny':
@@ -173,7 +194,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
           const normalised = parseHost(target.host)
           const host = E.isRight(normalised) ? normalised.right : target.host.toLowerCase()
           if (!options.admitHost(host)) return refuse(503, 'Service unavailable: too many new hosts under this domain at once; retry shortly', { 'Retry-After': '1' })
-          return { _tag: 'Intercept', target: { host, port: target.port } }
+          return { _tag: 'Intercept', target: { host, port: target.port }, client }
         }
       }
     } catch {
@@ -182,8 +203,12 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     }
   }
 
-  const pin: Pipeline['pin'] = (target) => {
-    const state: { settled: PinnedDestination | undefined; pending: Promise<PinnedDestination> } = { settled: undefined, pending: pinDestination(target, true, connectTo) }
+  const pin: Pipeline['pin'] = (intercept) => {
+    const state: { settled: PinnedDestination | undefined; pending: Promise<PinnedDestination>; client: string | undefined } = {
+      settled: undefined,
+      pending: pinDestination(intercept.target, true, connectTo),
+      client: intercept.client
+    }
     state.pending.then(
       (where) => {
         state.settled = where
@@ -204,19 +229,20 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: forwardedHeaders(request, where.target, step.credentials), verdict }
   }
 
-  const factsOf = (request: IncomingRequest, where: PinnedDestination): RequestFacts =>
+  const factsOf = (request: IncomingRequest, where: PinnedDestination, client: string | undefined): RequestFacts =>
     requestFacts({
       tls: request.tls,
       destination: where,
       target: request.target,
       method: request.method,
       hostHeader: request.headers['host'] ?? request.headers[':authority'],
-      sni: request.sni
+      sni: request.sni,
+      client
     })
 
-  const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>): Promise<RequestStep> => {
+  const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>, client: string | undefined): Promise<RequestStep> => {
     const where = await pending
-    const facts = factsOf(request, where)
+    const facts = factsOf(request, where, client)
     return apply(request, where, facts, await guard.evaluate(facts))
   }
 
@@ -231,15 +257,16 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
         const where = tunnel.settled
         // Most requests are decided in this same turn: their tunnel is pinned, their credentials cached.
         if (where !== undefined) {
-          const facts = factsOf(incoming, where)
+          const facts = factsOf(incoming, where, tunnel.client)
           const verdict = guard.evaluateNow(facts)
           if (verdict !== undefined) return apply(incoming, where, facts, verdict)
         }
-        return judge(incoming, tunnel.pending).catch(() => failClosed(incoming, where?.target.host))
+        return judge(incoming, tunnel.pending, tunnel.client).catch(() => failClosed(incoming, where?.target.host))
       }
       // On the proxy port: a proxy request (an absolute http:// URI) that authenticates, to the
       // host and port WHATWG reads in it. Anything else would be sent wherever its Host header says.
-      if (proxyAuthentication !== undefined && !authenticates(incoming.headers['proxy-authorization'], proxyAuthentication)) {
+      const who = identify(incoming.headers['proxy-authorization'])
+      if (who._tag === 'Refused') {
         const unauthenticated = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
         return refusal(unauthenticated.status, unauthenticated.reason, unauthenticated.body, incoming.headers['accept'], unauthenticated.headers)
       }
@@ -247,7 +274,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
       const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)
       if (plain === undefined) return answer(400, NOT_A_PROXY_REQUEST)
       if (!(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) return answer(400, 'Bad request: egress-guard needs a port from 1 to 65535')
-      return judge(incoming, pinDestination(plain, false, connectTo)).catch(() => failClosed(incoming, plain.host))
+      return judge(incoming, pinDestination(plain, false, connectTo), who._tag === 'Client' ? who.name : undefined).catch(() => failClosed(incoming, plain.host))
     } catch {
       return failClosed(incoming, tunnel?.settled?.target.host)
     }

@@ -16,3 +16,14 @@ export const authenticates = (header: string | ReadonlyArray<string> | undefined
   const token = timingSafeEqual(digest(sent?.token ?? ''), digest(expected.token))
   return sent !== undefined && name && token
 }
+
+// A stand-in compared against when the name is unknown, so that an unknown name takes as long as a wrong token.
+const NO_TOKEN = digest('egress-guard: no such client')
+
+/** The client `header` authenticates as among `clients` (name → token), in constant time over the token; undefined for none. */
+export const authenticatedClient = (header: string | ReadonlyArray<string> | undefined, clients: ReadonlyMap<string, string>): string | undefined => {
+  const sent = parseProxyAuthorization(Array.isArray(header) ? undefined : header)
+  const expected = sent === undefined ? undefined : clients.get(sent.name)
+  const token = timingSafeEqual(digest(sent?.token ?? ''), expected === undefined ? NO_TOKEN : digest(expected))
+  return sent !== undefined && expected !== undefined && token ? sent.name : undefined
+}

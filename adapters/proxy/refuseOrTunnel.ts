@@ -1,15 +1,15 @@
 import type { Duplex } from 'node:stream'
 
-import { openTunnel, type ConnectTarget } from '../upstream/tunnel.js'
+import { openTunnel } from '../upstream/tunnel.js'
 import type { ClientWatch } from './clientBounds.js'
-import type { ConnectStep } from './pipeline.js'
+import type { ConnectStep, InterceptStep } from './pipeline.js'
 
 /**
  * Carries out the CONNECT steps every engine carries out alike: a refusal (its bytes, then close)
- * or an untouched tunnel (under the tunnel idle bound). Returns the target when the step is to
- * intercept, which each engine does its own way; undefined when nothing is left to do.
+ * or an untouched tunnel (under the tunnel idle bound). Returns the step when it is to intercept,
+ * which each engine does its own way; undefined when nothing is left to do.
  */
-export const refuseOrTunnel = (step: ConnectStep, socket: Duplex, head: Buffer, watch: ClientWatch): ConnectTarget | undefined => {
+export const refuseOrTunnel = (step: ConnectStep, socket: Duplex, head: Buffer, watch: ClientWatch): InterceptStep | undefined => {
   switch (step._tag) {
     case 'Refuse':
       socket.on('error', () => socket.destroy())
@@ -20,6 +20,6 @@ export const refuseOrTunnel = (step: ConnectStep, socket: Duplex, head: Buffer, 
       openTunnel(socket, head, step.upstream)
       return undefined
     case 'Intercept':
-      return step.target
+      return step
   }
 }

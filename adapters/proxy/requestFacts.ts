@@ -20,6 +20,8 @@ export interface ReceivedRequest {
   readonly hostHeader?: string | ReadonlyArray<string> | undefined
   /** The TLS server name the client sent, if any. */
   readonly sni?: string | false | undefined
+  /** The client that authenticated (docs/spec.md §9), for the tunnel or this request. */
+  readonly client?: string | undefined
 }
 
 /** A request target split into what is forwarded (origin form) and the host an absolute URI names. */
@@ -69,7 +71,8 @@ export const requestFacts = (request: ReceivedRequest): RequestFacts => {
     ...(hostHeader === undefined ? {} : { hostHeader }),
     ...(typeof request.sni === 'string' && request.sni !== '' ? { sni: request.sni } : {}),
     ...(parsed.absoluteUriHost === undefined ? {} : { absoluteUriHost: parsed.absoluteUriHost }),
-    ...(destination.dialed === undefined ? {} : { dialedAddress: destination.dialed })
+    ...(destination.dialed === undefined ? {} : { dialedAddress: destination.dialed }),
+    ...(request.client === undefined ? {} : { client: request.client })
   }
 }
 

@@ -139,3 +139,38 @@ describe('buildRouteTable (docs/spec.md §3)', () => {
     expect(built.table.routes.map((r) => r.authPaths)).toEqual([['/authorize'], ['/authorize', '/login/oauth/access_token']])
   })
 })
+
+describe('buildRouteTable with a client’s selection (docs/spec.md §9)', () => {
+  const policy: PolicyInput = {
+    providers: [
+      { name: 'gh', apiUrl: 'https://api.github.test' },
+      { name: 'oa', apiUrl: 'https://api.openai.test/v1' },
+      { name: 'st', apiUrl: 'https://api.stripe.test' }
+    ],
+    connections: [
+      { provider: 'gh', name: 'work', isDefault: true },
+      { provider: 'gh', name: 'readonly', allow: { methods: ['GET'] } },
+      { provider: 'oa', name: 'default' }
+    ]
+  }
+  const pairs = (selection: ReadonlyMap<string, string> | undefined, scope: 'connected' | 'configured') =>
+    buildRouteTable(policy, scope, selection).table.routes.map((r) => `${r.provider}/${r.connection}`)
+
+  it('routes only the providers it names, each through the connection it names, in either scope', () => {
+    const selection = new Map([['gh', 'readonly']])
+    expect(pairs(selection, 'connected')).toEqual(['gh/readonly'])
+    expect(pairs(selection, 'configured')).toEqual(['gh/readonly'])
+    expect(buildRouteTable(policy, 'connected', selection).table.routes[0]?.rules?.methods).toEqual(new Set(['GET']))
+  })
+
+  it('routes every default connection without one, as before', () => {
+    expect(pairs(undefined, 'connected')).toEqual(['gh/work', 'oa/default'])
+    expect(pairs(undefined, 'configured')).toEqual(['gh/work', 'oa/default', 'st/default'])
+  })
+
+  it('skips, with a warning, a provider whose named connection does not exist', () => {
+    const built = buildRouteTable(policy, 'connected', new Map([['gh', 'ghost']]))
+    expect(built.table.routes).toEqual([])
+    expect(built.warnings).toContainEqual({ code: 'invalid_policy', provider: 'gh', detail: 'provider `gh` has no connection `ghost`; a client names it' })
+  })
+})

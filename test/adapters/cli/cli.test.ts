@@ -63,6 +63,33 @@ describe('report-only enforcement on the command line (docs/spec.md §11)', () =
   })
 })
 
+describe('clients on the command line (docs/spec.md §9)', () => {
+  const withClients = () => {
+    const path = join(dir, 'clients.yaml')
+    writeFileSync(path, `${readFileSync(policyPath, 'utf8')}clients:\n  - { name: ci-job, token: "\${env:CI_TOKEN}", mode: connected_allow, connections: [tie-a/default] }\n`)
+    return path
+  }
+
+  it('explain --client decides in that client’s mode and with its connections only', async () => {
+    const path = withClients()
+    const result = await cli(['explain', 'https://api.alpha.test/v1/models', '--client', 'ci-job', '--policy', path, '--json'], { ALPHA_API_KEY: KEY })
+    expect(result.code).toBe(0)
+    expect(JSON.parse(result.stdout)).toMatchObject({ mode: 'connected_allow', request: { client: 'ci-job' }, decision: { _tag: 'Pass' }, audit: [{ event: 'proxy_miss', metadata: { reason: 'no_match' } }] })
+    const shared = await cli(['explain', 'https://shared.test/api/x', '--client', 'ci-job', '--policy', path, '--json'], { ALPHA_API_KEY: KEY })
+    expect(JSON.parse(shared.stdout)).toMatchObject({ resolution: { _tag: 'Matched', provider: 'tie-a', connection: 'default' } })
+  })
+
+  it('check --client counts that client’s routes, and names the clients when the name is unknown', async () => {
+    const path = withClients()
+    const result = await cli(['check', '--client', 'ci-job', '--policy', path])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain('1 route for client ci-job in mode connected_allow')
+    const unknown = await cli(['check', '--client', 'ghost', '--policy', path])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain('error: --client `ghost`: expected one of ci-job')
+  })
+})
+
 describe('egress-guard explain, for each row of docs/spec.md §5 a URL can express', () => {
   // A URL cannot carry a different Host header or SNI, so host_mismatch is covered by the proxy tests.
   const rows: ReadonlyArray<[string, string, string, string, ReadonlyArray<string>]> = [

@@ -57,7 +57,7 @@ describe('policy files', () => {
 
   it.each<[string, string, string]>([
     ['an unknown mode', 'mode: strict\nproviders: []', 'policy.yaml: mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny'],
-    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `enforcement`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`'],
+    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `enforcement`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`, `clients`'],
     ['an unknown provider key', 'providers: [{name: a, apiURL: x.com}]', 'policy.yaml: providers[0].apiURL: unknown key `apiURL`: expected one of `name`, `apiUrl`, `oauth`, `loginCommand`, `envVar`'],
     ['a missing provider list', 'mode: connected_deny', 'policy.yaml: providers: expected Array<a provider>, got nothing'],
     ['a malformed API URL', 'providers: [{name: a, apiUrl: "https://exa mple.com"}]', 'policy.yaml: API URL `https://exa mple.com` skipped: it is not a URL or host[:port][/path]'],
@@ -71,6 +71,11 @@ describe('policy files', () => {
     ['a duplicated key', 'providers: []\nproviders: []', 'policy.yaml:2:1: not valid JSON or YAML (duplicate key); fix the syntax there'],
     ['an empty file', '', 'policy.yaml: the file is empty; a policy needs at least `providers: []`'],
     ['a credential endpoint over plain http off loopback', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {url: "http://vault.example/creds"}}]', 'policy.yaml: connections[0].credentials.url: the credential endpoint must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers'],
+    ['a client name with capitals', 'providers: []\nclients: [{name: CI, token: "tok-0123456789abcdef"}]', 'policy.yaml: clients[0].name: a client name is 1 to 63 of a-z, 0-9, `_`, `.` and `-`, starting with a letter or digit'],
+    ['a client pair without a slash', 'providers: []\nclients: [{name: ci, token: "tok-0123456789abcdef", connections: [github]}]', 'policy.yaml: clients[0].connections[0]: write `provider/connection`, e.g. `github/work`'],
+    ['a client named twice', 'providers: []\nclients: [{name: ci, token: "tok-0123456789abcdef"}, {name: ci, token: "tok-fedcba9876543210"}]', 'policy.yaml: clients[1]: the name `ci` is used twice; give each client its own'],
+    ['a client naming a connection the policy lacks', 'providers: [{name: a}]\nconnections: [{provider: a, name: default}]\nclients: [{name: ci, token: "tok-0123456789abcdef", connections: [a/work]}]', 'policy.yaml: clients[0].connections: `a/work` is not a connection of this policy; name one of `connections` as provider/name'],
+    ['a client with two connections of one provider', 'providers: [{name: a}]\nconnections: [{provider: a, name: default}, {provider: a, name: ro}]\nclients: [{name: ci, token: "tok-0123456789abcdef", connections: [a/default, a/ro]}]', 'policy.yaml: clients[0].connections: two connections of `a`; a client uses one connection per provider'],
     ['a mode endpoint over plain http off loopback', 'providers: []\nmodeEndpoint: {url: "http://10.0.0.5/mode"}', 'policy.yaml: modeEndpoint.url: the mode endpoint must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers']
   ])('reject %s with a message naming where and what to do', (_, text, message) => {
     expect(errorsOf(text)).toContain(message)

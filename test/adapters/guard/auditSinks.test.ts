@@ -15,6 +15,7 @@ const entry = (n: number): AuditEntry => ({
   time: new Date(0).toISOString(),
   mode: 'connected_deny',
   enforcement: 'enforce',
+  client: null,
   decisionId: `d${n}`,
   event: 'proxy_deny',
   source: 'external',

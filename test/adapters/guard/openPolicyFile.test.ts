@@ -49,6 +49,21 @@ describe('openPolicyFile', () => {
     )
   })
 
+  it('fills in client tokens before the guard serves, and refuses to open with one it cannot read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-open-'))
+    const path = join(dir, 'policy.yaml')
+    writeFileSync(path, 'providers: []\nclients: [{ name: ci, token: "${env:CI_TOKEN}" }]\n')
+    expect(await openPolicyFile(path, { watch: false, env: {} })).toEqual(
+      E.left({ _tag: 'PolicyError', messages: [`${path}: client \`ci\`: its token cannot be read: environment variable \`CI_TOKEN\` is not set`] })
+    )
+    const opened = await openPolicyFile(path, { watch: false, env: { CI_TOKEN: 'tok-0123456789abcdef' }, log: () => undefined })
+    if (E.isLeft(opened)) throw new Error(opened.left.messages.join())
+    const basic = `Basic ${Buffer.from('ci:tok-0123456789abcdef').toString('base64')}`
+    expect(opened.right.guard.authenticate(basic)).toEqual({ _tag: 'Client', name: 'ci' })
+    expect(opened.right.guard.authenticate(undefined)).toEqual({ _tag: 'Refused' })
+    await opened.right.stop()
+  })
+
   it('names a policy file it cannot read', async () => {
     expect(await openPolicyFile('/nonexistent/policy.yaml')).toEqual(
       E.left({ _tag: 'PolicyError', messages: ['policy file `/nonexistent/policy.yaml` cannot be read (ENOENT); check the path and its permissions'] })

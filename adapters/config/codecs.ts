@@ -1,0 +1,104 @@
+import * as E from 'fp-ts/lib/Either.js'
+import * as t from 'io-ts'
+
+import { parseEnforcement, parseMode, PROXY_MODES, type Enforcement, type ProxyMode } from '../../core/index.js'
+
+// The io-ts building blocks of the policy file's codecs: closed objects (an unknown key is an
+// error naming the known ones), URLs, endpoints, modes and enforcements.
+
+/** A string with something in it. */
+export const nonEmptyString = new t.Type<string, string, unknown>(
+  'a non-empty string',
+  (u): u is string => typeof u === 'string' && u.trim() !== '',
+  (u, c) => (typeof u === 'string' && u.trim() !== '' ? t.success(u) : t.failure(u, c)),
+  t.identity
+)
+
+/** An absolute http(s) URL. */
+export const absoluteUrl = (what: string) =>
+  new t.Type<string, string, unknown>(
+    `an absolute ${what} URL`,
+    (u): u is string => typeof u === 'string',
+    (u, c) => {
+      if (typeof u !== 'string') return t.failure(u, c)
+      try {
+        const url = new URL(u)
+        return url.protocol === 'https:' || url.protocol === 'http:' ? t.success(u) : t.failure(u, c, `expected an http(s) URL for the ${what}`)
+      } catch {
+        return t.failure(u, c, `expected an absolute ${what} URL such as https://example.com/path`)
+      }
+    },
+    t.identity
+  )
+
+/** An endpoint that carries credentials or steers the mode: https, or plain http on loopback only. */
+export const secureEndpoint = (what: string) =>
+  new t.Type<string, string, unknown>(
+    `an https ${what} URL (http only on loopback)`,
+    (u): u is string => typeof u === 'string',
+    (u, c) => {
+      if (typeof u !== 'string') return t.failure(u, c)
+      try {
+        const url = new URL(u)
+        const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
+        if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return t.success(u)
+        return t.failure(u, c, `the ${what} must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers`)
+      } catch {
+        return t.failure(u, c, `expected an absolute ${what} URL such as https://example.com/path`)
+      }
+    },
+    t.identity
+  )
+
+/** One of the four modes. */
+export const modeCodec = new t.Type<ProxyMode, string, unknown>(
+  'a mode',
+  (u): u is ProxyMode => typeof u === 'string' && (PROXY_MODES as ReadonlyArray<string>).includes(u),
+  (u, c) => {
+    const mode = parseMode(u)
+    return E.isRight(mode) ? t.success(mode.right) : t.failure(u, c, mode.left.message)
+  },
+  t.identity
+)
+
+/** `enforce` or `report`. */
+export const enforcementCodec = new t.Type<Enforcement, string, unknown>(
+  'an enforcement',
+  (u): u is Enforcement => u === 'enforce' || u === 'report',
+  (u, c) => {
+    const enforcement = parseEnforcement(u)
+    return E.isRight(enforcement) ? t.success(enforcement.right) : t.failure(u, c, enforcement.left.message)
+  },
+  t.identity
+)
+
+/** An object with required and optional keys; any other key is an error naming the allowed ones. */
+export const closed = <R extends t.Props, O extends t.Props>(name: string, required: R, optional: O) => {
+  const inner = t.intersection([t.type(required), t.partial(optional)])
+  const requiredPart = t.type(required)
+  const optionalPart = t.partial(optional)
+  const known = [...Object.keys(required), ...Object.keys(optional)]
+  return new t.Type<t.TypeOf<typeof inner>, t.OutputOf<typeof inner>, unknown>(
+    name,
+    inner.is,
+    (u, c) => {
+      if (typeof u !== 'object' || u === null || Array.isArray(u)) return t.failure(u, c)
+      const unknownKeys = Object.keys(u).filter((k) => !known.includes(k))
+      if (unknownKeys.length > 0) {
+        return t.failures(
+          unknownKeys.map((k) => ({
+            value: (u as Record<string, unknown>)[k],
+            context: [...c, { key: k, type: t.never, actual: undefined }],
+            message: `unknown key \`${k}\`: expected one of ${known.map((x) => `\`${x}\``).join(', ')}`
+          }))
+        )
+      }
+      // Both parts validate against the same context, so error paths hold only real keys.
+      const left = requiredPart.validate(u, c)
+      const right = optionalPart.validate(u, c)
+      if (E.isLeft(left) || E.isLeft(right)) return t.failures([...(E.isLeft(left) ? left.left : []), ...(E.isLeft(right) ? right.left : [])])
+      return t.success({ ...left.right, ...right.right } as t.TypeOf<typeof inner>)
+    },
+    inner.encode
+  )
+}
