@@ -17,7 +17,8 @@ export const resolveClientTokens = async (clients: ReadonlyArray<ClientDeclarati
     const token = await expandTemplate(client.token, env)
     if (E.isLeft(token)) errors.push(`client \`${client.name}\`: its token cannot be read: ${token.left}`)
     else if (token.right.length < MIN_TOKEN_LENGTH) errors.push(`client \`${client.name}\`: its token is shorter than ${MIN_TOKEN_LENGTH} characters; use a long random one`)
-    else if (/[\r\n\u0000]/.test(token.right)) errors.push(`client \`${client.name}\`: its token holds a line break or NUL`)
+    // Tokens travel in a URL's user info and are compared byte for byte: printable ASCII only.
+    else if (!/^[\x21-\x7e]+$/.test(token.right)) errors.push(`client \`${client.name}\`: its token holds a space, a control or a non-ASCII character; use printable ASCII`)
     else tokens.set(client.name, token.right)
   }
   return errors.length > 0 ? E.left(errors) : E.right(tokens)

@@ -102,6 +102,8 @@ export interface Guard {
   readonly authenticate: (proxyAuthorization: string | ReadonlyArray<string> | undefined) => Authentication
   /** The clients the policy lists, by name. */
   readonly clients: () => ReadonlyArray<string>
+  /** Changes whenever the policy does: an authentication made before must be made again. */
+  readonly generation: () => number
   /** The fail-closed verdict for a request an adapter could not even describe. */
   readonly failClosed: (request: Partial<RequestFacts>) => Verdict
   /** Refuses (407) and records a request to `host` that did not authenticate to the proxy. */
@@ -149,9 +151,13 @@ export const createGuard = (options: GuardOptions): Guard => {
     for (const r of records) audit.write({ time, mode, enforcement, client: who, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
   }
 
+  // Counts policy changes, after which an open tunnel's credentials are checked again (its client's
+  // token may have been revoked, or clients added).
+  let generation = 0
   const swap = (next: Snapshot, policyChanged: boolean): void => {
     // INVARIANT: one assignment; in-flight decisions keep the snapshot they started with.
     snapshot = next
+    if (policyChanged) generation++
     if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
     cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
   }
@@ -227,7 +233,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   const authenticate = (proxyAuthorization: string | ReadonlyArray<string> | undefined): Authentication => {
     const current = snapshot
     if (!current.hasClients) return ANONYMOUS
-    const name = authenticatedClient(proxyAuthorization, current.tokens)
+    const name = authenticatedClient(proxyAuthorization, current.digests)
     return name === undefined ? REFUSED : { _tag: 'Client', name }
   }
 
@@ -254,13 +260,14 @@ export const createGuard = (options: GuardOptions): Guard => {
     return { _tag: 'Reloaded', mode: next.mode, routes: next.table.routes.length, warnings: loaded.right.warnings }
   }
 
+  // Any change of the override is carried out: it overrides the clients' own modes too, even when
+  // the policy's mode stays the same.
   const setMode = (mode: ProxyMode | undefined): void => {
+    if (mode === modeOverride) return
     modeOverride = mode
     const next = snapshotOf(snapshot.policy, modeOverride, options.enforcement, snapshot.tokens)
-    if (next.mode !== snapshot.mode) {
-      swap(next, false)
-      log('info', `mode is now ${next.mode}`)
-    }
+    swap(next, false)
+    log('info', `mode is now ${next.mode}${mode === undefined ? " (the policy's)" : ''}`)
   }
 
   return {
@@ -282,6 +289,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     explain: (request) => explainRoute(viewOf(snapshot, request.client).table, request),
     clients: () => [...snapshot.clients.keys()],
     authenticate,
+    generation: () => generation,
     dropped: () => audit.dropped(),
     close: () => audit.close()
   }

@@ -4,6 +4,7 @@ import { DEFAULT_MODE } from '../../core/Mode.js'
 import { emptyRouteTable } from '../../core/RouteTable.js'
 import { selectionOf } from '../config/clients.js'
 import type { LoadedPolicy } from '../config/PolicyFile.js'
+import { digest } from '../proxy/proxyAuthentication.js'
 
 // Everything one decision reads, built once per policy, mode or token change and swapped as a
 // whole, so a request never sees half a reload: the policy's own view (mode and route table) and
@@ -27,6 +28,8 @@ export interface Snapshot extends View {
   readonly clients: ReadonlyMap<string, View>
   /** Each client's token, by name: only those that resolved. Empty when the policy lists no clients. */
   readonly tokens: ReadonlyMap<string, string>
+  /** The digests of those tokens, the form authentication compares. */
+  readonly digests: ReadonlyMap<string, Buffer>
   /** The policy lists clients: every proxy request must authenticate as one. */
   readonly hasClients: boolean
 }
@@ -49,7 +52,9 @@ export const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined
     clients.set(client.name, { mode: clientMode, table: buildRouteTable(policy.input, scopeOf(clientMode), selectionOf(client)).table })
   }
   const hasClients = clients.size > 0
-  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText, clients, tokens: hasClients ? tokens : new Map(), hasClients }
+  const kept = hasClients ? tokens : new Map<string, string>()
+  const digests = new Map([...kept].map(([name, token]) => [name, digest(token)] as const))
+  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText, clients, tokens: kept, digests, hasClients }
 }
 
 /**

@@ -21,7 +21,7 @@ import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstre
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { upstreamTrust } from '../upstream/upstreamTrust.js'
 import { manageHostServers, type HostServers, type LibraryServerTable } from './hostServers.js'
-import { listeningServer, refuseWebSocket, serverKey, watchIncoming, type LibraryWebSocket } from './internals.js'
+import { acceptOnlyTheLibrary, fromLibrary, listeningServer, refuseWebSocket, serverKey, watchIncoming, type LibraryWebSocket } from './internals.js'
 
 // The guard on http-mitm-proxy: the library's CONNECT, request, WebSocket and error hooks
 // translated into the request pipeline (adapters/proxy/pipeline.ts), and its steps carried out
@@ -120,7 +120,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
         answer(ctx, 502, 'Bad gateway: egress-guard could not forward this request')
       }
     }
-    const tunnel = ctx.connectRequest === undefined ? undefined : tunnels.get(ctx.connectRequest)
+    // A request is taken for a tunnel's only on the library's own connection (internals.ts, fromLibrary).
+    const tunnel = ctx.connectRequest === undefined || !fromLibrary(request.socket) ? undefined : tunnels.get(ctx.connectRequest)
     if (ctx.connectRequest !== undefined && tunnel === undefined) return carry(pipeline.failure(received))
     const step = pipeline.request(received, tunnel)
     if (step instanceof Promise) step.then(carry, () => ctx.proxyToClientResponse.destroy())
@@ -134,7 +135,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     watch.request(ctx.connectRequest?.socket ?? socket._socket, socket._socket)
     // Outside a tunnel the library takes an upgrade's destination from its Host header (one naming
     // the proxy was forwarded to itself, again and again): only upgrades in a tunnel are proxied.
-    const tunnel = ctx.connectRequest === undefined ? undefined : tunnels.get(ctx.connectRequest)
+    const tunnel = ctx.connectRequest === undefined || !fromLibrary(socket._socket) ? undefined : tunnels.get(ctx.connectRequest)
     const wsOptions = ctx.proxyToServerWebSocketOptions
     if (tunnel === undefined || wsOptions === undefined || !(request.url ?? '/').startsWith('/')) {
       refuseWebSocket(socket, NOT_A_PROXY_REQUEST)
@@ -180,6 +181,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   try {
     listening = listeningServer(proxy)
     const prepare = (server: http.Server): void => {
+      acceptOnlyTheLibrary(server)
       answerClientErrors(server)
       offerHttp10(server)
     }

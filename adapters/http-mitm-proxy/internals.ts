@@ -1,5 +1,5 @@
 import type http from 'node:http'
-import type { Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 
 import type { Proxy } from 'http-mitm-proxy'
 
@@ -59,7 +59,7 @@ export const watchIncoming = (proxy: Proxy, targets: WeakMap<http.IncomingMessag
   if (typeof handleRequest !== 'function' || typeof handleUpgrade !== 'function') throw changed('no request or upgrade handler')
   const withHost = (request: http.IncomingMessage, socket: Socket, isSSL: boolean): boolean => {
     if (request.headers.host !== undefined) return true
-    const connect = library.connectRequests?.[`${socket.remotePort}:${socket.localPort}`]
+    const connect = fromLibrary(socket) ? library.connectRequests?.[`${socket.remotePort}:${socket.localPort}`] : undefined
     const target = connect === undefined ? undefined : connectTarget(connect.url)
     if (target === undefined) return false
     request.headers.host = hostHeaderFor(target, isSSL)
@@ -88,3 +88,20 @@ export const listeningServer = (proxy: Proxy): { readonly server: http.Server; r
 
 /** The library's key for a host's TLS server: the CONNECT authority up to its first colon. */
 export const serverKey = (authority: string): string => authority.split(':', 2)[0] ?? ''
+
+/**
+ * True when a socket comes from the address the library dials its own servers from. The library
+ * finds a tunnel again by the source port and server port of its loopback connection alone
+ * (`connectRequests`), so a local process connecting from another loopback address (127.0.0.2)
+ * with the same source port would be taken for the tunnel, and for its client. Only 127.0.0.1
+ * is the library's: the same port pair from it is the library's own connection.
+ */
+export const fromLibrary = (socket: { readonly remoteAddress?: string | undefined }): boolean =>
+  socket.remoteAddress === '127.0.0.1' || socket.remoteAddress === '::ffff:127.0.0.1'
+
+/** Closes, before any TLS, every connection to a per-host server that is not the library's own. */
+export const acceptOnlyTheLibrary = (server: Server): void => {
+  server.prependListener('connection', (socket: Socket) => {
+    if (!fromLibrary(socket)) socket.destroy()
+  })
+}

@@ -33,6 +33,8 @@ export interface InterceptStep {
   readonly target: ConnectTarget
   /** The client that opened the tunnel (docs/spec.md §9); its requests are that client's. Undefined when the policy lists none. */
   readonly client: string | undefined
+  /** The `Proxy-Authorization` the CONNECT carried, checked again after a policy change. */
+  readonly proxyAuthorization: string | ReadonlyArray<string> | undefined
 }
 
 /** A request as a transport received it, before any rewriting. */
@@ -83,6 +85,9 @@ export interface TunnelPin {
   readonly settled: PinnedDestination | undefined
   readonly pending: Promise<PinnedDestination>
   readonly client: string | undefined
+  readonly proxyAuthorization: string | ReadonlyArray<string> | undefined
+  /** The guard's generation the client was last authenticated in. */
+  readonly generation: number
 }
 
 /** What the pipeline is built from. */
@@ -194,7 +199,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
           const normalised = parseHost(target.host)
           const host = E.isRight(normalised) ? normalised.right : target.host.toLowerCase()
           if (!options.admitHost(host)) return refuse(503, 'Service unavailable: too many new hosts under this domain at once; retry shortly', { 'Retry-After': '1' })
-          return { _tag: 'Intercept', target: { host, port: target.port }, client }
+          return { _tag: 'Intercept', target: { host, port: target.port }, client, proxyAuthorization }
         }
       }
     } catch {
@@ -204,10 +209,12 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
   }
 
   const pin: Pipeline['pin'] = (intercept) => {
-    const state: { settled: PinnedDestination | undefined; pending: Promise<PinnedDestination>; client: string | undefined } = {
+    const state: { -readonly [K in keyof TunnelPin]: TunnelPin[K] } = {
       settled: undefined,
       pending: pinDestination(intercept.target, true, connectTo),
-      client: intercept.client
+      client: intercept.client,
+      proxyAuthorization: intercept.proxyAuthorization,
+      generation: guard.generation()
     }
     state.pending.then(
       (where) => {
@@ -218,8 +225,24 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     return state
   }
 
-  const failClosed = (request: IncomingRequest, host: string | undefined): Answer =>
-    failureAnswer(guard, { scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target }, request.headers['accept'])
+  const failClosed = (request: IncomingRequest, host: string | undefined, client: string | undefined): Answer =>
+    failureAnswer(guard, { scheme: request.tls ? 'https' : 'http', host: host ?? '', method: request.method, path: request.target, ...(client === undefined ? {} : { client }) }, request.headers['accept'])
+
+  // After a policy change, a tunnel's client is authenticated again with what its CONNECT carried:
+  // a revoked or changed token, or clients where there were none, ends what the tunnel may do.
+  const stillAuthenticated = (tunnel: TunnelPin): boolean => {
+    const now = guard.generation()
+    if (tunnel.generation === now) return true
+    const who = identify(tunnel.proxyAuthorization)
+    if (who._tag === 'Refused' || (who._tag === 'Client' ? who.name : undefined) !== tunnel.client) return false
+    ;(tunnel as { generation: number }).generation = now
+    return true
+  }
+
+  const unauthenticated = (incoming: IncomingRequest, host: string): Answer => {
+    const refused = guard.refuseUnauthenticated(host)
+    return refusal(refused.status, refused.reason, refused.body, incoming.headers['accept'], refused.headers)
+  }
 
   const apply = (request: IncomingRequest, where: PinnedDestination, facts: RequestFacts, verdict: Verdict): RequestStep => {
     const step = applyVerdict(verdict, request.headers['accept'])
@@ -254,6 +277,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     try {
       if (tunnel !== undefined) {
         if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
+        if (!stillAuthenticated(tunnel)) return unauthenticated(incoming, tunnel.settled?.target.host ?? '')
         const where = tunnel.settled
         // Most requests are decided in this same turn: their tunnel is pinned, their credentials cached.
         if (where !== undefined) {
@@ -261,24 +285,22 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
           const verdict = guard.evaluateNow(facts)
           if (verdict !== undefined) return apply(incoming, where, facts, verdict)
         }
-        return judge(incoming, tunnel.pending, tunnel.client).catch(() => failClosed(incoming, where?.target.host))
+        return judge(incoming, tunnel.pending, tunnel.client).catch(() => failClosed(incoming, where?.target.host, tunnel.client))
       }
       // On the proxy port: a proxy request (an absolute http:// URI) that authenticates, to the
       // host and port WHATWG reads in it. Anything else would be sent wherever its Host header says.
       const who = identify(incoming.headers['proxy-authorization'])
-      if (who._tag === 'Refused') {
-        const unauthenticated = guard.refuseUnauthenticated(plainProxyDestination(incoming.target)?.host ?? '')
-        return refusal(unauthenticated.status, unauthenticated.reason, unauthenticated.body, incoming.headers['accept'], unauthenticated.headers)
-      }
+      if (who._tag === 'Refused') return unauthenticated(incoming, plainProxyDestination(incoming.target)?.host ?? '')
+      const client = who._tag === 'Client' ? who.name : undefined
       if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
       const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)
       if (plain === undefined) return answer(400, NOT_A_PROXY_REQUEST)
       if (!(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) return answer(400, 'Bad request: egress-guard needs a port from 1 to 65535')
-      return judge(incoming, pinDestination(plain, false, connectTo), who._tag === 'Client' ? who.name : undefined).catch(() => failClosed(incoming, plain.host))
+      return judge(incoming, pinDestination(plain, false, connectTo), client).catch(() => failClosed(incoming, plain.host, client))
     } catch {
-      return failClosed(incoming, tunnel?.settled?.target.host)
+      return failClosed(incoming, tunnel?.settled?.target.host, tunnel?.client)
     }
   }
 
-  return { connect, pin, request, failure: (incoming) => failClosed(incoming, undefined) }
+  return { connect, pin, request, failure: (incoming) => failClosed(incoming, undefined, undefined) }
 }

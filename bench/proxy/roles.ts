@@ -143,7 +143,8 @@ switch (role) {
       evaluate: async () => pass,
       evaluateNow: () => pass,
       evaluateTunnel: () => ({ decision: { _tag: 'Intercept' }, audit: [], decisionId: '', mode: 'connected_allow' }),
-      authenticate: () => ({ _tag: 'Anonymous' })
+      authenticate: () => ({ _tag: 'Anonymous' }),
+      generation: () => 0
     } as unknown as Guard
     const entry: string = 'egress-guard/node'
     const proxy = await ((await import(entry)) as typeof NodeModule).startNodeProxy({ guard: bare, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined })

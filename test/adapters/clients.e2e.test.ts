@@ -2,6 +2,9 @@
 // CONNECT and proxy request must authenticate as one (407 otherwise, nothing forwarded); a
 // client's mode and connections decide its requests; the requests inside a tunnel belong to the
 // client that opened it; every record names its client, and no record or answer shows a token.
+import { connect } from 'node:net'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { curl, nodeFetch } from './support/clients.js'
@@ -76,5 +79,56 @@ describe.each(ADAPTERS)('clients on %s', (adapter) => {
     for (const token of Object.values(TOKENS)) expect(text).not.toContain(token)
     const refused = await curl(as('ci-job', 'tok-wrong-0000000000000'), h.proxyCaPath, 'http://api.alpha.test/v1/models')
     expect(refused.body).not.toContain('tok-')
+  })
+})
+
+/** Sends one request on a kept-alive connection and resolves with its status line (or '(closed)'). */
+const statusOf = (socket: TLSSocket, request: string): Promise<string> =>
+  new Promise((resolve) => {
+    let text = ''
+    const onData = (d: Buffer): void => {
+      text += d.toString('latin1')
+      if (!text.includes('\r\n\r\n')) return
+      socket.off('data', onData)
+      resolve(text.split('\r\n')[0] ?? '')
+    }
+    socket.on('data', onData)
+    socket.once('close', () => resolve(text === '' ? '(closed)' : (text.split('\r\n')[0] ?? '')))
+    socket.write(request)
+  })
+
+// A tunnel keeps its client only while the client's credentials hold: after a policy change (a
+// token revoked or rotated), the next request in a tunnel opened before is refused.
+describe.each(ADAPTERS)('a tunnel’s client after its token changes, on %s', (adapter) => {
+  let h: Harness
+  const env: Record<string, string> = { EG_ALPHA_KEY: SECRETS.alpha, EG_BETA_KEY: SECRETS.beta, CI_TOKEN: TOKENS.ci, READER_TOKEN: TOKENS.reader }
+  beforeAll(async () => {
+    const policy = POLICY.replace(`"${TOKENS.ci}"`, '"${env:CI_TOKEN}"').replace(`"${TOKENS.reader}"`, '"${env:READER_TOKEN}"')
+    h = await startHarness({ mode: 'connected_allow', adapter, policy, guard: { env, clientTokens: new Map([['ci-job', TOKENS.ci], ['reader', TOKENS.reader]]) } })
+  })
+  afterAll(async () => {
+    await h.close()
+  })
+
+  it('refuses the next request in an open tunnel once its client’s token is no longer the one it opened with', async () => {
+    const socket = connect(h.proxy.port, '127.0.0.1')
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.write(`CONNECT api.alpha.test:443 HTTP/1.1\r\nHost: api.alpha.test:443\r\nProxy-Authorization: Basic ${Buffer.from(`ci-job:${TOKENS.ci}`).toString('base64')}\r\n\r\n`)
+    await new Promise((resolve) => socket.once('data', resolve))
+    const tunnel = tlsConnect({ socket, servername: 'api.alpha.test', ca: h.proxy.caCertPem, ALPNProtocols: ['http/1.1'] })
+    await new Promise((resolve) => tunnel.once('secureConnect', resolve))
+    const get = 'GET /v1/models HTTP/1.1\r\nHost: api.alpha.test\r\n\r\n'
+    expect(await statusOf(tunnel, get)).toBe('HTTP/1.1 200 OK')
+    const injected = h.upstreams.alpha.received.length
+
+    await h.guard.reload() // the same tokens: the tunnel goes on
+    expect(await statusOf(tunnel, get)).toBe('HTTP/1.1 200 OK')
+    expect(h.upstreams.alpha.received).toHaveLength(injected + 1)
+
+    env['CI_TOKEN'] = 'tok-rotated-0123456789abcdef'
+    await h.guard.reload()
+    expect(await statusOf(tunnel, get)).toBe('HTTP/1.1 407 Proxy Authentication Required')
+    expect(h.upstreams.alpha.received).toHaveLength(injected + 1)
+    tunnel.destroy()
   })
 })

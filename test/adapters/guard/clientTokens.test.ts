@@ -39,3 +39,15 @@ describe('client tokens (docs/spec.md §9)', () => {
     expect(JSON.stringify(resolved)).not.toContain('short-secret')
   })
 })
+
+describe('client token characters', () => {
+  it.each([
+    ['a space', 'tok with a space-0123'],
+    ['a non-ASCII character', 'tok-ü-0123456789abcdef'],
+    ['a line break', 'tok-0123456789\r\nX: y']
+  ])('refuses a token with %s: tokens travel in a URL and compare byte for byte', async (_, token) => {
+    expect(await resolveClientTokens([{ name: 'a', token: '${env:T}' }], { T: token })).toEqual(
+      E.left(['client `a`: its token holds a space, a control or a non-ASCII character; use printable ASCII'])
+    )
+  })
+})

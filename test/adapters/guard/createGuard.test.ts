@@ -79,3 +79,25 @@ describe('reload', () => {
     expect(guard.evaluateTunnel('api.alpha.test', 443).decision._tag).toBe('Deny')
   })
 })
+
+describe('clients’ modes under an override (docs/spec.md §9)', () => {
+  const withClients = parsePolicyText(`
+mode: connected_deny
+providers: [{ name: alpha, apiUrl: "https://api.alpha.test/v1" }]
+connections: [{ provider: alpha, name: default, credentials: { headers: { Authorization: "Bearer x-0123456789" } } }]
+clients:
+  - { name: agent, token: "tok-agent-0123456789", mode: configured_allow }
+  - { name: plain, token: "tok-plain-0123456789" }
+`)
+  if (E.isLeft(withClients)) throw new Error(withClients.left.messages.join())
+
+  it('gives a client its own mode, and an override (--mode, the mode endpoint) everyone, even when the policy’s mode stays the same', () => {
+    const guard = createGuard({ policy: withClients.right, log: () => undefined, clientTokens: new Map([['agent', 'tok-agent-0123456789'], ['plain', 'tok-plain-0123456789']]) })
+    expect([guard.mode(), guard.mode('agent'), guard.mode('plain')]).toEqual(['connected_deny', 'configured_allow', 'connected_deny'])
+    guard.setMode('connected_deny')
+    expect([guard.mode(), guard.mode('agent'), guard.mode('plain')]).toEqual(['connected_deny', 'connected_deny', 'connected_deny'])
+    expect(guard.evaluateTunnel('evil.test', 443, 'agent').decision).toEqual({ _tag: 'Deny', reason: 'no_match' })
+    guard.setMode(undefined)
+    expect(guard.mode('agent')).toBe('configured_allow')
+  })
+})
