@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net'
 
-import type { AuditRecord, CredentialOutcome, Enforcement, ProxyMode } from '../core/index.js'
+import type { AuditRecord, CredentialOutcome, Enforcement, ProxyMode, RecordedRequest } from '../core/index.js'
 
 /** Where credentials for a (provider, connection) come from. Never throws; failures are `Unavailable`. */
 export interface CredentialSource {
@@ -15,6 +15,10 @@ export interface AuditEntry extends AuditRecord {
   /** The client the request belongs to (docs/spec.md §9); null when the policy lists no clients, or none authenticated. */
   readonly client: string | null
   readonly decisionId: string
+  /** The SHA-256 of the policy that decided (docs/spec.md §12). */
+  readonly policyHash: string
+  /** What is needed to decide the request again (§12): the path without its query, none for a CONNECT; null when there is nothing to decide again (a request refused for want of proxy authentication). */
+  readonly request: RecordedRequest | null
 }
 
 /** Somewhere audit entries go. `write` never blocks or throws; a full queue drops and counts. */

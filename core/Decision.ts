@@ -118,7 +118,8 @@ export const shownHost = (host: unknown): string => {
 // target (absolute form, or text a transport could not make sense of) loses everything up to the
 // `@` of its authority (`https://user:secret@host/x` is shown as `https://host/x`).
 const USER_INFO = /^([a-z][a-z0-9+.-]*:\/\/)?[^/?#\\]*@/i
-const shownPath = (path: string): string => {
+/** A path as records show it: without its query, and without user info when it is an absolute URI. */
+export const shownPath = (path: string): string => {
   const bare = withoutQuery(path)
   return bare.startsWith('/') ? bare : bare.replace(USER_INFO, '$1')
 }

@@ -17,6 +17,7 @@ export type { ProxyCredentials, Unauthenticated } from './ProxyAuthentication.js
 export type { CanonicalPath, PathPrefix } from './RequestPath.js'
 export type { Reading, RequestFacts, RuledOutBy, Unread } from './resolveRoute.js'
 export type { DenyReason, Matched, Miss, MissReason, RouteResolution } from './RouteResolution.js'
+export type { Outcome, RecordedRequest } from './Replay.js'
 export type { AllowInput, PathRule, RouteRules } from './RouteRules.js'
 export type { ApiUrls, BuiltRouteTable, ExactRoute, OAuthUrls, PolicyInput, RegexRoute, Route, RouteTable, RouteWarning, WarningCode } from './RouteTable.js'
 

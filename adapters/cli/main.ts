@@ -16,6 +16,8 @@ usage:
   egress-guard explain <url> [--method M] [--mode MODE] [--report] [--client NAME] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--report] [--client NAME] [--json]
   egress-guard decision-service [--policy FILE] [--mode MODE] [--report] [--port N] [--token T] [--audit FILE] [--json]
+  egress-guard replay  <audit.jsonl> [--policy FILE] [--mode MODE] [--json]
+  egress-guard learn   <audit.jsonl> [--policy FILE]
   egress-guard demo
 
 Without --policy, the bundled provider catalog is the policy; each provider's key comes from the
@@ -32,7 +34,9 @@ const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOption
   serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
   explain: { options: ['policy', 'mode', 'report', 'client', 'method', 'json'], run: explain },
   check: { options: ['policy', 'mode', 'report', 'client', 'json'], run: check },
-  'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService }
+  'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService },
+  replay: { options: ['policy', 'mode', 'json'], run: async (options, io) => (await import('./replay.js')).replay(options, io) },
+  learn: { options: ['policy'], run: async (options, io) => (await import('./learn.js')).learn(options, io) }
 }
 
 /** The command line: returns the exit code. */
@@ -56,7 +60,7 @@ export const main = async (argv: ReadonlyArray<string>, io: Io = processIo): Pro
     return run(parsed.right, rest.slice(split + 1), io)
   }
   const command = COMMANDS[name]
-  if (command === undefined) return usageError(io, `unknown command \`${name}\`: expected serve, run, explain, check, decision-service or demo`)
+  if (command === undefined) return usageError(io, `unknown command \`${name}\`: expected serve, run, explain, check, decision-service, replay, learn or demo`)
   const parsed = parseOptions(rest, command.options)
   if (E.isLeft(parsed)) return usageError(io, parsed.left)
   if (parsed.right.help) return help(io)

@@ -136,6 +136,9 @@ export const decodePolicy = (document: unknown): E.Either<PolicyError, LoadedPol
   })
   // The table's `invalid_rule` warnings name only routed connections; ruleErrors name them all.
   const errors = [...warnings.filter((w) => WARNING_SEVERITY[w.code] === 'error' && w.code !== 'invalid_rule'), ...ruleErrors].map((w) => w.detail)
+  // A connection is named by its provider and name (a client selects it so): each pair once.
+  const pairs = (file.connections ?? []).map((c) => `${c.provider}/${c.name}`)
+  for (const [i, pair] of pairs.entries()) if (pairs.indexOf(pair) !== i) errors.push(`connections[${i}]: \`${pair}\` is configured twice; give each connection of a provider its own name`)
   errors.push(...clientProblems(file.clients ?? [], file.connections ?? []))
   if (errors.length > 0) return E.left(policyError(errors))
   return E.right({ file, input, warnings })

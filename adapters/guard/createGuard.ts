@@ -16,6 +16,7 @@ import {
   type Decided,
   type Enforcement,
   type Explanation,
+  type RecordedRequest,
   type ProxyMode,
   type RequestFacts,
   type RouteResolution,
@@ -24,6 +25,7 @@ import {
   type TunnelDecided,
   type Unauthenticated
 } from '../../core/index.js'
+import { shownHost, shownPath } from '../../core/Decision.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
 import { fanOut } from './auditSinks.js'
@@ -125,6 +127,15 @@ export interface Guard {
   readonly close: () => Promise<void>
 }
 
+/** A request as records carry it, to be decided again (docs/spec.md §12): normalised host, path without its query. */
+const recorded = (request: Partial<RequestFacts>): RecordedRequest => ({
+  scheme: typeof request.scheme === 'string' ? request.scheme : '',
+  host: shownHost(request.host),
+  port: typeof request.port === 'number' ? request.port : 0,
+  method: typeof request.method === 'string' ? request.method : '',
+  path: typeof request.path === 'string' ? shownPath(request.path) : '/'
+})
+
 /** Builds a guard: `evaluate` is facts → resolveRoute → credentials → decide → audit, from core functions only. */
 export const createGuard = (options: GuardOptions): Guard => {
   const clock = options.clock ?? systemClock
@@ -143,12 +154,14 @@ export const createGuard = (options: GuardOptions): Guard => {
   let cache = createCredentialCache({ source, ...cacheOptions })
 
   // Every record names its client, or null (docs/spec.md §9), and the mode it was decided under.
-  const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, mode: ProxyMode, decisionId: string, client: string | undefined): void => {
+  const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, mode: ProxyMode, decisionId: string, client: string | undefined, request: RecordedRequest | null): void => {
     if (records.length === 0) return
     const time = clock.now().toISOString()
-    const { enforcement } = current
+    const { enforcement, policyHash } = current
     const who = client ?? null
-    for (const r of records) audit.write({ time, mode, enforcement, client: who, decisionId, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
+    for (const r of records) {
+      audit.write({ time, mode, enforcement, client: who, decisionId, policyHash, request, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
+    }
   }
 
   // Counts policy changes, after which an open tunnel's credentials are checked again (its client's
@@ -168,7 +181,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     const { mode } = viewOf(current, client)
     const decisionId = randomUUID()
     const decided = failClosed({ mode, request })
-    record(decided.audit, current, mode, decisionId, client)
+    record(decided.audit, current, mode, decisionId, client, recorded(request ?? {}))
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
 
@@ -184,7 +197,7 @@ export const createGuard = (options: GuardOptions): Guard => {
         denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
       })
     )
-    record(decided.audit, current, view.mode, decisionId, request.client)
+    record(decided.audit, current, view.mode, decisionId, request.client, recorded(request))
     return { decision: decided.decision, audit: decided.audit, decisionId, mode: view.mode, enforcement: current.enforcement }
   }
 
@@ -226,7 +239,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     const { mode, table } = viewOf(current, client)
     const decisionId = randomUUID()
     const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port }))
-    record(decided.audit, current, mode, decisionId, client)
+    record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: shownHost(host), port, method: 'CONNECT' })
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
 
@@ -277,7 +290,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {
       const refused = refuseUnauthenticated(host)
-      record(refused.audit, snapshot, snapshot.mode, randomUUID(), undefined)
+      record(refused.audit, snapshot, snapshot.mode, randomUUID(), undefined, null)
       return refused.decision
     },
     reload,

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+
 import { buildRouteTable, scopeOf, type DenyText, type Enforcement, type ProxyMode, type RouteTable } from '../../core/index.js'
 import { DEFAULT_ENFORCEMENT } from '../../core/Enforcement.js'
 import { DEFAULT_MODE } from '../../core/Mode.js'
@@ -32,6 +34,8 @@ export interface Snapshot extends View {
   readonly digests: ReadonlyMap<string, Buffer>
   /** The policy lists clients: every proxy request must authenticate as one. */
   readonly hasClients: boolean
+  /** The SHA-256 of the decoded policy, which every record carries (docs/spec.md §12). */
+  readonly policyHash: string
 }
 
 /**
@@ -54,7 +58,8 @@ export const snapshotOf = (policy: LoadedPolicy, override: ProxyMode | undefined
   const hasClients = clients.size > 0
   const kept = hasClients ? tokens : new Map<string, string>()
   const digests = new Map([...kept].map(([name, token]) => [name, digest(token)] as const))
-  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText, clients, tokens: kept, digests, hasClients }
+  const policyHash = createHash('sha256').update(JSON.stringify(policy.file)).digest('hex')
+  return { policy, mode, enforcement, table: buildRouteTable(policy.input, scopeOf(mode)).table, denyTexts, denyText, clients, tokens: kept, digests, hasClients, policyHash }
 }
 
 /**

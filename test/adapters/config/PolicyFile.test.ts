@@ -71,6 +71,7 @@ describe('policy files', () => {
     ['a duplicated key', 'providers: []\nproviders: []', 'policy.yaml:2:1: not valid JSON or YAML (duplicate key); fix the syntax there'],
     ['an empty file', '', 'policy.yaml: the file is empty; a policy needs at least `providers: []`'],
     ['a credential endpoint over plain http off loopback', 'providers: [{name: a}]\nconnections: [{provider: a, name: default, credentials: {url: "http://vault.example/creds"}}]', 'policy.yaml: connections[0].credentials.url: the credential endpoint must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers'],
+    ['a connection named twice', 'providers: [{name: a}]\nconnections: [{provider: a, name: ro}, {provider: a, name: ro}]', 'policy.yaml: connections[1]: `a/ro` is configured twice; give each connection of a provider its own name'],
     ['a client name with capitals', 'providers: []\nclients: [{name: CI, token: "tok-0123456789abcdef"}]', 'policy.yaml: clients[0].name: a client name is 1 to 63 of a-z, 0-9, `_`, `.` and `-`, starting with a letter or digit'],
     ['a client pair without a slash', 'providers: []\nclients: [{name: ci, token: "tok-0123456789abcdef", connections: [github]}]', 'policy.yaml: clients[0].connections[0]: write `provider/connection`, e.g. `github/work`'],
     ['a client named twice', 'providers: []\nclients: [{name: ci, token: "tok-0123456789abcdef"}, {name: ci, token: "tok-fedcba9876543210"}]', 'policy.yaml: clients[1]: the name `ci` is used twice; give each client its own'],

@@ -16,6 +16,8 @@ const entry = (n: number): AuditEntry => ({
   mode: 'connected_deny',
   enforcement: 'enforce',
   client: null,
+  policyHash: 'test',
+  request: null,
   decisionId: `d${n}`,
   event: 'proxy_deny',
   source: 'external',
