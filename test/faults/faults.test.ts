@@ -18,7 +18,7 @@ import { httpSink, jsonLinesSink } from '../../adapters/guard/auditSinks.js'
 import { createGuard, type Guard } from '../../adapters/guard/createGuard.js'
 import { policyCredentialSource } from '../../adapters/guard/credentialSources.js'
 import type { AuditEntry, CredentialSource, RunningProxy } from '../../adapters/ports.js'
-import { curl } from '../adapters/support/clients.js'
+import { curl, curlExit } from '../adapters/support/clients.js'
 import { ADAPTERS, startProxy } from '../adapters/support/harness.js'
 import { createPki } from '../adapters/support/pki.js'
 import { startUpstream, type Upstream } from '../adapters/support/upstream.js'
@@ -218,15 +218,12 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
 
   it('a credential source that hangs: denied once its timeout fires, and only then', async () => {
     const before = good.received.length
-    const started = performance.now()
     let status = 0
     const added = await recordsOf(async () => {
       status = (await curl(proxy.url, proxy.caCertPath, 'https://api.hangs.test/x')).status
     })
-    const elapsed = performance.now() - started
+    // The denial names the timeout: only the timeout ends a source that never answers.
     expect(status).toBe(403)
-    expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS * 0.9)
-    expect(elapsed).toBeLessThan(TIMEOUT_MS + 4_000)
     expect(good.received).toHaveLength(before)
     expect(events(added)).toEqual(['proxy_no_credentials api.hangs.test', 'proxy_deny api.hangs.test'])
     expect(added[0]?.metadata['error']).toBe(`credential source for \`hangs/default\` did not answer within ${TIMEOUT_MS} ms`)
@@ -235,14 +232,15 @@ describe.each(ADAPTERS)('faults on %s', (adapter) => {
 
   it('an upstream that resets mid-body: the client sees the response cut at once, with nothing added to it', async () => {
     const hitsBefore = resetting.hits()
-    const started = performance.now()
-    let broken = { status: 0, body: '' }
+    let exit = 0
+    let body = ''
     const added = await recordsOf(async () => {
-      broken = await curl(proxy.url, proxy.caCertPath, 'https://api.good.test:8443/x')
+      ;({ exit, body } = await curlExit(proxy.url, proxy.caCertPath, 'https://api.good.test:8443/x'))
     })
     expect(resetting.hits()).toBe(hitsBefore + 1)
-    expect(broken.status).toBe(0) // curl failed: the response ended short of its length
-    expect(performance.now() - started).toBeLessThan(3_000)
+    // curl's own verdict: the transfer ended short of its length (18, or 56 for a reset), not a timeout (28).
+    expect([18, 56]).toContain(exit)
+    const broken = { body }
     expect(broken.body).toMatch(/^x{0,100}$/) // what the upstream sent, and no proxy text after it
     expect(events(added)).toEqual(['proxy_inject api.good.test'])
     await stillServing()

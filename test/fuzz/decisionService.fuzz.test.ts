@@ -2,8 +2,8 @@
 // JSON, text and bytes, valid facts with a field removed, retyped or added, deep nesting and
 // oversized bodies. Every answer must be 200 (a decision), 400 (naming the decoding error) or 413,
 // as JSON; never a 500, never a credential outside an Inject for a routed host, and the service
-// keeps answering. Every one of FUZZ_BODIES (default 3,000) must be generated and sent within
-// FUZZ_SECONDS (default 120): the bound stops a runaway, and a run it cuts short fails.
+// keeps answering. Every one of FUZZ_BODIES (default 3,000) is generated and sent; FUZZ_SECONDS
+// (default 120) is only the test's timeout, which stops a runaway.
 import fc from 'fast-check'
 import { Pool } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -54,9 +54,8 @@ describe('fuzzing the decision service', () => {
     await service.close()
   })
 
-  it(`answers ${BODIES.toLocaleString('en')} malformed bodies (or ${SECONDS} s) with 200, 400 or 413, seed ${SEED}`, async () => {
-    const deadline = performance.now() + SECONDS * 1000
-    // Bodies are generated in batches as they are sent, so the time bound covers generating them too.
+  it(`answers ${BODIES.toLocaleString('en')} malformed bodies with 200, 400 or 413, seed ${SEED}`, async () => {
+    // Bodies are generated in batches as they are sent.
     const BATCH = 250
     function* bodies() {
       for (let done = 0, batch = 0; done < BODIES; done += BATCH, batch++) yield* fc.sample(bodyArb, { numRuns: Math.min(BATCH, BODIES - done), seed: SEED + batch })
@@ -65,7 +64,7 @@ describe('fuzzing the decision service', () => {
     const statuses = new Map<number, number>()
     let sent = 0
     for (const { endpoint, body } of bodies()) {
-      if (performance.now() > deadline || failures.length > 0) break
+      if (failures.length > 0) break
       let response: Awaited<ReturnType<Pool['request']>>
       let text: string
       try {
@@ -98,7 +97,7 @@ describe('fuzzing the decision service', () => {
     await health.body.text()
     process.stdout.write(`decision-service fuzz: ${sent} bodies, statuses ${JSON.stringify(Object.fromEntries(statuses))}, seed ${SEED}\n`)
     expect(failures.slice(0, 5)).toEqual([])
-    expect(sent, `only ${sent} of ${BODIES} bodies were sent within ${SECONDS} s; raise FUZZ_SECONDS on a slow machine`).toBe(BODIES)
+    expect(sent).toBe(BODIES)
     expect(health.statusCode).toBe(200)
     // Both kinds of answer must be reached, or the generator is not testing the decoder.
     expect(statuses.get(200) ?? 0).toBeGreaterThan(sent / 20)

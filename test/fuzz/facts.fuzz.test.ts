@@ -3,9 +3,9 @@
 // requests come from the fast-check arbitraries (near each table's own routes); each fact is then
 // bent by a seeded generator with mutations that are cheap enough for millions: case, dots,
 // labels, encodings, dot segments, random text, schemes, ports, methods, and disagreeing
-// Host/SNI/dialled facts. Every one of FUZZ_FACTS (default 1,000,000) must run within FUZZ_SECONDS
-// (default 240; a million take about 35 s here): the bound stops a runaway, and a run it cuts short
-// fails. `npm run fuzz` runs ten million. A failure prints the seed and the fact.
+// Host/SNI/dialled facts. Every one of FUZZ_FACTS (default 1,000,000; about 35 s here) runs;
+// FUZZ_SECONDS (default 240) is only the test's timeout, which stops a runaway. `npm run fuzz`
+// runs ten million. A failure prints the seed and the fact.
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 
@@ -105,7 +105,7 @@ interface Pool {
 }
 
 describe('fuzzing resolveRoute + decide', () => {
-  it(`holds every law on ${FACTS.toLocaleString('en')} facts (or ${SECONDS} s), seed ${SEED}`, () => {
+  it(`holds every law on ${FACTS.toLocaleString('en')} facts, seed ${SEED}`, () => {
     const random = generator(SEED)
     const pick = <T,>(items: ReadonlyArray<T>): T => items[Math.floor(random() * items.length)] as T
     const pools: Array<Pool> = fc.sample(fc.tuple(policyArb, fc.constantFrom(...PROXY_MODES)), { numRuns: TABLES, seed: SEED }).map(([policy, mode], i) => {
@@ -119,7 +119,6 @@ describe('fuzzing resolveRoute + decide', () => {
       }
     })
     const laws = Object.entries(decisionLaws)
-    const deadline = performance.now() + SECONDS * 1000
     let facts = 0
     let compared = 0
     let injected = 0
@@ -131,7 +130,7 @@ describe('fuzzing resolveRoute + decide', () => {
       return h >>> 0
     }
     const failures: Array<string> = []
-    while (facts < FACTS && failures.length === 0 && (facts % 1024 !== 0 || performance.now() < deadline)) {
+    while (facts < FACTS && failures.length === 0) {
       const pool = pick(pools)
       const request: Mutable = { ...pick(pool.requests) }
       const other = pick(pick(pools).requests).host
@@ -153,7 +152,6 @@ describe('fuzzing resolveRoute + decide', () => {
     }
     process.stdout.write(`fuzz: ${facts} facts (${distinct.size} distinct, ${injected} injected), ${compared} against the reference, seed ${SEED}\n`)
     expect(failures).toEqual([])
-    expect(facts, `only ${facts} of ${FACTS} facts ran within ${SECONDS} s; raise FUZZ_SECONDS on a slow machine`).toBe(FACTS)
     // The generators must reach the interesting cases, and mostly new ones, or the run proves little.
     expect(injected).toBeGreaterThan(facts / 200)
     expect(distinct.size).toBeGreaterThan(Math.min(facts, 4_000_000) * 0.75)

@@ -26,6 +26,12 @@ export const curl = async (proxy: string, caFile: string, url: string, extra: Re
   return { status: result.code === 0 ? status : 0, body: result.stdout.slice(0, Math.max(cut, 0)) }
 }
 
+/** curl through the proxy, with its exit code (18: transfer cut short, 28: timed out, …) and what it received. */
+export const curlExit = async (proxy: string, caFile: string, url: string): Promise<{ exit: number; body: string }> => {
+  const result = await run('curl', ['-sS', '--max-time', '10', '--proxy', proxy, '--cacert', caFile, '--noproxy', '', '-o', '-', url])
+  return { exit: result.code, body: result.stdout }
+}
+
 /** Node's fetch (undici) through the proxy, trusting `caPem`. */
 export const nodeFetch = async (proxy: string, caPem: string, url: string, headers: Record<string, string> = {}): Promise<Answer> => {
   const dispatcher = new ProxyAgent({ uri: proxy, requestTls: { ca: caPem } })
