@@ -3,6 +3,10 @@ import { readFile } from 'node:fs/promises'
 import * as E from 'fp-ts/lib/Either.js'
 
 import type { AuditRecord, RecordedRequest } from '../../core/index.js'
+import type { LoadedPolicy } from '../config/PolicyFile.js'
+import type { Io } from './io.js'
+import type { CommonOptions } from './options.js'
+import { loadPolicy } from './policySource.js'
 
 // An audit file (JSON lines, as jsonLinesSink writes them) read back for `replay` and `learn`:
 // its records grouped into decisions. Bad input is an error naming the line, never a crash.
@@ -86,4 +90,27 @@ export const readAuditFile = async (path: string): Promise<E.Either<string, Audi
     return E.left(`cannot read the audit file \`${path}\` (${(error as NodeJS.ErrnoException).code ?? 'error'}); give the path of a JSON-lines audit file`)
   }
   return parseAuditText(text, path)
+}
+
+/**
+ * What `replay` and `learn` start from: the audit file named by the one argument, and the policy
+ * (`--policy`, or the bundled catalog). Undefined after saying what is wrong (exit 2: bad input).
+ */
+export const auditAndPolicy = async (options: Pick<CommonOptions, 'positionals' | 'policy'>, io: Io, usage: string): Promise<{ readonly audit: AuditFile; readonly policy: LoadedPolicy } | undefined> => {
+  const [path, ...extra] = options.positionals
+  if (path === undefined || extra.length > 0) {
+    io.err(`usage: ${usage}`)
+    return undefined
+  }
+  const audit = await readAuditFile(path)
+  if (E.isLeft(audit)) {
+    io.err(`error: ${audit.left}`)
+    return undefined
+  }
+  const loaded = await loadPolicy(options, io.env)
+  if (E.isLeft(loaded)) {
+    for (const message of loaded.left) io.err(`error: ${message}`)
+    return undefined
+  }
+  return { audit: audit.right, policy: loaded.right }
 }

@@ -1,14 +1,12 @@
 import { readFile } from 'node:fs/promises'
 
-import * as E from 'fp-ts/lib/Either.js'
 import { isSeq, parseDocument, stringify, YAMLSeq, Scalar } from 'yaml'
 
 import { outcomeOf } from '../../core/Replay.js'
-import { readAuditFile } from './auditFile.js'
+import { auditAndPolicy } from './auditFile.js'
 import { catalogPolicy } from './catalog.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-import { loadPolicy } from './policySource.js'
 
 // `egress-guard learn AUDIT [--policy P]`: the policy, with a `passthrough` entry for every host
 // the audit shows passed as `no_match` (in an allow mode, or as a `proxy_would_deny` under
@@ -18,25 +16,12 @@ import { loadPolicy } from './policySource.js'
 
 /** `egress-guard learn AUDIT [--policy FILE]`: prints the learned policy as YAML. */
 export const learn = async (options: CommonOptions, io: Io): Promise<number> => {
-  const [path, ...extra] = options.positionals
-  if (path === undefined || extra.length > 0) {
-    io.err('usage: egress-guard learn <audit.jsonl> [--policy FILE]')
-    return 2
-  }
-  const audit = await readAuditFile(path)
-  if (E.isLeft(audit)) {
-    io.err(`error: ${audit.left}`)
-    return 2
-  }
   // The policy is checked as any command checks it before it is extended.
-  const loaded = await loadPolicy(options, io.env)
-  if (E.isLeft(loaded)) {
-    for (const message of loaded.left) io.err(`error: ${message}`)
-    return 2
-  }
+  const opened = await auditAndPolicy(options, io, 'egress-guard learn <audit.jsonl> [--policy FILE]')
+  if (opened === undefined) return 2
   const passed = new Map<string, number>()
   const stillDenied = new Map<string, number>()
-  for (const decision of audit.right.decisions) {
+  for (const decision of opened.audit.decisions) {
     const tunnel = decision.request.method === 'CONNECT' && decision.request.path === undefined
     const was = outcomeOf(decision.records, tunnel)
     if (was === undefined) continue

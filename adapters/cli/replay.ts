@@ -1,14 +1,11 @@
 import { existsSync } from 'node:fs'
 
-import * as E from 'fp-ts/lib/Either.js'
-
 import { outcomeOf, replayRequest, sameOutcome, type Outcome } from '../../core/Replay.js'
 import type { CredentialRef, LoadedPolicy } from '../config/PolicyFile.js'
 import { snapshotOf, viewOf } from '../guard/snapshot.js'
-import { readAuditFile, type RecordedDecision } from './auditFile.js'
+import { auditAndPolicy, type RecordedDecision } from './auditFile.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-import { loadPolicy } from './policySource.js'
 
 // `egress-guard replay AUDIT`: every recorded request decided again under a policy and mode,
 // without resolving a secret, and every changed outcome listed (docs/spec.md §12). Exit 0 when
@@ -59,24 +56,12 @@ interface Change {
 
 /** `egress-guard replay AUDIT [--policy P] [--mode M] [--json]`. */
 export const replay = async (options: CommonOptions, io: Io): Promise<number> => {
-  const [path, ...extra] = options.positionals
-  if (path === undefined || extra.length > 0) {
-    io.err('usage: egress-guard replay <audit.jsonl> [--policy FILE] [--mode MODE] [--json]')
-    return 2
-  }
-  const audit = await readAuditFile(path)
-  if (E.isLeft(audit)) {
-    io.err(`error: ${audit.left}`)
-    return 2
-  }
-  const loaded = await loadPolicy(options, io.env)
-  if (E.isLeft(loaded)) {
-    for (const message of loaded.left) io.err(`error: ${message}`)
-    return 2
-  }
-  const snapshot = snapshotOf(loaded.right, options.mode, undefined, new Map())
-  const { decisions } = audit.right
-  const hasCredentials = credentialsOf(decisions, loaded.right, io.env)
+  const opened = await auditAndPolicy(options, io, 'egress-guard replay <audit.jsonl> [--policy FILE] [--mode MODE] [--json]')
+  if (opened === undefined) return 2
+  const { audit, policy } = opened
+  const snapshot = snapshotOf(policy, options.mode, undefined, new Map())
+  const { decisions } = audit
+  const hasCredentials = credentialsOf(decisions, policy, io.env)
   const changes: Array<Change> = []
   for (const decision of decisions) {
     const tunnel = decision.request.method === 'CONNECT' && decision.request.path === undefined
@@ -98,7 +83,7 @@ export const replay = async (options: CommonOptions, io: Io): Promise<number> =>
     const kind = `${change.was.decision} → ${change.now.decision}`
     counts.set(kind, (counts.get(kind) ?? 0) + 1)
   }
-  const skipped = audit.right.skipped === 0 ? '' : `; ${audit.right.skipped} refusals for want of proxy authentication not replayed`
+  const skipped = audit.skipped === 0 ? '' : `; ${audit.skipped} refusals for want of proxy authentication not replayed`
   io.out(`${changes.length} of ${decisions.length} decisions change under ${options.policy ?? 'the bundled catalog'} in mode ${options.mode ?? snapshot.mode}${skipped}`)
   for (const [kind, n] of counts) io.out(`  ${kind}: ${n}`)
   return changes.length === 0 ? 0 : 1

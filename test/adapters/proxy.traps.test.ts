@@ -7,25 +7,22 @@ import http from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import WebSocket from 'ws'
 
 import { NOT_A_PROXY_REQUEST } from '../../adapters/upstream/forwardedHeaders.js'
 
 import { curl, nodeFetch } from './support/clients.js'
-import { ADAPTERS, SECRETS, startProxy, startTrapHarnesses, type Harness } from './support/harness.js'
+import { ADAPTERS, SECRETS, startProxy, useTrapHarnesses, type Harness } from './support/harness.js'
 import { exchange, openTunnel } from './support/rawTunnel.js'
 import { websocketThrough } from './support/websocket.js'
+
 describe.each(ADAPTERS)('%s traps', (adapter) => {
   let deny: Harness
   let allow: Harness
-  beforeAll(async () => {
-    ;({ deny, allow } = await startTrapHarnesses(adapter))
-  })
-  afterAll(async () => {
-    await deny.close()
-    await allow.close()
+  useTrapHarnesses(adapter, (started) => {
+    ;({ deny, allow } = started)
   })
 
   it('an exception inside a hook answers our own body, echoes nothing, and the proxy keeps serving', async () => {

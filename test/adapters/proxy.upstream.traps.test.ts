@@ -9,25 +9,22 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { isLocalHost, parseHost } from '../../core/index.js'
 import { fetch as undiciFetch, ProxyAgent } from 'undici'
 
 import { curl } from './support/clients.js'
-import { ADAPTER_TRAITS, ADAPTERS, policyText, SECRETS, startHarness, startProxy, startTrapHarnesses, type Harness } from './support/harness.js'
+import { ADAPTER_TRAITS, ADAPTERS, policyText, SECRETS, startHarness, startProxy, useTrapHarnesses, type Harness } from './support/harness.js'
 import { startUpstream } from './support/upstream.js'
 import { exchange, openTunnel } from './support/rawTunnel.js'
 import { websocketThrough } from './support/websocket.js'
+
 describe.each(ADAPTERS)('%s traps: upgrades, HTTP/2 and upstreams', (adapter) => {
   let deny: Harness
   let allow: Harness
-  beforeAll(async () => {
-    ;({ deny, allow } = await startTrapHarnesses(adapter))
-  })
-  afterAll(async () => {
-    await deny.close()
-    await allow.close()
+  useTrapHarnesses(adapter, (started) => {
+    ;({ deny, allow } = started)
   })
 
   it('decides WebSocket upgrades too: credentials are injected into the upgrade', async () => {

@@ -4,27 +4,21 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { createPki } from '../support/pki.js'
 import type { Upstream } from '../support/upstream.js'
-import { CLI, cliEnv, KEY, startStandIn, workspace, type StandIn } from './support.js'
+import { CLI, cliEnv, KEY, useStandIn, workspace } from './support.js'
 
 
 const space = workspace()
 const { dir, policyPath, cli } = space
 
 describe('egress-guard run, with a stand-in upstream', () => {
-  let standIn: StandIn
   let upstream: Upstream
   let common: ReadonlyArray<string> = []
-  beforeAll(async () => {
-    standIn = await startStandIn(space)
-    upstream = standIn.upstream
-    common = standIn.common
-  })
-  afterAll(async () => {
-    await standIn.close()
+  useStandIn(space, (standIn) => {
+    ;({ upstream, common } = standIn)
   })
   const env = cliEnv(space)
   const runDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('egress-guard-run-'))

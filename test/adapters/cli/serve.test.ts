@@ -5,27 +5,21 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
 import { join } from 'node:path'
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { createPki } from '../support/pki.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
-import { CLI, exitCode, KEY, leafFingerprint, POLICY, startStandIn, workspace, type StandIn } from './support.js'
+import { CLI, exitCode, KEY, leafFingerprint, POLICY, useStandIn, workspace } from './support.js'
 
 
 const space = workspace()
 const { dir, policyPath } = space
 
 describe('egress-guard serve, with a stand-in upstream', () => {
-  let standIn: StandIn
   let upstream: Upstream
   let common: ReadonlyArray<string> = []
-  beforeAll(async () => {
-    standIn = await startStandIn(space)
-    upstream = standIn.upstream
-    common = standIn.common
-  })
-  afterAll(async () => {
-    await standIn.close()
+  useStandIn(space, (standIn) => {
+    ;({ upstream, common } = standIn)
   })
 
   it.each(['node', 'http-mitm-proxy', 'mockttp'])('serve --engine %s prints where it listens, logs decisions, and flushes the audit file on SIGTERM', async (engine) => {

@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 
+import { afterAll, beforeAll } from 'vitest'
+
 import { createPki } from '../support/pki.js'
 import { startUpstream, type Upstream } from '../support/upstream.js'
 
@@ -107,3 +109,15 @@ export const startStandIn = async (space: Workspace): Promise<StandIn> => {
 
 /** The environment `run` and `serve` get in these tests: the key, a second secret, a config directory. */
 export const cliEnv = (space: Workspace): NodeJS.ProcessEnv => ({ ALPHA_API_KEY: KEY, TIE_SECRET: 'tie-secret-value', EGRESS_GUARD_CONFIG_DIR: join(space.dir, 'config'), NO_PROXY: 'internal.corp' })
+
+/** Starts the stand-in before the calling suite and stops it after; `take` receives it once started. */
+export const useStandIn = (space: Workspace, take: (standIn: StandIn) => void): void => {
+  let standIn: StandIn | undefined
+  beforeAll(async () => {
+    standIn = await startStandIn(space)
+    take(standIn)
+  })
+  afterAll(async () => {
+    await standIn?.close()
+  })
+}

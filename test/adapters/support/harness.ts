@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
+import { afterAll, beforeAll } from 'vitest'
 
 import type { ProxyMode } from '../../../core/index.js'
 import { parsePolicyText } from '../../../adapters/config/PolicyFile.js'
@@ -199,7 +200,7 @@ export const startHarness = async (options: HarnessOptions): Promise<Harness> =>
  * The two proxies the trap suites share: one in connected_deny whose guard throws for paths under
  * `/v1/explode` (a hook's exception must not kill the proxy), and one in connected_allow.
  */
-export const startTrapHarnesses = async (adapter: AdapterName): Promise<{ readonly deny: Harness; readonly allow: Harness }> => {
+const startTrapHarnesses = async (adapter: AdapterName): Promise<{ readonly deny: Harness; readonly allow: Harness }> => {
   const deny = await startHarness({
     mode: 'connected_deny',
     adapter,
@@ -210,4 +211,17 @@ export const startTrapHarnesses = async (adapter: AdapterName): Promise<{ readon
   })
   const allow = await startHarness({ mode: 'connected_allow', adapter })
   return { deny, allow }
+}
+
+/** Starts the trap suites' two proxies before the calling suite and stops them after; `take` receives them once started. */
+export const useTrapHarnesses = (adapter: AdapterName, take: (harnesses: { readonly deny: Harness; readonly allow: Harness }) => void): void => {
+  let started: { readonly deny: Harness; readonly allow: Harness } | undefined
+  beforeAll(async () => {
+    started = await startTrapHarnesses(adapter)
+    take(started)
+  })
+  afterAll(async () => {
+    await started?.deny.close()
+    await started?.allow.close()
+  })
 }
