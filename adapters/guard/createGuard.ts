@@ -65,8 +65,10 @@ export type Authentication =
   /** Missing, malformed or wrong credentials: 407. */
   | { readonly _tag: 'Refused' }
 
-const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
-const REFUSED: Authentication = { _tag: 'Refused' }
+/** The policy lists no clients: anyone who reaches the proxy may use it. */
+export const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
+/** No client authenticated: 407. */
+export const REFUSED: Authentication = { _tag: 'Refused' }
 
 /** A request decision with its id, and the mode and enforcement it was made under. */
 export interface Verdict extends Decided {

@@ -4,7 +4,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { denyBody } from '../../core/Decision.js'
 import { parseHost, type ProxyCredentials, type RequestFacts } from '../../core/index.js'
-import type { Authentication, Guard, Verdict } from '../guard/createGuard.js'
+import { ANONYMOUS, REFUSED, type Authentication, type Guard, type Verdict } from '../guard/createGuard.js'
 import { upstreamFor, type ConnectTo, type Upstream } from '../upstream/connectTo.js'
 import { forwardedHeaders, headerText, isWebSocketUpgrade, NOT_A_PROXY_REQUEST, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
@@ -99,9 +99,6 @@ export interface PipelineOptions {
   /** Whether a new intercepted host may be admitted now (the new-host budget); known hosts always are. */
   readonly admitHost: (host: string) => boolean
 }
-
-const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
-const REFUSED: Authentication = { _tag: 'Refused' }
 
 /** The steps of the request pipeline. */
 export interface Pipeline {
