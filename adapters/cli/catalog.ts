@@ -27,6 +27,8 @@ export interface CatalogProvider {
   readonly alsoIn?: Readonly<Record<string, Scheme>>
   /** The variable the SDK reads, which also holds the real key for the proxy. */
   readonly envVar: string
+  /** The prefix the provider's keys carry, which `run`'s placeholder keeps for SDKs that check a key's shape. */
+  readonly keyPrefix?: string
 }
 
 const bearer = (name: string, apiUrl: ReadonlyArray<string>, envVar: string, oauth?: CatalogProvider['oauth']): CatalogProvider => ({
@@ -40,9 +42,9 @@ const bearer = (name: string, apiUrl: ReadonlyArray<string>, envVar: string, oau
 
 /** The embedded default policy's providers. */
 export const CATALOG: ReadonlyArray<CatalogProvider> = [
-  bearer('openai', ['https://api.openai.com/v1'], 'OPENAI_API_KEY', { tokenUrl: 'https://auth.openai.com/oauth/token', authorizationUrl: 'https://auth.openai.com/authorize' }),
+  { ...bearer('openai', ['https://api.openai.com/v1'], 'OPENAI_API_KEY', { tokenUrl: 'https://auth.openai.com/oauth/token', authorizationUrl: 'https://auth.openai.com/authorize' }), keyPrefix: 'sk-' },
   // @anthropic-ai/sdk 0.x sends the key as `x-api-key`, 1.x as `Authorization: Bearer`.
-  { name: 'anthropic', apiUrl: ['https://api.anthropic.com/v1'], header: 'x-api-key', scheme: 'raw', envVar: 'ANTHROPIC_API_KEY', alsoIn: { Authorization: 'Bearer' } },
+  { name: 'anthropic', apiUrl: ['https://api.anthropic.com/v1'], header: 'x-api-key', scheme: 'raw', envVar: 'ANTHROPIC_API_KEY', alsoIn: { Authorization: 'Bearer' }, keyPrefix: 'sk-ant-' },
   bearer('github', ['https://api.github.com', 'https://uploads.github.com', 'regex:(?:[a-z0-9-]+\\.)?githubusercontent\\.com'], 'GITHUB_TOKEN', {
     authorizationUrl: 'https://github.com/login/oauth/authorize',
     tokenUrl: 'https://github.com/login/oauth/access_token',
@@ -62,21 +64,24 @@ export const CATALOG: ReadonlyArray<CatalogProvider> = [
   { name: 'gitlab', apiUrl: ['https://gitlab.com/api/v4'], header: 'PRIVATE-TOKEN', scheme: 'raw', envVar: 'GITLAB_TOKEN', alsoIn: { Authorization: 'Bearer' } },
   { name: 'gemini', apiUrl: ['https://generativelanguage.googleapis.com'], header: 'x-goog-api-key', scheme: 'raw', envVar: 'GEMINI_API_KEY' },
   bearer('mistral', ['https://api.mistral.ai/v1'], 'MISTRAL_API_KEY'),
-  bearer('groq', ['https://api.groq.com/openai/v1'], 'GROQ_API_KEY'),
-  bearer('huggingface', ['https://huggingface.co', 'https://router.huggingface.co', 'https://api-inference.huggingface.co'], 'HF_TOKEN', {
-    authorizationUrl: 'https://huggingface.co/oauth/authorize',
-    tokenUrl: 'https://huggingface.co/oauth/token'
-  }),
+  { ...bearer('groq', ['https://api.groq.com/openai/v1'], 'GROQ_API_KEY'), keyPrefix: 'gsk_' },
+  {
+    ...bearer('huggingface', ['https://huggingface.co', 'https://router.huggingface.co', 'https://api-inference.huggingface.co'], 'HF_TOKEN', {
+      authorizationUrl: 'https://huggingface.co/oauth/authorize',
+      tokenUrl: 'https://huggingface.co/oauth/token'
+    }),
+    keyPrefix: 'hf_'
+  },
   bearer('stripe', ['https://api.stripe.com', 'https://files.stripe.com'], 'STRIPE_API_KEY', { tokenUrl: 'https://connect.stripe.com/oauth/token' }),
   bearer('slack', ['https://slack.com/api'], 'SLACK_BOT_TOKEN', {
     authorizationUrl: 'https://slack.com/oauth/v2/authorize',
     tokenUrl: 'https://slack.com/api/oauth.v2.access',
     revocationUrl: 'https://slack.com/api/auth.revoke'
   }),
-  bearer('openrouter', ['https://openrouter.ai/api/v1'], 'OPENROUTER_API_KEY'),
+  { ...bearer('openrouter', ['https://openrouter.ai/api/v1'], 'OPENROUTER_API_KEY'), keyPrefix: 'sk-or-' },
   bearer('cohere', ['https://api.cohere.com'], 'CO_API_KEY'),
   // DeepSeek's Anthropic-compatible endpoint (/anthropic) takes the key as x-api-key.
-  { ...bearer('deepseek', ['https://api.deepseek.com'], 'DEEPSEEK_API_KEY'), alsoIn: { 'x-api-key': 'raw' } }
+  { ...bearer('deepseek', ['https://api.deepseek.com'], 'DEEPSEEK_API_KEY'), alsoIn: { 'x-api-key': 'raw' }, keyPrefix: 'sk-' }
 ]
 
 /**
@@ -85,7 +90,7 @@ export const CATALOG: ReadonlyArray<CatalogProvider> = [
  */
 export const catalogPolicy = (env: NodeJS.ProcessEnv): LoadedPolicy => {
   const document = {
-    providers: CATALOG.map((p) => ({ name: p.name, apiUrl: p.apiUrl, envVar: p.envVar, ...(p.oauth === undefined ? {} : { oauth: p.oauth }) })),
+    providers: CATALOG.map((p) => ({ name: p.name, apiUrl: p.apiUrl, envVar: p.envVar, ...(p.keyPrefix === undefined ? {} : { keyPrefix: p.keyPrefix }), ...(p.oauth === undefined ? {} : { oauth: p.oauth }) })),
     connections: CATALOG.filter((p) => (env[p.envVar] ?? '') !== '').map((p) => ({
       provider: p.name,
       name: 'default',

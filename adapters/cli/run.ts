@@ -15,8 +15,15 @@ import { startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
 
-/** The value SDKs find in their key variable under `run`: enough to start, worthless to steal. */
-export const PLACEHOLDER = 'egress-guard-placeholder'
+/** What every placeholder holds after its prefix: this marker, then 144 random bits. */
+export const PLACEHOLDER_MARK = 'egress-guard-'
+
+/**
+ * The value an SDK finds in its key variable under `run`: enough to start, worthless to steal,
+ * and fresh for every run (docs/spec.md §13). It starts with `prefix`, the prefix the provider's
+ * keys carry, for SDKs that check a key's shape.
+ */
+export const placeholder = (prefix = ''): string => `${prefix}${PLACEHOLDER_MARK}${randomBytes(18).toString('base64url')}`
 
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem']
 const FORWARDED: ReadonlyArray<NodeJS.Signals> = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']
@@ -169,9 +176,14 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     env['NODE_USE_ENV_PROXY'] = '1'
     // Every routed provider's SDK finds a placeholder, never the real key; so does every variable
     // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not.
+    // One placeholder a variable, in the shape of the first routed provider's keys that reads it.
     const routed = new Set(guard.table().routes.map((r) => r.provider))
-    for (const p of guard.policy().file.providers) if (p.envVar !== undefined && routed.has(p.name)) env[p.envVar] = PLACEHOLDER
-    for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined) env[name] = PLACEHOLDER
+    const placeholders = new Map<string, string>()
+    for (const p of guard.policy().file.providers) {
+      if (p.envVar !== undefined && routed.has(p.name) && !placeholders.has(p.envVar)) placeholders.set(p.envVar, placeholder(p.keyPrefix))
+    }
+    for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined && !placeholders.has(name)) placeholders.set(name, placeholder())
+    for (const [name, value] of placeholders) env[name] = value
     return await new Promise<number>((resolve) => {
       const [program = file, ...programArgs] = launched
       const child = spawn(program, programArgs, { stdio: 'inherit', env })

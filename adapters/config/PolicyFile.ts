@@ -11,6 +11,13 @@ import { formatErrors } from './reporter.js'
 // codecs
 // -------------------------------------------------------------------------------------
 
+const keyPrefixCodec = new t.Type<string, string, unknown>(
+  'a key prefix',
+  (u): u is string => typeof u === 'string' && /^[A-Za-z0-9_-]{1,16}$/.test(u),
+  (u, c) => (typeof u === 'string' && /^[A-Za-z0-9_-]{1,16}$/.test(u) ? t.success(u) : t.failure(u, c, 'a key prefix is 1 to 16 of A-Z, a-z, 0-9, `_` and `-`, such as `sk-`')),
+  t.identity
+)
+
 const apiUrls = t.union([nonEmptyString, t.array(nonEmptyString)], 'a URL, host or `regex:` pattern, or a list of them')
 const headerTemplates = t.record(t.string, t.string, 'an object of header names to values')
 
@@ -54,8 +61,9 @@ const credentialRef = new t.Type<CredentialRef, unknown, unknown>(
 const provider = closed(
   'a provider',
   { name: nonEmptyString },
-  // envVar: the variable the provider's SDK reads its key from; `run` fills it with a placeholder.
-  { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString, envVar: nonEmptyString }
+  // envVar: the variable the provider's SDK reads its key from; `run` fills it with a placeholder,
+  // which starts with keyPrefix (the prefix the provider's keys carry, such as `sk-`) for SDKs that check it.
+  { apiUrl: apiUrls, oauth, loginCommand: nonEmptyString, envVar: nonEmptyString, keyPrefix: keyPrefixCodec }
 )
 // Where a connection's credential may be used (docs/spec.md §10): methods, and canonical path patterns
 // in which `*` is one segment and a final `**` the rest; checked further by the core's compileRules.

@@ -118,7 +118,7 @@ describe('egress-guard run with real Node clients, on the bundled catalog', () =
     const seen = anthropic.received.at(-1)?.headers
     expect(seen?.['x-api-key']).toBe(ANTHROPIC_KEY)
     expect(seen?.authorization).toBe(`Bearer ${ANTHROPIC_KEY}`)
-    expect(JSON.stringify(seen)).not.toContain('egress-guard-placeholder')
+    expect(JSON.stringify(seen)).not.toContain('egress-guard-')
   })
 
   it.each([

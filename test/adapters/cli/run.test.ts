@@ -35,12 +35,28 @@ describe('egress-guard run, with a stand-in upstream', () => {
     expect(seen['REQUESTS_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
     expect(seen['CURL_CA_BUNDLE']).toBe(seen['SSL_CERT_FILE'])
     expect(seen['NODE_EXTRA_CA_CERTS']).toMatch(/egress-guard-run-[^/]+\/node-extra-ca\.pem$/)
-    expect(seen['ALPHA_API_KEY']).toBe('egress-guard-placeholder')
+    // Fresh random placeholders (144 bits), one a variable, never the key (docs/spec.md §13).
+    expect(seen['ALPHA_API_KEY']).toMatch(/^egress-guard-[A-Za-z0-9_-]{24}$/)
     expect(seen['GAMMA_API_KEY']).toBeUndefined() // gamma is not routed in connected_deny
-    expect(seen['TIE_SECRET']).toBe('egress-guard-placeholder') // read by a template, no envVar declared
+    expect(seen['TIE_SECRET']).toMatch(/^egress-guard-[A-Za-z0-9_-]{24}$/) // read by a template, no envVar declared
+    expect(seen['TIE_SECRET']).not.toBe(seen['ALPHA_API_KEY'])
+    const again = JSON.parse((await cli(['run', ...common, '--', process.execPath, '-e', script], env)).stdout) as Record<string, string | undefined>
+    expect(again['ALPHA_API_KEY']).toMatch(/^egress-guard-/)
+    expect(again['ALPHA_API_KEY']).not.toBe(seen['ALPHA_API_KEY'])
     expect(result.stdout).not.toContain(KEY)
     expect(result.stdout).not.toContain('tie-secret-value')
     expect(existsSync(seen['SSL_CERT_FILE'] ?? '')).toBe(false) // removed after the child exited
+  })
+
+  it('keeps the shape of a provider’s keys in its placeholder, for SDKs that check it (the bundled catalog)', async () => {
+    const script = "console.log(JSON.stringify([process.env.OPENAI_API_KEY, process.env.ANTHROPIC_API_KEY, process.env.GITHUB_TOKEN]))"
+    const result = await cli(['run', '--', process.execPath, '-e', script], { OPENAI_API_KEY: 'sk-proj-real-0123', ANTHROPIC_API_KEY: 'sk-ant-real-0123', GITHUB_TOKEN: 'ghp_real0123', EGRESS_GUARD_CONFIG_DIR: join(dir, 'config') })
+    expect(result.code).toBe(0)
+    const [openai, anthropic, github] = JSON.parse(result.stdout) as Array<string>
+    expect(openai).toMatch(/^sk-egress-guard-[A-Za-z0-9_-]{24}$/)
+    expect(anthropic).toMatch(/^sk-ant-egress-guard-[A-Za-z0-9_-]{24}$/)
+    expect(github).toMatch(/^egress-guard-[A-Za-z0-9_-]{24}$/)
+    expect(result.stdout).not.toContain('real')
   })
 
   it('keeps the user’s own CAs beside the proxy CA, and names the bundle in every tool’s variable', async () => {
