@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 
 import { outcomeOf, replayRequest, sameOutcome, type Outcome } from '../../core/Replay.js'
 import type { CredentialRef, LoadedPolicy } from '../config/PolicyFile.js'
+import { TEMPLATE_REFERENCE } from '../guard/credentialSources.js'
 import { snapshotOf, viewOf } from '../guard/snapshot.js'
 import { auditAndPolicy, type RecordedDecision } from './auditFile.js'
 import type { Io } from './io.js'
@@ -11,13 +12,11 @@ import type { CommonOptions } from './options.js'
 // without resolving a secret, and every changed outcome listed (docs/spec.md §12). Exit 0 when
 // nothing changes, 1 when something does, 2 on bad input.
 
-const TEMPLATE = /\$\{(env|file):([^}]+)\}/g
-
 /** Whether a credential reference would resolve to something present, without resolving it: helpers and endpoints are taken to answer. */
 const referencePresent = (ref: CredentialRef | undefined, env: NodeJS.ProcessEnv): boolean => {
   if (ref === undefined) return false
   const filled = (template: string): boolean =>
-    [...template.matchAll(TEMPLATE)].every(([, kind, name = '']) => (kind === 'env' ? (env[name] ?? '') !== '' : existsSync(name)))
+    [...template.matchAll(TEMPLATE_REFERENCE)].every(([, kind, name = '']) => (kind === 'env' ? (env[name] ?? '') !== '' : existsSync(name)))
   if ('url' in ref) return true
   if ('headers' in ref) return Object.values(ref.headers).every(filled)
   if ('file' in ref) return existsSync(ref.file)

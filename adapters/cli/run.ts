@@ -11,6 +11,7 @@ import { rootCertificates } from 'node:tls'
 import * as E from 'fp-ts/lib/Either.js'
 
 import type { PolicyFile } from '../config/PolicyFile.js'
+import { TEMPLATE_REFERENCE } from '../guard/credentialSources.js'
 import { startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
@@ -34,7 +35,7 @@ export const templateVariables = (file: PolicyFile): ReadonlyArray<string> => {
   for (const connection of file.connections ?? []) {
     const ref = connection.credentials
     const templates = ref === undefined ? [] : 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
-    for (const template of templates) for (const match of template.matchAll(/\$\{env:([^}]+)\}/g)) names.add(match[1] ?? '')
+    for (const template of templates) for (const [, kind, name = ''] of template.matchAll(TEMPLATE_REFERENCE)) if (kind === 'env') names.add(name)
   }
   return [...names].filter((n) => n !== '')
 }

@@ -157,14 +157,18 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
   }
 
   // Hands a connection to the next ready worker. A worker that cannot take it (it died and its exit
-  // is not known yet) is passed over, and the next one is tried.
+  // is not known yet) is passed over, and the next one is tried. The primary keeps its own copy of
+  // the socket until the hand-over is done: without `keepOpen`, Node closes it as it sends, and a
+  // send that then fails would leave nothing to hand to the next worker (the client saw a reset).
   const handOver = (socket: Socket, tries: number): void => {
     for (; tries < count; tries++) {
       const slot = next++ % count
       const worker = workers[slot]
       if (readySlots[slot] === true && worker?.connected === true) {
-        worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, (error) => {
+        worker.send({ type: 'egress-guard:connection' } satisfies ToWorker, socket, { keepOpen: true }, (error) => {
           if (error) handOver(socket, tries + 1)
+          // INVARIANT: closing the primary's copy leaves the worker's open; the primary never reads or writes it.
+          else socket.destroy()
         })
         return
       }

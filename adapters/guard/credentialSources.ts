@@ -37,7 +37,8 @@ export const parseCredentialDocument = (text: string, origin: string): Credentia
   return { _tag: 'Available', headers, expiresAt: when }
 }
 
-const PLACEHOLDER = /\$\{(env|file):([^}]+)\}/g
+/** A template's references: `${env:NAME}` and `${file:PATH}` (kind, then name). */
+export const TEMPLATE_REFERENCE = /\$\{(env|file):([^}]+)\}/g
 // `${base64:TEXT}`, where TEXT may hold `${env:…}` and `${file:…}`: what Basic auth needs
 // (`Basic ${base64:x-access-token:${env:GITHUB_TOKEN}}`).
 const BASE64 = /\$\{base64:((?:[^${}]|\$(?!\{)|\$\{(?:env|file):[^}]+\})*)\}/g
@@ -45,7 +46,7 @@ const BASE64 = /\$\{base64:((?:[^${}]|\$(?!\{)|\$\{(?:env|file):[^}]+\})*)\}/g
 const expandPlaceholders = async (template: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<E.Either<string, string>> => {
   const parts: Array<string> = []
   let last = 0
-  for (const match of template.matchAll(PLACEHOLDER)) {
+  for (const match of template.matchAll(TEMPLATE_REFERENCE)) {
     const [whole, kind, name = ''] = match
     parts.push(template.slice(last, match.index))
     last = match.index + whole.length
