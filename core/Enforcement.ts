@@ -10,9 +10,6 @@ import type { Decided, TunnelDecided } from './Decision.js'
 /** How verdicts are carried out: `enforce` does what they say; `report` records denials and passes instead. */
 export type Enforcement = 'enforce' | 'report'
 
-/** Both enforcements. */
-export const ENFORCEMENTS: ReadonlyArray<Enforcement> = ['enforce', 'report']
-
 /** The enforcement when the policy and the command line name none. */
 export const DEFAULT_ENFORCEMENT: Enforcement = 'enforce'
 

@@ -17,7 +17,7 @@ import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
 
 /** What every placeholder holds after its prefix: this marker, then 144 random bits. */
-export const PLACEHOLDER_MARK = 'egress-guard-'
+const PLACEHOLDER_MARK = 'egress-guard-'
 
 /**
  * The value an SDK finds in its key variable under `run`: enough to start, worthless to steal,

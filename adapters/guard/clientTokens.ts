@@ -4,7 +4,7 @@ import type { ClientDeclaration } from '../config/clients.js'
 import { expandTemplate } from './credentialSources.js'
 
 /** The shortest token a client may have once its template is filled in. */
-export const MIN_TOKEN_LENGTH = 16
+const MIN_TOKEN_LENGTH = 16
 
 /**
  * Fills in each client's token template (`${env:…}`, `${file:…}`, `${base64:…}`, as credential
