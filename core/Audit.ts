@@ -74,3 +74,15 @@ export const denyRecord = (target: AuditTarget | null, host: string, reason: Den
   connection: target?.connection ?? null,
   metadata: { host, reason }
 })
+
+/**
+ * A request carried a known secret towards a route of another provider (docs/spec.md §13): the
+ * record names the provider whose secret it was and where it was found, never the value.
+ */
+export const exfiltrationRecord = (provider: string, host: string, location: string): AuditRecord => ({
+  event: 'proxy_deny',
+  source: 'external',
+  provider,
+  connection: null,
+  metadata: { host, reason: 'credential_exfiltration', location }
+})

@@ -1,11 +1,12 @@
 import * as E from 'fp-ts/lib/Either.js'
 
-import { injectRecord, missRecord, noCredentialsRecord, denyRecord, type AuditedRequest, type AuditRecord } from './Audit.js'
+import { injectRecord, missRecord, noCredentialsRecord, denyRecord, exfiltrationRecord, type AuditedRequest, type AuditRecord } from './Audit.js'
 import { unavailable, usableCredentials, type CredentialOutcome } from './Credentials.js'
 import { isLocalHost, parseHost } from './Host.js'
 import { unmatchedPolicyOf, type ProxyMode } from './Mode.js'
 import { withoutQuery } from './RequestPath.js'
 import type { RequestFacts } from './resolveRoute.js'
+import type { Carried } from './Secrets.js'
 import { MISS_REASONS, type DenyReason, type MissReason, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutesOnPort, isPassthroughHost, type RouteTable } from './RouteTable.js'
 
@@ -71,6 +72,8 @@ export interface DecideTunnelInput {
   readonly table: RouteTable
   readonly host: string
   readonly port: number
+  /** Policy `inspect: all` (docs/spec.md §13): what an allow mode would tunnel untouched is intercepted, so the tripwire sees it. */
+  readonly inspectAll?: boolean
 }
 
 /** A tunnel decision and the audit records it yields (none for an intercept). */
@@ -223,15 +226,17 @@ const tunnelDeny = (reason: DenyReason, host: string): TunnelDecided => ({
   audit: [denyRecord(null, host, reason)]
 })
 
-const decideTunnelUnsafe = ({ mode, table, host, port }: DecideTunnelInput): TunnelDecided => {
+const INTERCEPT: TunnelDecided = { decision: { _tag: 'Intercept' }, audit: [] }
+
+const decideTunnelUnsafe = ({ mode, table, host, port, inspectAll }: DecideTunnelInput): TunnelDecided => {
   const allow = unmatchedPolicyOf(mode) === 'allow'
   const parsed = parseHost(host)
   const shown = shownHost(host)
   if (E.isLeft(parsed)) return allow ? tunnelMiss('no_match', shown) : tunnelDeny('no_match', shown)
-  if (isLocalHost(parsed.right)) return allow ? tunnelMiss('local_destination', shown) : tunnelDeny('local_destination', shown)
-  if (hostHasRoutesOnPort(table, parsed.right, port)) return { decision: { _tag: 'Intercept' }, audit: [] }
+  if (isLocalHost(parsed.right)) return !allow ? tunnelDeny('local_destination', shown) : inspectAll === true ? INTERCEPT : tunnelMiss('local_destination', shown)
+  if (hostHasRoutesOnPort(table, parsed.right, port)) return INTERCEPT
   if (isPassthroughHost(table, parsed.right)) return tunnelMiss('passthrough', shown)
-  return allow ? tunnelMiss('no_match', shown) : tunnelDeny('no_match', shown)
+  return !allow ? tunnelDeny('no_match', shown) : inspectAll === true ? INTERCEPT : tunnelMiss('no_match', shown)
 }
 
 /**
@@ -244,5 +249,18 @@ export const decideTunnel = (input: DecideTunnelInput): TunnelDecided => {
   } catch {
     const host = isString(input?.host) ? input.host : ''
     return unmatchedPolicyOf(input?.mode) === 'allow' ? tunnelMiss('internal_error', host) : tunnelDeny('internal_error', host)
+  }
+}
+
+/**
+ * The tripwire's verdict (docs/spec.md §13): a request that carries a secret to anywhere but a
+ * route of a provider it belongs to is denied, in every mode (and under every enforcement, see
+ * `enforced`); its record names the secret's provider and where the secret was, never the value.
+ */
+export const denyExfiltration = (carried: Carried, request: RequestFacts): Decided => {
+  const shown = audited(request)
+  return {
+    decision: deny('credential_exfiltration', shown, null),
+    audit: [exfiltrationRecord(carried.secret.owners[0] ?? '', shown.host, carried.location)]
   }
 }

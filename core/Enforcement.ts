@@ -40,8 +40,12 @@ export const enforced = (enforcement: Enforcement, decided: Decided): Decided =>
     ? { decision: { _tag: 'Pass' }, audit: wouldDeny(decided.audit) }
     : decided
 
-/** A CONNECT's verdict carried out under `enforcement`: under `report`, a denied tunnel is opened untouched. */
-export const enforcedTunnel = (enforcement: Enforcement, decided: TunnelDecided): TunnelDecided =>
+/**
+ * A CONNECT's verdict carried out under `enforcement`: under `report`, a denied tunnel is opened
+ * untouched, or intercepted when `inspectAll` (policy `inspect: all`, docs/spec.md §13) so that
+ * the tripwire still sees what goes through it.
+ */
+export const enforcedTunnel = (enforcement: Enforcement, decided: TunnelDecided, inspectAll = false): TunnelDecided =>
   enforcement === 'report' && decided.decision._tag === 'Deny' && !ALWAYS_ENFORCED.has(decided.decision.reason)
-    ? { decision: { _tag: 'Tunnel' }, audit: wouldDeny(decided.audit) }
+    ? { decision: { _tag: inspectAll ? 'Intercept' : 'Tunnel' }, audit: wouldDeny(decided.audit) }
     : decided

@@ -19,6 +19,7 @@ export type { Reading, RequestFacts, RuledOutBy, Unread } from './resolveRoute.j
 export type { DenyReason, Matched, Miss, MissReason, RouteResolution } from './RouteResolution.js'
 export type { Outcome, RecordedRequest } from './Replay.js'
 export type { AllowInput, PathRule, RouteRules } from './RouteRules.js'
+export type { Carried, CarriedText, KnownSecret, ScrubRule, Scrubbed, SecretMatcher, Swap } from './Secrets.js'
 export type { ApiUrls, BuiltRouteTable, ExactRoute, OAuthUrls, PolicyInput, RegexRoute, Route, RouteTable, RouteWarning, WarningCode } from './RouteTable.js'
 
 // The route table: compile a policy, and show its routes.
@@ -30,7 +31,7 @@ export { compileHostPattern } from './HostPattern.js'
 // A request: resolve it to a route, explain the resolution, decide.
 export { resolveRoute } from './resolveRoute.js'
 export { explainRoute } from './explainRoute.js'
-export { decide, decideTunnel, failClosed } from './Decision.js'
+export { decide, decideTunnel, denyExfiltration, failClosed } from './Decision.js'
 export { usableCredentials } from './Credentials.js'
 // Modes and enforcement.
 export { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf } from './Mode.js'
@@ -38,5 +39,7 @@ export { enforced, enforcedTunnel, parseEnforcement } from './Enforcement.js'
 // Hosts and paths, as the core reads them.
 export { isLocalHost, parseHost } from './Host.js'
 export { canonicalPath } from './RequestPath.js'
+// The secret in both directions: placeholders swapped, the tripwire, responses scrubbed.
+export { carriedSecret, compileSecrets, ownedBy, REDACTED, scrub, scrubChunk, scrubRules, pendingTail, secretParts, swapPlaceholders } from './Secrets.js'
 // Proxy authentication.
 export { parseProxyAuthorization, PROXY_AUTHENTICATE, refuseUnauthenticated } from './ProxyAuthentication.js'

@@ -11,7 +11,7 @@ import { serve } from './serve.js'
 const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
-  egress-guard serve   [--policy FILE] [--mode MODE] [--report] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--json]
+  egress-guard serve   [--policy FILE] [--mode MODE] [--report] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--placeholders FILE] [--json]
   egress-guard run     [--policy FILE] [--mode MODE] [--report] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--report] [--client NAME] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--report] [--client NAME] [--json]
@@ -31,7 +31,7 @@ http-mitm-proxy or mockttp (install the one you use).`
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
-  serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers'], run: serve },
+  serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers', 'placeholders'], run: serve },
   explain: { options: ['policy', 'mode', 'report', 'client', 'method', 'json'], run: explain },
   check: { options: ['policy', 'mode', 'report', 'client', 'json'], run: check },
   'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService },

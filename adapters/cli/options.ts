@@ -31,6 +31,8 @@ export interface CommonOptions {
   readonly workers: number
   /** `run`: start the child in a network namespace whose only way out is the proxy. */
   readonly isolate: boolean
+  /** `serve`: the file to write fresh placeholders to, for clients to use instead of real keys (docs/spec.md §13). */
+  readonly placeholders: string | undefined
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -50,6 +52,7 @@ const SPEC = {
   engine: { type: 'string' },
   workers: { type: 'string' },
   isolate: { type: 'boolean' },
+  placeholders: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -102,6 +105,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     engine: engine as Engine,
     workers: Number(workers),
     isolate: values.isolate ?? false,
+    placeholders: values.placeholders,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

@@ -10,35 +10,13 @@ import { rootCertificates } from 'node:tls'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import type { PolicyFile } from '../config/PolicyFile.js'
-import { TEMPLATE_REFERENCE } from '../guard/credentialSources.js'
 import { startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
-
-/** What every placeholder holds after its prefix: this marker, then 144 random bits. */
-const PLACEHOLDER_MARK = 'egress-guard-'
-
-/**
- * The value an SDK finds in its key variable under `run`: enough to start, worthless to steal,
- * and fresh for every run (docs/spec.md §13). It starts with `prefix`, the prefix the provider's
- * keys carry, for SDKs that check a key's shape.
- */
-export const placeholder = (prefix = ''): string => `${prefix}${PLACEHOLDER_MARK}${randomBytes(18).toString('base64url')}`
+import { placeholdersFor } from './placeholders.js'
 
 const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem']
 const FORWARDED: ReadonlyArray<NodeJS.Signals> = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']
-
-/** The variables the policy's credential templates read (`${env:NAME}`), the real keys a child must not see. */
-export const templateVariables = (file: PolicyFile): ReadonlyArray<string> => {
-  const names = new Set<string>()
-  for (const connection of file.connections ?? []) {
-    const ref = connection.credentials
-    const templates = ref === undefined ? [] : 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
-    for (const template of templates) for (const [, kind, name = ''] of template.matchAll(TEMPLATE_REFERENCE)) if (kind === 'env') names.add(name)
-  }
-  return [...names].filter((n) => n !== '')
-}
 
 /** NO_PROXY with the user's entries kept and the loopback names added. */
 export const mergeNoProxy = (existing: string | undefined): string => {
@@ -176,15 +154,11 @@ export const run = async (options: CommonOptions, command: ReadonlyArray<string>
     env['NODE_OPTIONS'] = withPreload(io.env['NODE_OPTIONS'])
     env['NODE_USE_ENV_PROXY'] = '1'
     // Every routed provider's SDK finds a placeholder, never the real key; so does every variable
-    // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not.
-    // One placeholder a variable, in the shape of the first routed provider's keys that reads it.
-    const routed = new Set(guard.table().routes.map((r) => r.provider))
-    const placeholders = new Map<string, string>()
-    for (const p of guard.policy().file.providers) {
-      if (p.envVar !== undefined && routed.has(p.name) && !placeholders.has(p.envVar)) placeholders.set(p.envVar, placeholder(p.keyPrefix))
-    }
-    for (const name of templateVariables(guard.policy().file)) if (env[name] !== undefined && !placeholders.has(name)) placeholders.set(name, placeholder())
-    for (const [name, value] of placeholders) env[name] = value
+    // a credential template reads (`${env:NAME}`), declared as a provider's envVar or not. The
+    // guard knows whose each is (docs/spec.md §13).
+    const placeholders = placeholdersFor(guard, io.env)
+    guard.handOut(placeholders)
+    for (const { variable, value } of placeholders) env[variable] = value
     return await new Promise<number>((resolve) => {
       const [program = file, ...programArgs] = launched
       const child = spawn(program, programArgs, { stdio: 'inherit', env })

@@ -5,7 +5,10 @@ import { stderrLogger } from '../ports.js'
 import { decisionLogSink } from './decisionLog.js'
 import { configDirOf, startGuardedProxy } from './guardedProxy.js'
 import type { Io } from './io.js'
+import { openGuard } from './openGuard.js'
 import type { CommonOptions } from './options.js'
+import { placeholdersFor, readPlaceholderFile, writePlaceholderFile } from './placeholders.js'
+import type { Guard } from '../guard/createGuard.js'
 import { acceptFromPrimary, isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
 
 const DEFAULT_PORT = 8080
@@ -29,6 +32,41 @@ const announce = (options: CommonOptions, io: Io, where: { readonly url: string;
   }
 }
 
+/**
+ * `--placeholders FILE`: fresh placeholders for the routed providers' variables, written to FILE
+ * (NAME=value lines, mode 0600) for clients to hold instead of real keys, and handed to the guard.
+ * A worker reads the file its primary wrote, so every worker knows the same ones.
+ */
+const handOutPlaceholders = async (options: CommonOptions, io: Io, guard: Guard, write: boolean): Promise<string | undefined> => {
+  if (options.placeholders === undefined) return undefined
+  if (!write) {
+    const read = await readPlaceholderFile(options.placeholders)
+    if (E.isLeft(read)) return read.left
+    guard.handOut(read.right)
+    return undefined
+  }
+  const made = placeholdersFor(guard, io.env)
+  try {
+    await writePlaceholderFile(options.placeholders, made)
+  } catch (error) {
+    return `--placeholders \`${options.placeholders}\` cannot be written (${(error as NodeJS.ErrnoException).code ?? 'error'}); choose a writable path`
+  }
+  guard.handOut(made)
+  return undefined
+}
+
+/** The primary of `serve --workers N` writes the placeholders its workers read, from a guard of its own that serves nothing. */
+const writePlaceholdersForWorkers = async (options: CommonOptions, io: Io): Promise<string | undefined> => {
+  if (options.placeholders === undefined) return undefined
+  const opened = await openGuard(options, io.env, { live: false })
+  if (E.isLeft(opened)) return opened.left.join('\n')
+  try {
+    return await handOutPlaceholders(options, io, opened.right.guard, true)
+  } finally {
+    await opened.right.stop()
+  }
+}
+
 const announceStop = (options: CommonOptions, io: Io, signal: NodeJS.Signals): void => {
   if (options.json) io.out(JSON.stringify({ event: 'stopped', signal }))
   else io.out(`stopped (${signal}); audit records flushed`)
@@ -43,6 +81,12 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
     reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
     return 1
   }
+  const unread = await handOutPlaceholders(options, io, started.right.guard, false)
+  if (unread !== undefined) {
+    reportToPrimary({ type: 'egress-guard:failed', messages: [unread] })
+    await started.right.stop()
+    return 1
+  }
   acceptFromPrimary(started.right.proxy.accept)
   reportToPrimary({ type: 'egress-guard:ready', caCertPath: started.right.proxy.caCertPath, mode: started.right.mode(), enforcement: started.right.guard.enforcement() })
   await Promise.race([stopRequested(), signalled()])
@@ -52,6 +96,11 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
 
 /** The primary of `serve --workers N`: owns the port and the CA, forks the workers, and stops them on a signal. */
 const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number> => {
+  const unwritten = await writePlaceholdersForWorkers(options, io)
+  if (unwritten !== undefined) {
+    io.err(`error: ${unwritten}`)
+    return 1
+  }
   const pool = await startWorkers({ count: options.workers, host: LOOPBACK, port: options.port ?? DEFAULT_PORT, configDir: configDirOf(options, io.env), warn: (message) => stderrLogger('warn', message) })
   const stopping = signalled()
   const ready = await Promise.race([pool.ready, stopping.then(() => undefined)])
@@ -81,6 +130,12 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
     return 1
   }
   const { proxy, mode, guard, stop } = started.right
+  const unwritten = await handOutPlaceholders(options, io, guard, true)
+  if (unwritten !== undefined) {
+    io.err(`error: ${unwritten}`)
+    await stop()
+    return 1
+  }
   announce(options, io, proxy, mode(), guard.enforcement())
   const signal = await signalled()
   await stop()

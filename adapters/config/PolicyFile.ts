@@ -82,6 +82,8 @@ export const policyFileCodec = closed(
   {
     mode: modeCodec,
     enforcement: enforcementCodec,
+    // `all`: intercept every CONNECT but passthrough hosts, so the tripwire sees all it can (docs/spec.md §13).
+    inspect: t.keyof({ routed: null, all: null }, 'routed or all'),
     connections: t.array(connection),
     passthrough: t.array(nonEmptyString),
     denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),

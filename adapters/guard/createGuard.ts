@@ -3,8 +3,10 @@ import { randomUUID } from 'node:crypto'
 import * as E from 'fp-ts/lib/Either.js'
 
 import {
+  carriedSecret,
   decide,
   decideTunnel,
+  denyExfiltration,
   enforced,
   enforcedTunnel,
   explainRoute,
@@ -12,6 +14,7 @@ import {
   refuseUnauthenticated,
   resolveRoute,
   type AuditRecord,
+  type CarriedText,
   type CredentialOutcome,
   type Decided,
   type Enforcement,
@@ -33,6 +36,7 @@ import { createCredentialCache } from './CredentialCache.js'
 import { authenticatedClient } from '../proxy/proxyAuthentication.js'
 import { resolveClientTokens } from './clientTokens.js'
 import { policyCredentialSource } from './credentialSources.js'
+import { secretBook, type HandedOut, type InjectionSecrets, type SecretBook } from './secretBook.js'
 import { snapshotOf, viewOf, denyTextFor, type Snapshot, type View } from './snapshot.js'
 
 /** What the guard is built from. */
@@ -75,6 +79,8 @@ export interface Verdict extends Decided {
   readonly decisionId: string
   readonly mode: ProxyMode
   readonly enforcement: Enforcement
+  /** For an injection: the placeholders to swap in its headers, and how to scrub its response (docs/spec.md §13). */
+  readonly secrets?: InjectionSecrets
 }
 
 /** A tunnel decision with its id, and the mode and enforcement it was made under. */
@@ -93,13 +99,21 @@ export type ReloadResult =
 
 /** The guard: the policy engine with credentials, audit and reload around it. */
 export interface Guard {
-  readonly evaluate: (request: RequestFacts) => Promise<Verdict>
+  /**
+   * Decides a request. `carried` are the texts it carries (header values, path, query, the start
+   * of its body), searched by the tripwire for a known secret bound where it does not belong.
+   */
+  readonly evaluate: (request: RequestFacts, carried?: ReadonlyArray<CarriedText>) => Promise<Verdict>
   /**
    * The same decision as `evaluate`, made at once when it needs no credential resolution (none is
    * needed, or the credentials are cached); undefined when one is needed, and `evaluate` must be
    * awaited instead. Lets an adapter act in the same turn of the event loop.
    */
-  readonly evaluateNow: (request: RequestFacts) => Verdict | undefined
+  readonly evaluateNow: (request: RequestFacts, carried?: ReadonlyArray<CarriedText>) => Verdict | undefined
+  /** True when the guard knows a secret (a placeholder, a resolved credential) the tripwire searches requests for. */
+  readonly inspects: () => boolean
+  /** The placeholders handed out for the variables that hold real keys (`run`, `serve --placeholders`), which the guard swaps and searches for. */
+  readonly handOut: (placeholders: ReadonlyArray<HandedOut>) => void
   /** Decides a CONNECT, for `client` when one authenticated it (docs/spec.md §9). */
   readonly evaluateTunnel: (host: string, port: number, client?: string) => TunnelVerdict
   /** Who a proxy request is, by its `Proxy-Authorization`: anonymous when the policy lists no clients; tokens compared in constant time. */
@@ -154,6 +168,9 @@ export const createGuard = (options: GuardOptions): Guard => {
     ...(options.credentialTimeoutMs === undefined ? {} : { timeoutMs: options.credentialTimeoutMs })
   }
   let cache = createCredentialCache({ source, ...cacheOptions })
+  const env = options.env ?? process.env
+  let handedOut: ReadonlyArray<HandedOut> = []
+  let book: SecretBook = secretBook(options.policy.file, handedOut, env)
 
   // Every record names its client, or null (docs/spec.md §9), and the mode it was decided under.
   const record = (records: ReadonlyArray<AuditRecord>, current: Snapshot, mode: ProxyMode, decisionId: string, client: string | undefined, request: RecordedRequest | null): void => {
@@ -174,6 +191,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     snapshot = next
     if (policyChanged) generation++
     if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
+    if (policyChanged) book = secretBook(next.policy.file, handedOut, env)
     cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
   }
 
@@ -187,20 +205,29 @@ export const createGuard = (options: GuardOptions): Guard => {
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
 
-  const conclude = (current: Snapshot, view: View, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined): Verdict => {
+  // The tripwire first (docs/spec.md §13): a known secret bound anywhere but a route of a provider
+  // it belongs to is denied whatever the mode and enforcement; then the policy's decision.
+  const conclude = (current: Snapshot, view: View, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined, carried: ReadonlyArray<CarriedText> | undefined): Verdict => {
     const decisionId = randomUUID()
+    const provider = resolution._tag === 'Matched' ? resolution.provider : undefined
+    const secrets = book
+    if (provider !== undefined) secrets.learn(provider, credentials)
+    const found = carried === undefined || !secrets.any() ? undefined : carriedSecret(secrets.matcher(), carried)
     const decided = enforced(
       current.enforcement,
-      decide({
-        mode: view.mode,
-        request,
-        resolution,
-        ...(credentials === undefined ? {} : { credentials }),
-        denyText: denyTextFor(current, resolution._tag === 'Matched' ? resolution.provider : undefined)
-      })
+      found !== undefined && (provider === undefined || !found.secret.owners.includes(provider))
+        ? denyExfiltration(found, request)
+        : decide({
+            mode: view.mode,
+            request,
+            resolution,
+            ...(credentials === undefined ? {} : { credentials }),
+            denyText: denyTextFor(current, provider)
+          })
     )
     record(decided.audit, current, view.mode, decisionId, request.client, recorded(request))
-    return { decision: decided.decision, audit: decided.audit, decisionId, mode: view.mode, enforcement: current.enforcement }
+    const verdict: Verdict = { decision: decided.decision, audit: decided.audit, decisionId, mode: view.mode, enforcement: current.enforcement }
+    return decided.decision._tag === 'Inject' && provider !== undefined ? { ...verdict, secrets: secrets.forInjection(provider, decided.decision.headers) } : verdict
   }
 
   const failed = (request: RequestFacts, current: Snapshot): Verdict => {
@@ -208,29 +235,29 @@ export const createGuard = (options: GuardOptions): Guard => {
     return failClosedVerdict(request, current)
   }
 
-  const evaluateNow = (request: RequestFacts): Verdict | undefined => {
+  const evaluateNow = (request: RequestFacts, carried?: ReadonlyArray<CarriedText>): Verdict | undefined => {
     const current = snapshot
     try {
       const view = viewOf(current, request.client)
       const resolution = resolveRoute(view.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined)
+      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined, carried)
       const cached = cache.peek(resolution.provider, resolution.connection)
-      return cached === undefined ? undefined : conclude(current, view, request, resolution, cached)
+      return cached === undefined ? undefined : conclude(current, view, request, resolution, cached, carried)
     } catch {
       return failed(request, current)
     }
   }
 
-  const evaluate = async (request: RequestFacts): Promise<Verdict> => {
+  const evaluate = async (request: RequestFacts, carried?: ReadonlyArray<CarriedText>): Promise<Verdict> => {
     const current = snapshot
     const credentialCache = cache
     try {
       const view = viewOf(current, request.client)
       const resolution = resolveRoute(view.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined)
+      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined, carried)
       // Resolved first when not cached (this route's first request, or they expired).
       const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await credentialCache.get(resolution.provider, resolution.connection))
-      return conclude(current, view, request, resolution, outcome)
+      return conclude(current, view, request, resolution, outcome, carried)
     } catch {
       return failed(request, current)
     }
@@ -240,7 +267,8 @@ export const createGuard = (options: GuardOptions): Guard => {
     const current = snapshot
     const { mode, table } = viewOf(current, client)
     const decisionId = randomUUID()
-    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port }))
+    const inspectAll = current.policy.file.inspect === 'all'
+    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
     record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: shownHost(host), port, method: 'CONNECT' })
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
@@ -288,6 +316,11 @@ export const createGuard = (options: GuardOptions): Guard => {
   return {
     evaluate,
     evaluateNow,
+    inspects: () => book.any(),
+    handOut: (placeholders) => {
+      handedOut = [...placeholders]
+      book = secretBook(snapshot.policy.file, handedOut, env)
+    },
     evaluateTunnel,
     failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {

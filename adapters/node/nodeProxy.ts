@@ -75,7 +75,8 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
     method: request.method ?? 'GET',
     headers: request.headers,
     sni: tunnel === undefined ? undefined : (request.socket as TLSSocket & { servername?: string | false }).servername,
-    upgrade
+    upgrade,
+    body: upgrade || hasNoBody(request) ? null : (request as Readable)
   })
 
   const serve = (request: ClientRequest, response: ClientResponse, tunnel: Tunnel | undefined): void => {

