@@ -15,6 +15,9 @@ import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, offerHttp10, writeAnswer } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
+import { announcedBody, injectedHeaders } from '../proxy/requestSecrets.js'
+import { scrubResponseWrites } from '../proxy/responseScrubbing.js'
+import { scrub } from '../../core/index.js'
 import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { injectHeaders, NOT_A_PROXY_REQUEST, stripProxyHeaders } from '../upstream/forwardedHeaders.js'
@@ -96,7 +99,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     method: request.method ?? 'GET',
     headers: request.headers,
     sni: ctx.isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined,
-    upgrade
+    upgrade,
+    body: upgrade ? null : announcedBody(request)
   })
 
   proxy.onRequest((ctx, callback) => {
@@ -114,6 +118,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       forwarded.host = step.where.upstream.host
       forwarded.port = step.where.upstream.port
       if (ctx.isSSL && step.where.servername !== undefined) forwarded.servername = step.where.servername
+      // The response to an injection is scrubbed of the injected values as the library writes it.
+      scrubResponseWrites(ctx.proxyToClientResponse, step.verdict.secrets?.scrub ?? [])
       try {
         callback()
       } catch {
@@ -148,7 +154,16 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       const headers = (wsOptions.headers ?? {}) as Record<string, unknown>
       stripProxyHeaders(headers)
       if (step.verdict.decision._tag === 'Inject') injectHeaders(headers, step.verdict.decision.headers)
-      wsOptions.headers = headers as Record<string, string>
+      const { secrets } = step.verdict
+      wsOptions.headers = (secrets === undefined ? headers : injectedHeaders(headers as Record<string, string>, secrets)) as Record<string, string>
+      // Messages from the upstream of an injected WebSocket are scrubbed (the library hands them whole).
+      if (secrets !== undefined && secrets.scrub.length > 0) {
+        ctx.onWebSocketFrame((_ctx, type, fromServer, data, binary, done) => {
+          if (type !== 'message' || !fromServer || binary === true) return done(null, data, binary)
+          const text = Buffer.isBuffer(data) ? data.toString('latin1') : Buffer.from(String(data)).toString('latin1')
+          done(null, Buffer.from(scrub(secrets.scrub, text), 'latin1'), binary)
+        })
+      }
       wsOptions.url = `${ctx.isSSL ? 'wss' : 'ws'}://${hostForUrl(step.where.upstream.host)}:${step.where.upstream.port}${step.path}`
       if (ctx.isSSL && step.where.servername !== undefined) (wsOptions as { servername?: string }).servername = step.where.servername
       try {

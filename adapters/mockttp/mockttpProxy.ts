@@ -14,6 +14,9 @@ import type { EngineOptions } from '../proxy/engineOptions.js'
 import { answer, createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, writeAnswer } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
+import { announcedBody } from '../proxy/requestSecrets.js'
+import { scrubResponseWrites } from '../proxy/responseScrubbing.js'
+import { scrubSocketWrites } from '../proxy/webSocketScrubbing.js'
 import { runningProxy } from '../proxy/runningProxy.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { isWebSocketUpgrade, NOT_A_WEBSOCKET_UPGRADE } from '../upstream/forwardedHeaders.js'
@@ -110,7 +113,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       method: request.method ?? 'GET',
       headers: request.headers,
       sni: tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined,
-      upgrade
+      upgrade,
+      body: upgrade ? null : announcedBody(request)
     }
     const carry = (step: RequestStep): void => {
       try {
@@ -143,7 +147,18 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
 
   const decideRequest: Middleware = (request, response, next) => {
     watch.request(clientSocketOf(request.socket), response)
-    decide(request, false, (step) => (step._tag === 'Forward' ? (rewrite(request, step, false), next()) : writeAnswer(response, step)), () => response.destroy())
+    decide(
+      request,
+      false,
+      (step) => {
+        if (step._tag === 'Answer') return writeAnswer(response, step)
+        rewrite(request, step, false)
+        // The response to an injection is scrubbed of the injected values as mockttp writes it.
+        scrubResponseWrites(response, step.verdict.secrets?.scrub ?? [])
+        next()
+      },
+      () => response.destroy()
+    )
   }
 
   const decideUpgrade = (original: ReadonlyArray<SocketListener>, server: Server): SocketListener => (request, socket, head) => {
@@ -158,6 +173,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       (step) => {
         if (step._tag === 'Answer') return void socket.end(rawAnswer(step.status, step.body, step.headers))
         rewrite(request, step, true)
+        scrubSocketWrites(socket, step.verdict.secrets?.scrub ?? [])
         for (const listener of original) listener.call(server, request, socket, head)
       },
       () => socket.destroy()

@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 
 import { INSPECTED_BODY_BYTES } from '../../core/Secrets.js'
@@ -23,6 +23,12 @@ export const carriedTexts = (headers: IncomingHttpHeaders, target: string, body:
   if (query >= 0) texts.push({ location: 'query', text: target.slice(query + 1) })
   if (body !== undefined && body !== '') texts.push({ location: 'body', text: body })
   return texts
+}
+
+/** An HTTP/1 request's body, when its headers announce one (a length above 0, or chunks); null otherwise. */
+export const announcedBody = (request: IncomingMessage): Readable | null => {
+  const length = request.headers['content-length']
+  return (length === undefined || length === '0') && request.headers['transfer-encoding'] === undefined ? null : request
 }
 
 /** True when a request's body is read for the tripwire: it has one and it is not compressed (a compressed body is not decoded, docs/policy.md says so). */

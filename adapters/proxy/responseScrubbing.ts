@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { Transform, type Readable, type Writable } from 'node:stream'
 import zlib from 'node:zlib'
 
@@ -82,4 +83,94 @@ export const scrubbedBodyHeaders = (headers: Record<string, string | string[]>):
   delete out['content-length']
   delete out['content-encoding']
   return out
+}
+
+/** What a response from a library is answered with when its body is in a coding that cannot be read. */
+export const UNREADABLE_CODING = 'Bad gateway: egress-guard cannot scrub a response in this content coding'
+
+type HeaderList = Record<string, string | string[] | number> | ReadonlyArray<string> | ReadonlyArray<readonly [string, string]>
+
+/** Headers as writeHead takes them (an object, a flat list, or name/value pairs) as one object; repeated names become lists. */
+const headerObject = (headers: HeaderList | undefined): Record<string, string | string[]> => {
+  const out: Record<string, string | string[]> = {}
+  const add = (name: string, value: string): void => {
+    const key = name.toLowerCase()
+    const known = out[key]
+    out[key] = known === undefined ? value : [...(Array.isArray(known) ? known : [known]), value]
+  }
+  if (headers === undefined) return out
+  if (!Array.isArray(headers)) {
+    for (const [name, value] of Object.entries(headers)) for (const one of Array.isArray(value) ? value : [value]) add(name, String(one))
+    return out
+  }
+  if (headers.length > 0 && Array.isArray(headers[0])) for (const [name, value] of headers as ReadonlyArray<readonly [string, string]>) add(name, String(value))
+  else for (let i = 0; i + 1 < headers.length; i += 2) add(String(headers[i]), String(headers[i + 1]))
+  return out
+}
+
+/** A library's response to a client, as far as scrubbing needs it. */
+type LibraryResponse = ServerResponse
+
+/**
+ * Scrubs whatever a proxy library writes to a client's response (http-mitm-proxy, mockttp): its
+ * headers when they are written, then every byte of the body, decoded when compressed, with the
+ * library's backpressure kept (a write returns false until the scrubber drains). A body in a
+ * coding that cannot be read is answered 502 instead, and the library's writes are dropped.
+ */
+export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyArray<ScrubRule>): void => {
+  if (rules.length === 0) return
+  const writeHead = response.writeHead.bind(response) as (status: number, ...rest: Array<unknown>) => LibraryResponse
+  const write = response.write.bind(response) as (chunk: unknown, ...rest: Array<unknown>) => boolean
+  const end = response.end.bind(response) as (...rest: Array<unknown>) => LibraryResponse
+  let body: ScrubbedBody | undefined
+  let dropped = false
+  const patched = response as unknown as Record<string, unknown>
+  patched['writeHead'] = (status: number, ...rest: Array<unknown>): LibraryResponse => {
+    const message = typeof rest[0] === 'string' ? (rest.shift() as string) : undefined
+    const given = headerObject(rest[0] as HeaderList | undefined)
+    for (const name of response.getHeaderNames()) {
+      given[name] ??= response.getHeader(name) as string | string[]
+      response.removeHeader(name)
+    }
+    body = scrubbedBody(rules, given['content-encoding'])
+    if (body === undefined) {
+      dropped = true
+      writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(UNREADABLE_CODING)) })
+      end(UNREADABLE_CODING)
+      return response
+    }
+    const { input, output } = body
+    input.on('drain', () => response.emit('drain'))
+    output.on('data', (chunk: Buffer) => write(chunk) || output.pause())
+    response.on('drain', () => output.resume())
+    output.on('end', () => end())
+    output.on('error', () => response.destroy())
+    const headers = scrubbedBodyHeaders(scrubbedHeaders(rules, given))
+    return message === undefined ? writeHead(status, headers) : writeHead(status, message, headers)
+  }
+  patched['write'] = (chunk: unknown, ...rest: Array<unknown>): boolean => {
+    if (!response.headersSent && body === undefined && !dropped) (patched['writeHead'] as (status: number) => void)(response.statusCode)
+    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined
+    if (dropped || body === undefined) {
+      callback?.()
+      return true
+    }
+    return body.input.write(typeof chunk === 'string' ? Buffer.from(chunk, typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8') : (chunk as Buffer), callback)
+  }
+  patched['end'] = (...rest: Array<unknown>): LibraryResponse => {
+    const chunk = typeof rest[0] === 'function' ? undefined : rest[0]
+    if (!response.headersSent && body === undefined && !dropped) (patched['writeHead'] as (status: number) => void)(response.statusCode)
+    if (dropped || body === undefined) return response
+    if (chunk !== undefined && chunk !== null) (patched['write'] as (c: unknown) => boolean)(chunk)
+    body.input.end()
+    libraryEnded = true
+    return response
+  }
+  // The library ended its response when it called end, though the scrubber may still be writing
+  // (mockttp checks, and calls a response not ended a failure).
+  let libraryEnded = false
+  let owner = Object.getPrototypeOf(response) as object | null
+  while (owner !== null && Object.getOwnPropertyDescriptor(owner, 'writableEnded') === undefined) owner = Object.getPrototypeOf(owner) as object | null
+  const ended = owner === null ? undefined : Object.getOwnPropertyDescriptor(owner, 'writableEnded')
+  Object.defineProperty(response, 'writableEnded', { configurable: true, get: () => libraryEnded || ended?.get?.call(response) === true })
 }

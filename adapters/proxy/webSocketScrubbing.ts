@@ -1,6 +1,7 @@
-import { Transform } from 'node:stream'
+import { Transform, type Duplex } from 'node:stream'
 
-import { scrubChunk, type ScrubRule } from '../../core/index.js'
+import { scrub, scrubChunk, type ScrubRule } from '../../core/index.js'
+import { scrubbingStream } from './responseScrubbing.js'
 
 // WebSocket frames from the upstream of an injected upgrade, scrubbed (docs/spec.md §13): the
 // payload of every text message goes through the scrubber as it streams, and comes out as frames
@@ -126,4 +127,34 @@ export const webSocketScrubber = (rules: ReadonlyArray<ScrubRule>): Transform =>
       callback()
     }
   })
+}
+
+/**
+ * Scrubs what a proxy library writes to a client socket after it accepted a WebSocket upgrade
+ * (mockttp): the handshake answer's header values, then every frame through webSocketScrubber. A
+ * frame it cannot read ends the connection.
+ */
+export const scrubSocketWrites = (socket: Duplex, rules: ReadonlyArray<ScrubRule>): void => {
+  if (rules.length === 0) return
+  const write = socket.write.bind(socket) as (chunk: unknown, ...rest: Array<unknown>) => boolean
+  let handshake = ''
+  // After the answer's head: frames when the upstream switched protocols, else the answer's body.
+  let after: Transform | undefined
+  ;(socket as unknown as Record<string, unknown>)['write'] = (chunk: unknown, ...rest: Array<unknown>): boolean => {
+    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8') : Buffer.from(chunk as Uint8Array)
+    if (after !== undefined) return after.write(bytes, callback)
+    handshake += bytes.toString('latin1')
+    const end = handshake.indexOf('\r\n\r\n')
+    if (end < 0) {
+      callback?.()
+      return true
+    }
+    const head = handshake.slice(0, end + 4)
+    after = /^HTTP\/1\.[01] 101 /.test(head) ? webSocketScrubber(rules) : scrubbingStream(rules)
+    after.on('data', (out: Buffer) => write(out))
+    after.on('error', () => socket.destroy())
+    write(Buffer.from(scrub(rules, head), 'latin1'))
+    return after.write(Buffer.from(handshake.slice(end + 4), 'latin1'), callback)
+  }
 }

@@ -240,7 +240,9 @@ describe.each(ADAPTERS)('secrets in both directions on %s', (adapter) => {
     it('scrubs WebSocket text frames from the upstream, whole and fragmented', async () => {
       const messages = await webSocketMessages(setup, 2)
       expect(messages).toEqual([`whole ${setup.placeholders.alpha}`, `split ${setup.placeholders.alpha} end`])
-      expect(setup.echo.received.at(-1)?.headers['sec-websocket-extensions']).toBeUndefined()
+      // Frames reach the scrubber uncompressed: the upgrade goes without extensions (http-mitm-proxy's
+      // own WebSocket client decompresses the messages it hands over, and may ask for them).
+      if (adapter !== 'http-mitm-proxy') expect(setup.echo.received.at(-1)?.headers['sec-websocket-extensions']).toBeUndefined()
     })
   })
 
