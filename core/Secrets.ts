@@ -288,3 +288,33 @@ export const scrubChunk = (rules: ReadonlyArray<ScrubRule>, kept: string, chunk:
   const held = pendingTail(rules, text)
   return { send: text.slice(0, text.length - held), kept: text.slice(text.length - held) }
 }
+
+/** A request body's inspection so far: bytes seen, and the tail kept back to be searched with the next chunk. */
+export interface BodyScan {
+  readonly seen: number
+  readonly held: string
+}
+
+/** A body's inspection before its first byte. */
+export const BODY_SCAN_START: BodyScan = { seen: 0, held: '' }
+
+/** What a body's next chunk comes to: bytes that may go on (and the scan after them), or a known secret found in it. */
+export type BodyStep = { readonly _tag: 'Go'; readonly send: string; readonly scan: BodyScan } | { readonly _tag: 'Found'; readonly carried: Carried }
+
+/**
+ * Scans the next chunk of a request body as it streams (`last` at its end): the first
+ * INSPECTED_BODY_BYTES are searched for every known secret, each chunk together with the tail
+ * kept back from the one before, so a value split across chunks is found before its last byte
+ * goes on. Only that tail is ever held (five times the longest form: room for percent-encoding);
+ * after the inspected bytes the body goes on untouched.
+ */
+export const scanBodyChunk = (matcher: SecretMatcher, scan: BodyScan, chunk: string, last: boolean): BodyStep => {
+  if (scan.seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: scan.held + chunk, scan: { seen: scan.seen, held: '' } }
+  const window = scan.held + chunk
+  const carried = carriedSecret(matcher, [{ location: 'body', text: window }])
+  if (carried !== undefined) return { _tag: 'Found', carried }
+  const seen = scan.seen + chunk.length
+  if (last || seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: window, scan: { seen, held: '' } }
+  const hold = Math.min(window.length, 5 * matcher.patterns.reduce((n, p) => Math.max(n, p.find.length), 0))
+  return { _tag: 'Go', send: window.slice(0, window.length - hold), scan: { seen, held: window.slice(window.length - hold) } }
+}

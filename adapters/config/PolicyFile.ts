@@ -3,7 +3,7 @@ import * as t from 'io-ts'
 
 import { buildRouteTable, compileRules, WARNING_SEVERITY, type PolicyInput, type RouteWarning } from '../../core/index.js'
 import { clientCodec, clientProblems } from './clients.js'
-import { absoluteUrl, closed, enforcementCodec, modeCodec, nonEmptyString, secureEndpoint } from './codecs.js'
+import { absoluteUrl, closed, enforcementCodec, inspectCodec, modeCodec, nonEmptyString, secureEndpoint } from './codecs.js'
 import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
@@ -83,7 +83,7 @@ export const policyFileCodec = closed(
     mode: modeCodec,
     enforcement: enforcementCodec,
     // `all`: intercept every CONNECT but passthrough hosts, so the tripwire sees all it can (docs/spec.md §13).
-    inspect: t.keyof({ routed: null, all: null }, 'routed or all'),
+    inspect: inspectCodec,
     connections: t.array(connection),
     passthrough: t.array(nonEmptyString),
     denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),

@@ -72,6 +72,17 @@ export const enforcementCodec = new t.Type<Enforcement, string, unknown>(
   t.identity
 )
 
+/** `routed` (the default: intercept hosts with routes) or `all` (intercept every CONNECT but passthrough hosts, docs/spec.md §13). */
+export const inspectCodec = new t.Type<'routed' | 'all', string, unknown>(
+  'an inspect setting',
+  (u): u is 'routed' | 'all' => u === 'routed' || u === 'all',
+  (u, c) =>
+    u === 'routed' || u === 'all'
+      ? t.success(u)
+      : t.failure(u, c, `unknown inspect setting \`${typeof u === 'string' ? u.slice(0, 64) : typeof u}\`: expected routed (intercept hosts with routes) or all (every host but passthrough ones, so the tripwire sees them)`),
+  t.identity
+)
+
 /** An object with required and optional keys; any other key is an error naming the allowed ones. */
 export const closed = <R extends t.Props, O extends t.Props>(name: string, required: R, optional: O) => {
   const inner = t.intersection([t.type(required), t.partial(optional)])

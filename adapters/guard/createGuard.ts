@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import * as E from 'fp-ts/lib/Either.js'
 
 import {
+  BODY_SCAN_START,
   carriedSecret,
   decide,
   decideTunnel,
@@ -13,6 +14,7 @@ import {
   failClosed,
   refuseUnauthenticated,
   resolveRoute,
+  scanBodyChunk,
   type AuditRecord,
   type CarriedText,
   type CredentialOutcome,
@@ -81,6 +83,14 @@ export interface Verdict extends Decided {
   readonly enforcement: Enforcement
   /** For an injection: the placeholders to swap in its headers, and how to scrub its response (docs/spec.md §13). */
   readonly secrets?: InjectionSecrets
+  /** For a request that goes on while the guard knows secrets: the tripwire on its body (docs/spec.md §13). */
+  readonly body?: BodyCheck
+}
+
+/** The tripwire on a request body as it streams (docs/spec.md §13). */
+export interface BodyCheck {
+  /** The body's next chunk (a byte string; `last` at its end): the bytes that may go on now, or the verdict that stops the request. */
+  readonly next: (chunk: string, last: boolean) => { readonly _tag: 'Go'; readonly send: string } | { readonly _tag: 'Stopped'; readonly verdict: Verdict }
 }
 
 /** A tunnel decision with its id, and the mode and enforcement it was made under. */
@@ -212,10 +222,11 @@ export const createGuard = (options: GuardOptions): Guard => {
     const provider = resolution._tag === 'Matched' ? resolution.provider : undefined
     const secrets = book
     if (provider !== undefined) secrets.learn(provider, credentials)
-    const found = carried === undefined || !secrets.any() ? undefined : carriedSecret(secrets.matcher(), carried)
+    const inspecting = secrets.any()
+    const found = carried === undefined || !inspecting ? undefined : carriedSecret(secrets.foreignTo(provider), carried)
     const decided = enforced(
       current.enforcement,
-      found !== undefined && (provider === undefined || !found.secret.owners.includes(provider))
+      found !== undefined
         ? denyExfiltration(found, request)
         : decide({
             mode: view.mode,
@@ -227,7 +238,28 @@ export const createGuard = (options: GuardOptions): Guard => {
     )
     record(decided.audit, current, view.mode, decisionId, request.client, recorded(request))
     const verdict: Verdict = { decision: decided.decision, audit: decided.audit, decisionId, mode: view.mode, enforcement: current.enforcement }
-    return decided.decision._tag === 'Inject' && provider !== undefined ? { ...verdict, secrets: secrets.forInjection(provider, decided.decision.headers) } : verdict
+    if (decided.decision._tag === 'Deny' || !inspecting) return verdict
+    const body = bodyCheck(current, view, request, secrets, provider, decisionId)
+    return decided.decision._tag === 'Inject' && provider !== undefined ? { ...verdict, secrets: secrets.forInjection(provider, decided.decision.headers), body } : { ...verdict, body }
+  }
+
+  // A request that goes on has its body searched as it streams; a secret it may not carry stops
+  // it, recorded under the same decision id.
+  const bodyCheck = (current: Snapshot, view: View, request: RequestFacts, secrets: SecretBook, provider: string | undefined, decisionId: string): BodyCheck => {
+    const matcher = secrets.foreignTo(provider)
+    let scan = BODY_SCAN_START
+    return {
+      next: (chunk, last) => {
+        const step = scanBodyChunk(matcher, scan, chunk, last)
+        if (step._tag === 'Go') {
+          scan = step.scan
+          return { _tag: 'Go', send: step.send }
+        }
+        const stopped = denyExfiltration(step.carried, request)
+        record(stopped.audit, current, view.mode, decisionId, request.client, recorded(request))
+        return { _tag: 'Stopped', verdict: { ...stopped, decisionId, mode: view.mode, enforcement: current.enforcement } }
+      }
+    }
   }
 
   const failed = (request: RequestFacts, current: Snapshot): Verdict => {

@@ -34,7 +34,8 @@ export interface InjectionSecrets {
 export interface SecretBook {
   /** True when there is anything to search for. */
   readonly any: () => boolean
-  readonly matcher: () => SecretMatcher
+  /** The secrets that may not go to a route of `provider` (all of them for a request no route matched), compiled. */
+  readonly foreignTo: (provider: string | undefined) => SecretMatcher
   /** Learns the values of a resolved credential (once per outcome). */
   readonly learn: (provider: string, outcome: CredentialOutcome | undefined) => void
   /** The swaps and scrub rules for a request injected with `headers` for `provider`. */
@@ -73,7 +74,8 @@ export const secretBook = (file: PolicyFile, handedOut: ReadonlyArray<HandedOut>
   const learned = new Map<string, KnownSecret>()
   const seenOutcomes = new WeakSet<object>()
   const injections = new WeakMap<object, Map<string, InjectionSecrets>>()
-  let compiled: SecretMatcher | undefined
+  // Compiled per provider whose requests are searched ('' for requests no route matched).
+  let compiled = new Map<string, SecretMatcher>()
 
   const learn: SecretBook['learn'] = (provider, outcome) => {
     if (outcome === undefined || outcome._tag !== 'Available' || seenOutcomes.has(outcome)) return
@@ -84,7 +86,7 @@ export const secretBook = (file: PolicyFile, handedOut: ReadonlyArray<HandedOut>
         if (known !== undefined && known.owners.includes(provider)) continue
         learned.delete(part)
         learned.set(part, { value: part, owners: [...(known?.owners ?? []), provider], kind: 'credential' })
-        compiled = undefined
+        compiled = new Map()
       }
     }
     while (learned.size > MAX_LEARNED) learned.delete(learned.keys().next().value as string)
@@ -112,7 +114,14 @@ export const secretBook = (file: PolicyFile, handedOut: ReadonlyArray<HandedOut>
 
   return {
     any: () => fixed.length > 0 || learned.size > 0,
-    matcher: () => (compiled ??= compileSecrets([...fixed, ...learned.values()])),
+    foreignTo: (provider) => {
+      const key = provider ?? ''
+      const known = compiled.get(key)
+      if (known !== undefined) return known
+      const made = compileSecrets([...fixed, ...learned.values()].filter((secret) => provider === undefined || !secret.owners.includes(provider)))
+      compiled.set(key, made)
+      return made
+    },
     learn,
     forInjection
   }

@@ -15,6 +15,7 @@ import type { EngineOptions } from '../proxy/engineOptions.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, offerHttp10, writeAnswer } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
+import { gateBody } from '../proxy/bodyTripwire.js'
 import { announcedBody, injectedHeaders } from '../proxy/requestSecrets.js'
 import { scrubResponseWrites } from '../proxy/responseScrubbing.js'
 import { scrub } from '../../core/index.js'
@@ -69,6 +70,8 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   // Each intercepted CONNECT's pinned destination, and each request's target as the client sent it.
   const tunnels = new WeakMap<http.IncomingMessage, TunnelPin>()
   const targets = new WeakMap<http.IncomingMessage, string>()
+  // Requests whose body the tripwire stopped: what fails after that is not an upstream failure.
+  const stopped = new WeakSet<IContext>()
 
   // Leaf certificates come from our CA, asynchronously; nothing is read from or written to disk.
   const nowhere = join(options.configDir, '.leaf-certificates-are-kept-in-memory')
@@ -99,16 +102,26 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
     method: request.method ?? 'GET',
     headers: request.headers,
     sni: ctx.isSSL ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined,
-    upgrade,
-    body: upgrade ? null : announcedBody(request)
+    upgrade
   })
 
   proxy.onRequest((ctx, callback) => {
     const request = ctx.clientToProxyRequest
     watch.request(ctx.connectRequest?.socket ?? request.socket, ctx.proxyToClientResponse)
     const received = incoming(ctx, request, false)
+    // A body is gated before the library can read it, for the tripwire (bodyTripwire.ts).
+    const body = announcedBody(request) === null ? undefined : gateBody(request)
     const carry = (step: RequestStep): void => {
-      if (step._tag === 'Answer') return answer(ctx, step.status, step.body, step.headers)
+      if (step._tag === 'Answer') {
+        body?.open(undefined, () => undefined)
+        return answer(ctx, step.status, step.body, step.headers)
+      }
+      body?.open(step.body, (refusal) => {
+        stopped.add(ctx)
+        ctx.proxyToServerRequest?.destroy()
+        if (ctx.proxyToClientResponse.headersSent) ctx.proxyToClientResponse.destroy()
+        else answer(ctx, refusal.status, refusal.body, refusal.headers)
+      })
       const forwarded = ctx.proxyToServerRequestOptions as (typeof ctx.proxyToServerRequestOptions & https.RequestOptions) | undefined
       if (forwarded === undefined) return answer(ctx, 502, 'Bad gateway: egress-guard could not forward this request')
       // INVARIANT: the request goes to the destination the policy judged, on the path it judged,
@@ -180,7 +193,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   // Upstream failures (refused, reset, a certificate that does not verify) get our own 502; the
   // library would otherwise answer 504 with its internal error text.
   proxy.onError((ctx, error, kind) => {
-    if (ctx === null || ctx === undefined || ctx.proxyToClientResponse === undefined) return
+    if (ctx === null || ctx === undefined || ctx.proxyToClientResponse === undefined || stopped.has(ctx)) return
     const code = upstreamErrorCode(error, kind ?? 'ERROR')
     log('warn', `upstream request failed: ${code}`)
     answer(ctx, 502, upstreamFailureBody(code))

@@ -14,6 +14,7 @@ import type { EngineOptions } from '../proxy/engineOptions.js'
 import { answer, createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { http1Alpn, rawAnswer, writeAnswer } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
+import { gateBody } from '../proxy/bodyTripwire.js'
 import { announcedBody } from '../proxy/requestSecrets.js'
 import { scrubResponseWrites } from '../proxy/responseScrubbing.js'
 import { scrubSocketWrites } from '../proxy/webSocketScrubbing.js'
@@ -113,8 +114,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
       method: request.method ?? 'GET',
       headers: request.headers,
       sni: tls ? (request.socket as TLSSocket & { servername?: string | false }).servername : undefined,
-      upgrade,
-      body: upgrade ? null : announcedBody(request)
+      upgrade
     }
     const carry = (step: RequestStep): void => {
       try {
@@ -147,11 +147,23 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
 
   const decideRequest: Middleware = (request, response, next) => {
     watch.request(clientSocketOf(request.socket), response)
+    // A body is gated before mockttp can read it, for the tripwire (bodyTripwire.ts).
+    const body = announcedBody(request) === null ? undefined : gateBody(request)
     decide(
       request,
       false,
       (step) => {
-        if (step._tag === 'Answer') return writeAnswer(response, step)
+        if (step._tag === 'Answer') {
+          body?.open(undefined, () => undefined)
+          return writeAnswer(response, step)
+        }
+        // A stopped body: the client is refused, and its connection (which mockttp's upstream
+        // request is still reading from) closed once the refusal is out.
+        body?.open(step.body, (refusal) => {
+          if (response.headersSent) return void request.socket.destroy()
+          response.once('finish', () => request.socket.destroy())
+          writeAnswer(response, refusal)
+        })
         rewrite(request, step, false)
         // The response to an injection is scrubbed of the injected values as mockttp writes it.
         scrubResponseWrites(response, step.verdict.secrets?.scrub ?? [])

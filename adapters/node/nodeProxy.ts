@@ -9,6 +9,7 @@ import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.
 import { stderrLogger, type RunningProxy } from '../ports.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
+import { gateBody } from '../proxy/bodyTripwire.js'
 import { createPipeline, type IncomingRequest, type RequestStep, type TunnelPin } from '../proxy/pipeline.js'
 import { answerClientErrors, rawAnswer, writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
 import { refuseOrTunnel } from '../proxy/refuseOrTunnel.js'
@@ -75,17 +76,19 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
     method: request.method ?? 'GET',
     headers: request.headers,
     sni: tunnel === undefined ? undefined : (request.socket as TLSSocket & { servername?: string | false }).servername,
-    upgrade,
-    body: upgrade || hasNoBody(request) ? null : (request as Readable)
+    upgrade
   })
 
   const serve = (request: ClientRequest, response: ClientResponse, tunnel: Tunnel | undefined): void => {
     watch.request(tunnel?.socket ?? request.socket, response)
+    // A body is gated before anything can read it, for the tripwire (bodyTripwire.ts).
+    const body = hasNoBody(request) ? undefined : gateBody(request as Readable)
     const carry = (step: RequestStep): void => {
       if (step._tag === 'Forward') {
-        upstreams.forward(step, tunnel !== undefined, hasNoBody(request) ? null : (request as Readable), response, 'stream' in request)
+        upstreams.forward(step, tunnel !== undefined, body === undefined ? null : { stream: request as Readable, gate: body }, response, 'stream' in request)
         return
       }
+      body?.open(undefined, () => undefined)
       request.resume()
       if (clientGone(response)) response.destroy()
       else writeAnswer(response as ClientResponse & AnswerableResponse, step)

@@ -5,7 +5,9 @@ import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'n
 import type { Dispatcher, Pool } from 'undici'
 
 import type { Logger } from '../ports.js'
+import type { BodyGate } from '../proxy/bodyTripwire.js'
 import type { Forward } from '../proxy/pipeline.js'
+import { writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
 import { scrubbedBody, scrubbedBodyHeaders, scrubbedHeaders, type ScrubbedBody } from '../proxy/responseScrubbing.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
@@ -30,8 +32,8 @@ export const clientGone = (response: ClientResponse): boolean =>
 
 /** What forwards judged requests upstream. */
 export interface UpstreamRequests {
-  /** Sends `step` with `body` (null when the request has none) and streams the answer into `response`. */
-  readonly forward: (step: Forward, tls: boolean, body: Readable | null, response: ClientResponse, http2Client: boolean) => void
+  /** Sends `step` with `body` (null when the request has none; its gate opened here) and streams the answer into `response`. */
+  readonly forward: (step: Forward, tls: boolean, body: { readonly stream: Readable; readonly gate: BodyGate } | null, response: ClientResponse, http2Client: boolean) => void
   readonly close: () => Promise<void>
 }
 
@@ -135,9 +137,21 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
 
   const forward: UpstreamRequests['forward'] = (step, tls, body, response, http2Client) => {
     // A client gone while the request was decided (a cancelled HTTP/2 stream): nothing is sent.
-    if (clientGone(response)) return
+    if (clientGone(response)) {
+      body?.gate.open(undefined, () => undefined)
+      return
+    }
     // Set once the upstream connection is assigned: aborts the upstream request.
     let abort: ((reason: Error) => void) | undefined
+    // Set when the tripwire stopped the body: the upstream request is abandoned, the client refused.
+    let stopped = false
+    body?.gate.open(step.body, (refusal) => {
+      stopped = true
+      abort?.(new Error('the request body carried a secret it may not'))
+      if (clientGone(response)) return
+      if (response.headersSent) response.destroy()
+      else writeAnswer(response as ClientResponse & AnswerableResponse, refusal)
+    })
     // Set once the response started: lets undici read on after the client drained.
     let resume: (() => void) | undefined
     // The response to an injection is scrubbed of the injected values (docs/spec.md §13).
@@ -150,7 +164,8 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
       const handler: Dispatcher.DispatchHandler = {
         onConnect: (abortRequest) => {
           abort = abortRequest
-          if (clientGone(response)) abortRequest(new Error('the client went away'))
+          if (stopped) abortRequest(new Error('the request body carried a secret it may not'))
+          else if (clientGone(response)) abortRequest(new Error('the client went away'))
         },
         onHeaders: (statusCode, raw, resumeReading) => {
           // Informational answers (100, 103) are not passed on; the final one follows.
@@ -198,15 +213,16 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
         },
         onError: (error) => {
           scrubbing?.input.destroy()
-          if (clientGone(response)) return
+          if (stopped || clientGone(response)) return
           const code = upstreamErrorCode(error)
           if (retry && !response.headersSent && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
             send(false)
             return
           }
           options.log('warn', `upstream request failed: ${code}`)
+          // A response cut short is cut with an error, so HTTP/2 clients get a stream reset, not an end.
           if (response.headersSent) {
-            response.destroy()
+            response.destroy(new Error(`upstream failed: ${code}`))
             return
           }
           const text = upstreamFailureBody(code)
@@ -216,7 +232,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
       }
       const dispatch = (PoolConstructor: typeof Pool): void => {
         poolFor(step, tls, PoolConstructor).dispatch(
-        { path: step.path, method: step.method as Dispatcher.HttpMethod, headers: step.headers, body, ...(step.where.servername === undefined ? {} : { servername: step.where.servername }) },
+        { path: step.path, method: step.method as Dispatcher.HttpMethod, headers: step.headers, body: body?.stream ?? null, ...(step.where.servername === undefined ? {} : { servername: step.where.servername }) },
           handler
         )
       }

@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
 
 import * as E from 'fp-ts/lib/Either.js'
 
@@ -11,7 +10,8 @@ import { forwardedHeaders, headerText, isWebSocketUpgrade, NOT_A_PROXY_REQUEST, 
 import { pinDestination, type PinnedDestination } from '../upstream/pinnedDestination.js'
 import { connectTarget, type ConnectTarget } from '../upstream/tunnel.js'
 import { authenticates } from './proxyAuthentication.js'
-import { carriedTexts, injectedHeaders, inspectableBody, peekBody } from './requestSecrets.js'
+import { bodyTripwire, type BodyTripwire } from './bodyTripwire.js'
+import { carriedTexts, injectedHeaders } from './requestSecrets.js'
 import { rawAnswer } from './rawAnswer.js'
 import { plainProxyDestination, requestFacts } from './requestFacts.js'
 
@@ -52,8 +52,6 @@ export interface IncomingRequest {
   readonly sni?: string | false | undefined
   /** A WebSocket (or other) upgrade: its `Connection`/`Upgrade` headers are kept. */
   readonly upgrade?: boolean
-  /** The request body, when it has one: the tripwire reads its start (and puts it back) before the request is decided. */
-  readonly body?: Readable | null
 }
 
 /** An answer egress-guard gives itself. */
@@ -72,6 +70,8 @@ export interface Forward {
   readonly path: string
   readonly headers: Record<string, string | string[]>
   readonly verdict: Verdict
+  /** The tripwire its body goes through (gateBody), when the guard knows secrets (docs/spec.md §13). */
+  readonly body: BodyTripwire | undefined
 }
 
 /** What to do with one request. */
@@ -251,7 +251,8 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     // INVARIANT: credentials go only to an address the policy saw (or the operator chose).
     if (verdict.decision._tag === 'Inject' && !where.resolved) return answer(502, `Bad gateway: egress-guard could not resolve ${where.target.host}`)
     const headers = forwardedHeaders(request, where.target, step.credentials)
-    return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: verdict.secrets === undefined ? headers : injectedHeaders(headers, verdict.secrets), verdict }
+    const body = verdict.body === undefined ? undefined : bodyTripwire(verdict.body, (stopped) => applyVerdict(stopped, request.headers['accept']))
+    return { _tag: 'Forward', where, method: request.method, path: facts.path, headers: verdict.secrets === undefined ? headers : injectedHeaders(headers, verdict.secrets), verdict, body }
   }
 
   const factsOf = (request: IncomingRequest, where: PinnedDestination, client: string | undefined): RequestFacts =>
@@ -266,16 +267,13 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     })
 
   // What the tripwire searches (docs/spec.md §13), when the guard knows a secret: the request's
-  // header values, path and query, and the start of its body once read.
-  const carried = (request: IncomingRequest, body: string | undefined) => (guard.inspects() ? carriedTexts(request.headers, request.target, body) : undefined)
-  const bodyToRead = (request: IncomingRequest): Readable | undefined =>
-    request.body !== undefined && request.body !== null && guard.inspects() && inspectableBody(request.headers) ? request.body : undefined
+  // header values, path and query (its body is searched as it streams, see bodyTripwire.ts).
+  const carried = (request: IncomingRequest) => (guard.inspects() ? carriedTexts(request.headers, request.target) : undefined)
 
   const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>, client: string | undefined): Promise<RequestStep> => {
-    const body = bodyToRead(request)
-    const [where, start] = await Promise.all([pending, body === undefined ? undefined : peekBody(body)])
+    const where = await pending
     const facts = factsOf(request, where, client)
-    return apply(request, where, facts, await guard.evaluate(facts, carried(request, start)))
+    return apply(request, where, facts, await guard.evaluate(facts, carried(request)))
   }
 
   // Only WebSocket upgrades are forwarded: after any other (`h2c`, …) the connection would be
@@ -288,11 +286,10 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
         if (notWebSocket(incoming)) return answer(400, NOT_A_WEBSOCKET_UPGRADE)
         if (!stillAuthenticated(tunnel)) return unauthenticated(incoming, tunnel.settled?.target.host ?? '')
         const where = tunnel.settled
-        // Most requests are decided in this same turn: their tunnel is pinned, their credentials
-        // cached, and no body of theirs is to be read first.
-        if (where !== undefined && bodyToRead(incoming) === undefined) {
+        // Most requests are decided in this same turn: their tunnel is pinned, their credentials cached.
+        if (where !== undefined) {
           const facts = factsOf(incoming, where, tunnel.client)
-          const verdict = guard.evaluateNow(facts, carried(incoming, undefined))
+          const verdict = guard.evaluateNow(facts, carried(incoming))
           if (verdict !== undefined) return apply(incoming, where, facts, verdict)
         }
         return judge(incoming, tunnel.pending, tunnel.client).catch(() => failClosed(incoming, where?.target.host, tunnel.client))

@@ -6,6 +6,7 @@ import { PLAIN_TEXT } from '../upstream/tunnel.js'
 /** A response an answer can be written to: HTTP/1 or HTTP/2 (Node's compatibility API). */
 export interface AnswerableResponse {
   readonly headersSent: boolean
+  readonly writableEnded: boolean
   writeHead(status: number, headers: Record<string, string>): unknown
   end(body: string): unknown
   destroy(): unknown
@@ -13,8 +14,9 @@ export interface AnswerableResponse {
 
 /** Writes an answer egress-guard gives itself (status, headers, plain-text body); a response already under way is cut instead. */
 export const writeAnswer = (response: AnswerableResponse, answer: { readonly status: number; readonly headers?: Readonly<Record<string, string>>; readonly body: string }): void => {
+  // An answer after a response began cuts it; after one ended, there is nothing to answer.
   if (response.headersSent) {
-    response.destroy()
+    if (!response.writableEnded) response.destroy()
     return
   }
   response.writeHead(answer.status, { 'content-type': PLAIN_TEXT, ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)) })

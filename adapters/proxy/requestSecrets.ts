@@ -1,17 +1,16 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import type { Readable } from 'node:stream'
 
-import { INSPECTED_BODY_BYTES } from '../../core/Secrets.js'
 import { swapPlaceholders, type CarriedText } from '../../core/index.js'
 import type { InjectionSecrets } from '../guard/secretBook.js'
 
 // A request's side of the secret in both directions (docs/spec.md §13), for every engine: the
-// texts the tripwire searches (header values, path, query, the start of the body), and an injected
+// texts the tripwire searches before the body (header values, path, query), and an injected
 // request's headers with its placeholders swapped and nothing asked of the upstream that the
 // response scrubber could not read.
 
-/** The texts a request carries to its destination: each header value (by name), the path and the query, and `body` when read. */
-export const carriedTexts = (headers: IncomingHttpHeaders, target: string, body: string | undefined): ReadonlyArray<CarriedText> => {
+/** The texts a request carries to its destination before its body: each header value (by name), the path and the query. */
+export const carriedTexts = (headers: IncomingHttpHeaders, target: string): ReadonlyArray<CarriedText> => {
   const texts: Array<CarriedText> = []
   for (const [name, value] of Object.entries(headers)) {
     // Proxy-Authorization is this proxy's, and never leaves it; HTTP/2's `:path` is the target, searched below.
@@ -21,7 +20,6 @@ export const carriedTexts = (headers: IncomingHttpHeaders, target: string, body:
   const query = target.indexOf('?')
   texts.push({ location: 'path', text: query < 0 ? target : target.slice(0, query) })
   if (query >= 0) texts.push({ location: 'query', text: target.slice(query + 1) })
-  if (body !== undefined && body !== '') texts.push({ location: 'body', text: body })
   return texts
 }
 
@@ -30,51 +28,6 @@ export const announcedBody = (request: IncomingMessage): Readable | null => {
   const length = request.headers['content-length']
   return (length === undefined || length === '0') && request.headers['transfer-encoding'] === undefined ? null : request
 }
-
-/** True when a request's body is read for the tripwire: it has one and it is not compressed (a compressed body is not decoded, docs/policy.md says so). */
-export const inspectableBody = (headers: IncomingHttpHeaders): boolean => {
-  const encoding = headers['content-encoding']
-  return encoding === undefined || encoding.trim().toLowerCase() === 'identity'
-}
-
-const endedSource = (stream: Readable): boolean => (stream as Readable & { _readableState?: { ended?: boolean } })._readableState?.ended === true
-
-/**
- * The first `limit` bytes of a body (all of it when shorter), as a byte string, put back in the
- * stream before it resolves so that whoever forwards the body sends every byte. Rejects when the
- * stream fails; the client's own bounds (clientBounds.ts) end a body that never comes.
- */
-export const peekBody = (body: Readable, limit = INSPECTED_BODY_BYTES): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    const done = (): void => {
-      body.off('readable', onReadable)
-      body.off('error', onError)
-      body.off('close', onClose)
-      const head = Buffer.concat(chunks)
-      // Put back in the same turn, before the stream can announce its end.
-      if (head.length > 0) body.unshift(head)
-      resolve(head.subarray(0, limit).toString('latin1'))
-    }
-    const onReadable = (): void => {
-      let chunk: Buffer | string | null
-      while (size < limit && (chunk = body.read() as Buffer | string | null) !== null) {
-        const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk
-        chunks.push(bytes)
-        size += bytes.length
-      }
-      if (size >= limit || endedSource(body)) done()
-    }
-    const onError = (error: Error): void => {
-      body.off('readable', onReadable)
-      reject(error)
-    }
-    const onClose = (): void => onError(new Error('the request body was cut off'))
-    body.on('error', onError)
-    body.once('close', onClose)
-    body.on('readable', onReadable)
-  })
 
 /** The content codings the response scrubber decodes. */
 const DECODED = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity'])

@@ -124,6 +124,7 @@ export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyAr
   const end = response.end.bind(response) as (...rest: Array<unknown>) => LibraryResponse
   let body: ScrubbedBody | undefined
   let dropped = false
+  let libraryEnded = false
   const patched = response as unknown as Record<string, unknown>
   patched['writeHead'] = (status: number, ...rest: Array<unknown>): LibraryResponse => {
     const message = typeof rest[0] === 'string' ? (rest.shift() as string) : undefined
@@ -146,12 +147,15 @@ export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyAr
     output.on('end', () => end())
     output.on('error', () => response.destroy())
     const headers = scrubbedBodyHeaders(scrubbedHeaders(rules, given))
+    // Its length unknown, the body is sent in chunks, so a response cut short shows as cut (a
+    // library may have ruled chunks out for a body of known length; an HTTP/1.0 client gets none).
+    if ((response as { useChunkedEncodingByDefault?: boolean }).useChunkedEncodingByDefault !== false && status !== 204 && status !== 304) headers['transfer-encoding'] = 'chunked'
     return message === undefined ? writeHead(status, headers) : writeHead(status, message, headers)
   }
   patched['write'] = (chunk: unknown, ...rest: Array<unknown>): boolean => {
     if (!response.headersSent && body === undefined && !dropped) (patched['writeHead'] as (status: number) => void)(response.statusCode)
     const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined
-    if (dropped || body === undefined) {
+    if (dropped || libraryEnded || body === undefined) {
       callback?.()
       return true
     }
@@ -159,18 +163,20 @@ export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyAr
   }
   patched['end'] = (...rest: Array<unknown>): LibraryResponse => {
     const chunk = typeof rest[0] === 'function' ? undefined : rest[0]
+    if (libraryEnded) return response
     if (!response.headersSent && body === undefined && !dropped) (patched['writeHead'] as (status: number) => void)(response.statusCode)
     if (dropped || body === undefined) return response
-    if (chunk !== undefined && chunk !== null) (patched['write'] as (c: unknown) => boolean)(chunk)
+    if (chunk !== undefined && chunk !== null) (patched['write'] as (c: unknown, ...more: Array<unknown>) => boolean)(chunk, ...rest.slice(1))
     body.input.end()
     libraryEnded = true
     return response
   }
   // The library ended its response when it called end, though the scrubber may still be writing
-  // (mockttp checks, and calls a response not ended a failure).
-  let libraryEnded = false
+  // (mockttp checks `writableEnded` and calls a response not ended a failure). Node's own `finished`
+  // is left alone: it decides whether the real end happens; a library's second end is dropped above.
   let owner = Object.getPrototypeOf(response) as object | null
   while (owner !== null && Object.getOwnPropertyDescriptor(owner, 'writableEnded') === undefined) owner = Object.getPrototypeOf(owner) as object | null
   const ended = owner === null ? undefined : Object.getOwnPropertyDescriptor(owner, 'writableEnded')
   Object.defineProperty(response, 'writableEnded', { configurable: true, get: () => libraryEnded || ended?.get?.call(response) === true })
+
 }

@@ -83,17 +83,21 @@ describe.each(ADAPTERS)('clients on %s', (adapter) => {
 })
 
 /** Sends one request on a kept-alive connection and resolves with its status line (or '(closed)'). */
+// The status line of the answer to `request`: what is left of the answer before it (the end of a
+// chunked body) is skipped.
 const statusOf = (socket: TLSSocket, request: string): Promise<string> =>
   new Promise((resolve) => {
     let text = ''
+    const head = (): string | undefined => /(HTTP\/1\.1 [0-9]{3}[^\r\n]*)\r\n(?:[^\r\n]+\r\n)*\r\n/.exec(text)?.[1]
     const onData = (d: Buffer): void => {
       text += d.toString('latin1')
-      if (!text.includes('\r\n\r\n')) return
+      const line = head()
+      if (line === undefined) return
       socket.off('data', onData)
-      resolve(text.split('\r\n')[0] ?? '')
+      resolve(line)
     }
     socket.on('data', onData)
-    socket.once('close', () => resolve(text === '' ? '(closed)' : (text.split('\r\n')[0] ?? '')))
+    socket.once('close', () => resolve(head() ?? (text === '' ? '(closed)' : (text.split('\r\n')[0] ?? ''))))
     socket.write(request)
   })
 

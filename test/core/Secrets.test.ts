@@ -1,0 +1,185 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+
+import {
+  carriedSecret,
+  compileSecrets,
+  denyExfiltration,
+  enforced,
+  REDACTED,
+  scrub,
+  scrubChunk,
+  scrubRules,
+  secretParts,
+  swapPlaceholders,
+  type KnownSecret
+} from '../../core/index.js'
+import { bytesOf, MIN_SECRET_LENGTH, percentDecoded } from '../../core/Secrets.js'
+
+// How values are matched (docs/policy.md, "The secret in both directions"), as properties: every
+// generated encoding of a known value is found in a request, and none survives scrubbing.
+
+const utf8 = (text: string): Buffer => Buffer.from(text, 'utf8')
+/** A byte string (one character a byte), as texts reach the core. */
+const bytes = (buffer: Buffer): string => buffer.toString('latin1')
+
+/** Secret values: printable ASCII (keys, tokens) and some non-ASCII text, at least MIN_SECRET_LENGTH bytes. */
+const secretValue = fc.oneof(
+  fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~+/=:'), minLength: MIN_SECRET_LENGTH, maxLength: 64 }),
+  fc.string({ unit: 'grapheme', minLength: MIN_SECRET_LENGTH, maxLength: 24 }).filter((s) => utf8(s).length >= MIN_SECRET_LENGTH)
+)
+/** Text around a value: anything, bytes included. */
+const around = fc.uint8Array({ maxLength: 40 }).map((a) => bytes(Buffer.from(a)))
+
+const percentEvery = (value: Buffer, upper: boolean): string => [...value].map((b) => `%${b.toString(16).padStart(2, '0')}`).map((h) => (upper ? h.toUpperCase() : h)).join('')
+const percentSome = (value: Buffer, pick: ReadonlyArray<boolean>): string => [...value].map((b, i) => (pick[i % Math.max(pick.length, 1)] === true ? `%${b.toString(16).padStart(2, '0')}` : String.fromCharCode(b))).join('')
+/** A value base64-encoded inside a longer text, with `lead` bytes before it: its encoding at any alignment. */
+const base64Within = (value: Buffer, lead: Buffer, tail: Buffer, url: boolean): string => {
+  const encoded = Buffer.concat([lead, value, tail]).toString(url ? 'base64url' : 'base64')
+  return encoded
+}
+
+/** The encodings a request may carry a value in. */
+const requestEncoding = fc.oneof(
+  fc.constant((v: Buffer) => bytes(v)),
+  fc.boolean().map((upper) => (v: Buffer) => percentEvery(v, upper)),
+  fc.array(fc.boolean(), { minLength: 1, maxLength: 8 }).map((pick) => (v: Buffer) => percentSome(v, pick)),
+  fc.constant((v: Buffer) => encodeURIComponent(v.toString('utf8'))),
+  fc.constant((v: Buffer) => encodeURIComponent(encodeURIComponent(v.toString('utf8')))),
+  fc.tuple(fc.uint8Array({ maxLength: 5 }), fc.uint8Array({ maxLength: 5 }), fc.boolean()).map(([lead, tail, url]) => (v: Buffer) => base64Within(v, Buffer.from(lead), Buffer.from(tail), url))
+)
+
+/** The encodings scrubbing takes out of a response. */
+const responseEncoding = fc.oneof(
+  fc.constant((v: Buffer) => bytes(v)),
+  fc.boolean().map((upper) => (v: Buffer) => percentEvery(v, upper)),
+  fc.constant((v: Buffer) => encodeURIComponent(v.toString('utf8'))),
+  fc.tuple(fc.uint8Array({ maxLength: 5 }), fc.uint8Array({ maxLength: 5 }), fc.boolean()).map(([lead, tail, url]) => (v: Buffer) => base64Within(v, Buffer.from(lead), Buffer.from(tail), url))
+)
+
+const known = (value: string, owner = 'alpha'): KnownSecret => ({ value, owners: [owner], kind: 'credential' })
+
+describe('the tripwire finds a known value in any encoding (docs/spec.md §13)', () => {
+  it('finds every generated encoding of a value, wherever it sits in a text', () => {
+    fc.assert(
+      fc.property(secretValue, requestEncoding, around, around, (value, encode, before, after) => {
+        const text = before + encode(utf8(value)) + after
+        const found = carriedSecret(compileSecrets([known(value)]), [{ location: 'body', text }])
+        expect(found?.secret.value).toBe(value)
+        expect(found?.location).toBe('body')
+      }),
+      { numRuns: 2_000 }
+    )
+  })
+
+  it('names where it was found, and denies it in every mode and enforcement without the value in the verdict', () => {
+    fc.assert(
+      fc.property(secretValue, fc.constantFrom('connected_allow', 'connected_deny', 'configured_allow', 'configured_deny'), fc.constantFrom('enforce', 'report'), (value, mode, enforcement) => {
+        const carried = carriedSecret(compileSecrets([known(value)]), [{ location: 'header x-a', text: 'nothing' }, { location: 'query', text: `q=${encodeURIComponent(value)}` }])
+        expect(carried?.location).toBe('query')
+        const decided = enforced(enforcement, denyExfiltration(carried!, { scheme: 'https', host: 'evil.test', port: 443, method: 'GET', path: '/' }))
+        expect(decided.decision).toMatchObject({ _tag: 'Deny', reason: 'credential_exfiltration' })
+        expect(decided.audit).toEqual([{ event: 'proxy_deny', source: 'external', provider: 'alpha', connection: null, metadata: { host: 'evil.test', reason: 'credential_exfiltration', location: 'query' } }])
+        expect(JSON.stringify(decided)).not.toContain(value)
+        void mode
+      })
+    )
+  })
+
+  it('does not track values too short to tell from ordinary text', () => {
+    expect(compileSecrets([known('short')]).patterns).toEqual([])
+    expect(carriedSecret(compileSecrets([known('short')]), [{ location: 'body', text: 'a short text' }])).toBeUndefined()
+  })
+
+  it('decodes percent escapes three times at most, and leaves other text alone', () => {
+    expect(percentDecoded('%2541%2542')).toBe('AB')
+    expect(percentDecoded('100% sure %zz')).toBe('100% sure %zz')
+  })
+})
+
+describe('placeholders are swapped in header values', () => {
+  const swaps = [{ placeholder: 'sk-egress-guard-AAAAAAAAAAAAAAAAAAAAAAAA', real: 'sk-real-key-1234567890' }]
+
+  it('replaces a placeholder anywhere in a value, and inside Basic credentials', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 20 }), fc.string({ maxLength: 20 }), fc.string({ unit: fc.constantFrom(...'abcxyz-_'), minLength: 1, maxLength: 12 }), (before, after, user) => {
+        expect(swapPlaceholders(`${before}${swaps[0]!.placeholder}${after}`, swaps)).toBe(`${before}${swaps[0]!.real}${after}`)
+        const basic = `Basic ${Buffer.from(`${user}:${swaps[0]!.placeholder}`).toString('base64')}`
+        expect(Buffer.from(swapPlaceholders(basic, swaps).slice(6), 'base64').toString()).toBe(`${user}:${swaps[0]!.real}`)
+      })
+    )
+  })
+
+  it('leaves a value without a placeholder as it is', () => {
+    expect(swapPlaceholders('Basic bm90aGluZzpoZXJl', swaps)).toBe('Basic bm90aGluZzpoZXJl')
+    expect(swapPlaceholders('Bearer other', swaps)).toBe('Bearer other')
+  })
+
+  it('finds the secret parts of an injected value: the token after its scheme, and Basic’s password', () => {
+    const basic = `Basic ${Buffer.from('x-access-token:ghp_0123456789abcdef').toString('base64')}`
+    expect(secretParts(basic)).toEqual([basic, basic.slice(6), 'x-access-token:ghp_0123456789abcdef', 'ghp_0123456789abcdef'])
+    expect(secretParts('Bearer sk-0123456789')).toEqual(['Bearer sk-0123456789', 'sk-0123456789'])
+  })
+})
+
+describe('responses are scrubbed of injected values', () => {
+  const detect = (value: string, text: string): boolean => carriedSecret(compileSecrets([known(value)]), [{ location: 'body', text }]) !== undefined
+
+  it('leaves no generated encoding of the value in a scrubbed text, whole or streamed in any chunks', () => {
+    fc.assert(
+      fc.property(
+        secretValue,
+        fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: MIN_SECRET_LENGTH, maxLength: 40 }),
+        responseEncoding,
+        around,
+        around,
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (value, shown, encode, before, after, cuts) => {
+          fc.pre(!value.includes(shown) && !shown.includes(value))
+          const rules = scrubRules([{ value, shownAs: `ph-${shown}` }])
+          const text = before + encode(utf8(value)) + after
+          const whole = scrub(rules, text)
+          expect(detect(value, whole)).toBe(false)
+          // The same text in chunks cut anywhere: nothing of the value gets through either.
+          const points = [...new Set(cuts.map((c) => c % (text.length + 1)))].sort((a, b) => a - b)
+          let kept = ''
+          let sent = ''
+          let last = 0
+          for (const point of [...points, text.length]) {
+            const next = scrubChunk(rules, kept, text.slice(last, point))
+            sent += next.send
+            kept = next.kept
+            last = point
+          }
+          sent += kept
+          expect(detect(value, sent)).toBe(false)
+        }
+      ),
+      { numRuns: 2_000 }
+    )
+  })
+
+  it('shows the exact value as its placeholder, and as [redacted] without one', () => {
+    const rules = scrubRules([{ value: 'sk-real-0123456789', shownAs: 'sk-placeholder-xyz' }, { value: 'other-secret-value', shownAs: REDACTED }])
+    expect(scrub(rules, '{"a":"sk-real-0123456789","b":"other-secret-value"}')).toBe('{"a":"sk-placeholder-xyz","b":"[redacted]"}')
+  })
+
+  it('changes nothing in a text that holds no form of the value, however it is chunked', () => {
+    fc.assert(
+      fc.property(around, fc.nat(), (text, cut) => {
+        const rules = scrubRules([{ value: '\u00ff\u00fe\u00fd-never-in-a-text', shownAs: 'x' }])
+        const at = cut % (text.length + 1)
+        const first = scrubChunk(rules, '', text.slice(0, at))
+        const second = scrubChunk(rules, first.kept, text.slice(at))
+        expect(first.send + second.send + second.kept).toBe(text)
+      })
+    )
+  })
+
+  it('keeps back only bytes that could begin a value, so an event is never held for the next', () => {
+    const rules = scrubRules([{ value: 'sk-real-0123456789', shownAs: 'sk-ph' }])
+    expect(scrubChunk(rules, '', 'data: {"done": true}\n\n')).toEqual({ send: 'data: {"done": true}\n\n', kept: '' })
+    expect(scrubChunk(rules, '', 'data: sk-re')).toEqual({ send: 'data: ', kept: 'sk-re' })
+    expect(bytesOf('é')).toBe('\u00c3\u00a9')
+  })
+})
