@@ -31,6 +31,10 @@ const UNRESERVED = /^[A-Za-z0-9\-._~]$/
 const ESCAPE = /%([0-9A-Fa-f]{2})/g
 const SEPARATOR_ESCAPE = /%(?:2f|5c)/i
 const DOT_SEGMENT_PARAMETERS = /(?:^|\/)(?:\.|%2e){1,2}(?:;|%3b)/i
+// A segment of parameters alone (`/;x/`) is empty to an upstream that drops parameters, which moves
+// where a later `..` lands.
+const PARAMETERS_ONLY_SEGMENT = /\/(?:;|%3b)/i
+const DOT_ESCAPE = /%2e/i
 
 /** Drops the query string and the fragment of a request target. */
 export const withoutQuery = (target: string): string => {
@@ -91,7 +95,10 @@ export const canonicalPath = (target: string): CanonicalPath => {
   if (raw === '') return { path: '/', ambiguous: false, opaque: false }
   if (raw.charCodeAt(0) !== 47) return { path: raw, ambiguous: false, opaque: true }
   const separators =
-    backslash || (escapes && SEPARATOR_ESCAPE.test(raw)) || ((parameters || escapes) && DOT_SEGMENT_PARAMETERS.test(raw))
+    backslash ||
+    (escapes && SEPARATOR_ESCAPE.test(raw)) ||
+    ((parameters || escapes) && DOT_SEGMENT_PARAMETERS.test(raw)) ||
+    ((parameters || escapes) && (dotSegment || DOT_ESCAPE.test(raw)) && PARAMETERS_ONLY_SEGMENT.test(raw))
   if (!escapes && !dotSegment) return { path: raw, ambiguous: separators, opaque: false }
   const decoded = decodeUnreserved(raw)
   const path = removeDotSegments(decoded)

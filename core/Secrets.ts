@@ -41,6 +41,8 @@ export interface Carried {
 /** Known secrets compiled for searching. */
 export interface SecretMatcher {
   readonly patterns: ReadonlyArray<{ readonly find: string; readonly secret: KnownSecret }>
+  /** Every pattern with any of its bytes percent-encoded, once or more (`%XX`, `%25XX`, …), as one expression (group i+1 is pattern i), made when first needed. */
+  readonly escaped: () => RegExp | undefined
 }
 
 /** A placeholder and the real value it stands for in a request routed to its provider. */
@@ -61,6 +63,9 @@ export const REDACTED = '[redacted]'
 
 /** Secrets shorter than this many bytes are not tracked. */
 export const MIN_SECRET_LENGTH = 8
+
+/** A longer secret is searched for by its first this many bytes: finding them is finding it (or enough of it), and the search stays bounded. */
+export const SEARCHED_SECRET_BYTES = 48
 
 /** How much of a request body the tripwire reads. */
 export const INSPECTED_BODY_BYTES = 64 * 1024
@@ -147,35 +152,46 @@ export const compileSecrets = (secrets: ReadonlyArray<KnownSecret>): SecretMatch
   for (const secret of secrets) {
     const bytes = bytesOf(secret.value)
     if (bytes.length < MIN_SECRET_LENGTH) continue
-    for (const find of requestForms(bytes)) patterns.push({ find, secret })
+    for (const find of requestForms(bytes.slice(0, SEARCHED_SECRET_BYTES))) patterns.push({ find, secret })
   }
   // Longest first, so the exact value is reported before a shorter base64 core of another.
   patterns.sort((a, b) => b.find.length - a.find.length)
-  return { patterns }
+  let escaped: RegExp | undefined
+  return { patterns, escaped: () => (patterns.length === 0 ? undefined : (escaped ??= new RegExp(patterns.map((p) => `(${escapable(p.find)})`).join('|')))) }
 }
 
-const ESCAPE = /%([0-9a-fA-F]{2})/g
+const hexClass = (digit: string): string => (/[a-f]/i.test(digit) ? `[${digit.toLowerCase()}${digit.toUpperCase()}]` : digit)
 
-/** A text with its `%XX` escapes decoded, again while that changes it (three rounds at most). */
-export const percentDecoded = (text: string): string => {
-  let current = text
-  for (let round = 0; round < 3 && current.includes('%'); round++) {
-    const next = current.replace(ESCAPE, (_, h: string) => String.fromCharCode(parseInt(h, 16)))
-    if (next === current) break
-    current = next
+/** A pattern whose every byte may also come percent-encoded, any number of times over (`%2B`, `%252b`). */
+const escapable = (find: string): string => {
+  let out = ''
+  for (let i = 0; i < find.length; i++) {
+    const c = find.charCodeAt(i)
+    const h = c.toString(16).padStart(2, '0')
+    const literal = (find[i] as string).replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')
+    out += `(?:${literal}|%(?:25)*${hexClass(h[0] as string)}${hexClass(h[1] as string)})`
   }
-  return current
+  return out
 }
 
-const searchable = (text: string): ReadonlyArray<string> => (text.includes('%') ? [text, percentDecoded(text)] : [text])
-
-/** The first known secret a request carries in any of `texts`, and where; undefined when none. */
+/**
+ * The first known secret a request carries in any of `texts`, and where; undefined when none. A
+ * text without `%` is searched for each pattern as it is; one with `%` with each byte of each
+ * pattern allowed escaped, however many times, so that no mix of escapes (nor a `%` put before one
+ * to change how it decodes) hides a value.
+ */
 export const carriedSecret = (matcher: SecretMatcher, texts: ReadonlyArray<CarriedText>): Carried | undefined => {
   if (matcher.patterns.length === 0) return undefined
   for (const { location, text } of texts) {
-    for (const haystack of searchable(text)) {
-      for (const { find, secret } of matcher.patterns) if (haystack.includes(find)) return { secret, location }
+    if (!text.includes('%')) {
+      for (const { find, secret } of matcher.patterns) if (text.includes(find)) return { secret, location }
+      continue
     }
+    const found = matcher.escaped()?.exec(text)
+    if (found === null || found === undefined) continue
+    const group = found.findIndex((g, i) => i > 0 && g !== undefined)
+    const pattern = matcher.patterns[group - 1]
+    if (pattern !== undefined) return { secret: pattern.secret, location }
   }
   return undefined
 }

@@ -43,7 +43,7 @@ const merged = (path: string): string => {
 
 /**
  * The canonical path, and whether upstreams may read it differently: an encoded or backslash
- * separator, `;` on a dot segment, or dot segments that land elsewhere once repeated `/` are
+ * separator, `;` on a dot segment or alone in one beside dot segments, or dot segments that land elsewhere once repeated `/` are
  * merged first (nginx, Go, most frameworks) than under RFC 3986 alone.
  */
 export const modelCanonicalPath = (target: string): { path: string; ambiguous: boolean; opaque: boolean } => {
@@ -56,7 +56,10 @@ export const modelCanonicalPath = (target: string): { path: string; ambiguous: b
   })
   const path = removeDots(decoded)
   const readingsDiffer = merged(path) !== removeDots(merged(decoded))
-  const ambiguous = /%2f|%5c|\\/i.test(raw) || /(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw) || readingsDiffer
+  // A segment of parameters alone is empty to an upstream that drops parameters: with a dot segment
+  // anywhere in the path, its `..` may land elsewhere there.
+  const emptiedSegment = /\/(;|%3b)/i.test(raw) && /\/\.|%2e/i.test(raw)
+  const ambiguous = /%2f|%5c|\\/i.test(raw) || /(^|\/)(\.|%2e){1,2}(;|%3b)/i.test(raw) || emptiedSegment || readingsDiffer
   return { path, ambiguous, opaque: false }
 }
 
