@@ -63,6 +63,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   // Intercepted tunnels by client socket, so a request inside one is judged against its CONNECT
   // target, never its Host header. Entries go with their sockets.
   const tunnels = new WeakMap<Duplex, TunnelPin>()
+  // Responses to requests whose body the tripwire stopped.
+  const stopped = new WeakSet<http.ServerResponse>()
 
   const decideConnect = (original: ReadonlyArray<SocketListener>, server: Server): SocketListener => (request, socket, head) => {
     if (!(socket instanceof Socket) || (request as { httpVersionMajor?: number }).httpVersionMajor === 2) {
@@ -160,6 +162,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
         // A stopped body: the client is refused, and its connection (which mockttp's upstream
         // request is still reading from) closed once the refusal is out.
         body?.open(step.body, (refusal) => {
+          stopped.add(response)
           if (response.headersSent) return void request.socket.destroy()
           response.once('finish', () => request.socket.destroy())
           writeAnswer(response, refusal)
@@ -210,6 +213,8 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   // An upstream that refuses, resets or fails TLS verification: our 502 before any response, or a
   // cut connection after one began.
   guardPassthrough(mock, (error, response) => {
+    // What fails after the tripwire stopped a body is the stop itself, already answered.
+    if (stopped.has(response)) return
     const code = upstreamErrorCode(error)
     log('warn', `upstream request failed: ${code}`)
     if (response.headersSent) response.destroy()

@@ -17,6 +17,9 @@ for spec in json.loads(os.environ["EG_REQUESTS"]):
         args += ["--compressed"]
     out = subprocess.run(args + [fill(spec["url"])], capture_output=True).stdout.decode("latin1")
     head, _, body = out.partition("\r\n\r\n")
+    # The proxy's answer to CONNECT, and any 100 Continue, come before the response itself.
+    while body.startswith("HTTP/"):
+        head, _, body = body.partition("\r\n\r\n")
     lines = head.split("\r\n")
     status = int(lines[0].split(" ")[1]) if lines and lines[0].startswith("HTTP/") else 0
     headers = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
