@@ -14,7 +14,7 @@ import { build } from 'tsup'
 import { Agent, type Dispatcher } from 'undici'
 
 import { createPki } from '../test/adapters/support/pki.js'
-import { firstRequest, measure, throughProxy, type Measured } from './proxy/load.js'
+import { download, firstRequest, measure, throughProxy, type Measured } from './proxy/load.js'
 import { burstHosts, firstHost, floodHosts, HOST, legitHosts, policy, quietHosts } from './proxy/policy.js'
 import { benchProcesses, cpuSeconds, NICE, twoProcessScaling, type Started } from './proxy/processes.js'
 import type { RoleConfig } from './proxy/roles.js'
@@ -79,6 +79,7 @@ const main = async () => {
   const floor = await startRole('floor', { ...base, ...leaf })
   const nodeBare = await startRole('node-bare', base)
   const nodeGuarded = await startRole('node-guarded', { ...base, policy: policy(0) })
+  const nodeUnscrubbed = await startRole('node-guarded-unscrubbed', { ...base, policy: policy(0) })
   const nodeBig = await startRole('node-guarded', { ...base, policy: policy(999) })
   const hmpBare = await startRole('hmp-bare', base)
   const hmpGuarded = await startRole('hmp-guarded', { ...base, policy: policy(0) })
@@ -92,7 +93,9 @@ const main = async () => {
     { name: 'direct', pids: [], dispatcher: new Agent({ connect: { ca: pki.caPem, servername: HOST }, connections: CONNECTIONS }), origin: `https://127.0.0.1:${upstream.port}`, path: '/v1/x', expect: 'auth:none' },
     viaProxy('floor', floor, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('node_bare', nodeBare, pki.caPem, '/v1/x', 'auth:none'),
-    viaProxy('node_inject', nodeGuarded, pki.caPem, '/v1/x', 'auth:injected'),
+    // node_inject: the guard without the secret in both directions (docs/spec.md §13); node_inject_scrub: as users run it.
+    viaProxy('node_inject', nodeUnscrubbed, pki.caPem, '/v1/x', 'auth:injected'),
+    viaProxy('node_inject_scrub', nodeGuarded, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('node_pass', nodeGuarded, pki.caPem, '/other', 'auth:none'),
     viaProxy('node_inject_1000_routes', nodeBig, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('hmp_bare', hmpBare, pki.caPem, '/v1/x', 'auth:none'),
@@ -143,6 +146,16 @@ const main = async () => {
       process.stderr.write(`round ${round + 1}/${ROUNDS} ${configuration.name.padEnd(24)} ${result.rps.toFixed(0).padStart(6)} req/s  p50 ${result.p50_ms.toFixed(1)} ms  p99 ${result.p99_ms.toFixed(1)} ms  proxy CPU ${result.cpuMs.toFixed(3)} ms/req  errors ${result.errors}${result.firstFailure === undefined ? '' : ` (first: ${result.firstFailure})`}\n`)
     }
   }
+
+  // A 50 MB answer to an injected request, downloaded alone, three times, through the node engine
+  // with and without scrubbing: the scrubber's throughput.
+  const bigDownloads = async (started: Started): Promise<number> => {
+    const speeds: Array<number> = []
+    for (let i = 0; i < 3; i++) speeds.push(await download(`http://127.0.0.1:${started.port}`, [started.caPem, pki.caPem], `https://${HOST}`, '/big'))
+    return median(speeds)
+  }
+  const bigUnscrubbed = await bigDownloads(nodeUnscrubbed)
+  const bigScrubbed = await bigDownloads(nodeGuarded)
 
   // The first request to a new host (CONNECT, a new leaf certificate, a new upstream connection),
   // one host at a time on a quiet guarded proxy.
@@ -247,6 +260,12 @@ const main = async () => {
     node_inject_vs_node_bare_cpu: { value: round2(cpu('node_inject') / cpu('node_bare')), target: '<= 1.10' },
     node_inject_1000_routes_vs_node_inject_cpu: { value: round2(cpu('node_inject_1000_routes') / cpu('node_inject')), target: '<= 1.10' }
   }
+  // The secret in both directions (issue 17): its cost on small answers, and its throughput on a large one.
+  result['secrets_targets'] = {
+    node_inject_scrub_vs_node_inject_cpu: { value: round2(cpu('node_inject_scrub') / cpu('node_inject')), target: '<= 1.3' },
+    node_inject_scrub_vs_node_inject_rps: round2(rps('node_inject_scrub') / rps('node_inject')),
+    big_body_mb_per_s: { node_inject: round2(bigUnscrubbed), node_inject_scrub: round2(bigScrubbed), ratio: round2(bigScrubbed / bigUnscrubbed), body_mb: 50 }
+  }
   result['ratios'] = {
     node_inject_vs_bare_rps: round2(rps('node_inject') / rps('node_bare')),
     node_inject_vs_floor_rps: round2(rps('node_inject') / rps('floor')),
@@ -278,7 +297,8 @@ const main = async () => {
   // so that each configuration's entry keeps its {rps, p50_ms, p99_ms} shape.
   result['failed_requests_by_configuration'] = Object.fromEntries([...samples].map(([name, runs]) => [name, runs.reduce((n, r) => n + r.errors, 0)]))
   result['setup'] = { seconds_per_sample: SECONDS, rounds: ROUNDS, warm_up_seconds: WARM_UP_SECONDS, connections: CONNECTIONS, failed_requests: errors, node: process.version, mitmdump: hasMitmdump, proxies_niced: NICE, cores: readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length }
-  const out = join(ROOT, 'bench', 'results', 'proxy.json')
+  // BENCH_RESULT names another file (a subset run with BENCH_ONLY must not replace the whole run's).
+  const out = join(ROOT, 'bench', 'results', process.env['BENCH_RESULT'] ?? 'proxy.json')
   mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true })
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`)
   process.stdout.write(`${JSON.stringify(result, null, 2)}\nwritten to ${out}\n`)

@@ -55,6 +55,12 @@ export const outcomeOf = (records: ReadonlyArray<AuditRecord>, tunnel: boolean):
   }
 }
 
+/**
+ * True for an outcome decided on what the request carried (the tripwire, docs/spec.md §13), which
+ * records never hold: replay cannot decide it again, and keeps it as it was.
+ */
+export const decidedOnContent = (outcome: Outcome): boolean => outcome.reason === 'credential_exfiltration'
+
 /** True when two outcomes are the same decision, for the same reason and connection. */
 export const sameOutcome = (a: Outcome, b: Outcome): boolean =>
   a.decision === b.decision && a.reason === b.reason && a.provider === b.provider && a.connection === b.connection

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 
-import { outcomeOf, replayRequest, sameOutcome, type Outcome } from '../../core/Replay.js'
+import { decidedOnContent, outcomeOf, replayRequest, sameOutcome, type Outcome } from '../../core/Replay.js'
 import type { CredentialRef, LoadedPolicy } from '../config/PolicyFile.js'
 import { TEMPLATE_REFERENCE } from '../guard/credentialSources.js'
 import { snapshotOf, viewOf } from '../guard/snapshot.js'
@@ -65,7 +65,7 @@ export const replay = async (options: CommonOptions, io: Io): Promise<number> =>
   for (const decision of decisions) {
     const tunnel = decision.request.method === 'CONNECT' && decision.request.path === undefined
     const was = outcomeOf(decision.records, tunnel)
-    if (was === undefined) continue
+    if (was === undefined || decidedOnContent(was)) continue
     const view = viewOf(snapshot, decision.client ?? undefined)
     const now = replayRequest({ table: view.table, mode: view.mode, request: decision.request, hasCredentials })
     if (!sameOutcome(was, now)) changes.push({ decision, was, now })

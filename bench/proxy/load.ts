@@ -119,3 +119,34 @@ export const firstRequest = async (proxyUrl: string, trusted: ReadonlyArray<stri
     await dispatcher.close()
   }
 }
+
+/** Downloads `path` once through a new connection to the proxy; resolves with MB/s (MiB of body a second), or throws. */
+export const download = async (proxyUrl: string, trusted: ReadonlyArray<string>, origin: string, path: string): Promise<number> => {
+  const dispatcher = throughProxy(proxyUrl, trusted, 1)
+  try {
+    const bytes = await new Promise<{ bytes: number; ms: number }>((resolve, reject) => {
+      const start = performance.now()
+      let status = 0
+      let received = 0
+      dispatcher.dispatch(
+        { origin, path, method: 'GET' },
+        {
+          onConnect: () => undefined,
+          onHeaders: (statusCode: number) => {
+            status = statusCode
+            return true
+          },
+          onData: (chunk: Buffer) => {
+            received += chunk.length
+            return true
+          },
+          onComplete: () => (status === 200 ? resolve({ bytes: received, ms: performance.now() - start }) : reject(new Error(`status ${status}`))),
+          onError: reject
+        } as unknown as Dispatcher.DispatchHandler
+      )
+    })
+    return bytes.bytes / (1024 * 1024) / (bytes.ms / 1000)
+  } finally {
+    await dispatcher.close()
+  }
+}

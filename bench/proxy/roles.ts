@@ -78,12 +78,50 @@ const guarded = async () => {
   return createGuard({ policy: policy.right, audit: jsonLinesSink({ path: join(configDir, 'audit.jsonl') }), env: { BENCH_KEY: config.secret ?? '' }, log: () => undefined })
 }
 
+/** The size of the upstream's `/big` answer. */
+const BIG_BYTES = 50 * 1024 * 1024
+
+/**
+ * The guard with the secret in both directions taken out (no tripwire, no swap, no scrubbing):
+ * what the node engine cost before it, measured beside the guard as users run it.
+ */
+const withoutSecrets = (guard: Guard): Guard => {
+  const plain = <V extends { secrets?: unknown; body?: unknown }>(verdict: V): V => ({ ...verdict, secrets: undefined, body: undefined })
+  return {
+    ...guard,
+    inspects: () => false,
+    evaluate: async (request) => plain(await guard.evaluate(request)),
+    evaluateNow: (request) => {
+      const verdict = guard.evaluateNow(request)
+      return verdict === undefined ? undefined : plain(verdict)
+    }
+  }
+}
+
 switch (role) {
   case 'upstream': {
-    // Answers every request with which Authorization it saw, so the bench can check its premise.
+    // Answers every request with which Authorization it saw, so the bench can check its premise;
+    // `/big` answers 50 MB of JSON-like text (no secret in it), for the scrubber's throughput.
+    const line = Buffer.from(`${JSON.stringify({ id: 'chatcmpl-0123456789', object: 'chat.completion.chunk', choices: [{ delta: { content: 'some words of a streamed answer' } }] })}\n`)
     const server = https.createServer({ key: config.key, cert: config.cert, keepAliveTimeout: 60_000 }, (request, response) => {
       request.resume()
       request.on('end', () => {
+        if (request.url === '/big') {
+          const lines = Math.floor(BIG_BYTES / line.length)
+          response.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-length': String(lines * line.length) })
+          const block = Buffer.concat(Array.from({ length: 512 }, () => line))
+          let left = lines
+          const more = (): void => {
+            while (left > 0) {
+              const n = Math.min(512, left)
+              left -= n
+              if (!response.write(n === 512 ? block : block.subarray(0, n * line.length))) return void response.once('drain', more)
+            }
+            response.end()
+          }
+          more()
+          return
+        }
         const body = `auth:${request.headers.authorization === undefined ? 'none' : request.headers.authorization === `Bearer ${config.secret}` ? 'injected' : 'other'}`
         response.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(body.length) })
         response.end(body)
@@ -152,15 +190,16 @@ switch (role) {
     break
   }
   case 'node-guarded':
+  case 'node-guarded-unscrubbed':
   case 'hmp-guarded':
   case 'mockttp-guarded': {
-    const guard = await guarded()
+    const guard = role === 'node-guarded-unscrubbed' ? withoutSecrets(await guarded()) : await guarded()
     const options = { guard, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined }
-    const entry: string = role === 'hmp-guarded' ? 'egress-guard/http-mitm-proxy' : role === 'node-guarded' ? 'egress-guard/node' : 'egress-guard/mockttp'
+    const entry: string = role === 'hmp-guarded' ? 'egress-guard/http-mitm-proxy' : role.startsWith('node-guarded') ? 'egress-guard/node' : 'egress-guard/mockttp'
     const proxy =
       role === 'hmp-guarded'
         ? await ((await import(entry)) as typeof HttpMitmProxyModule).startHttpMitmProxy(options)
-        : role === 'node-guarded'
+        : role.startsWith('node-guarded')
           ? await ((await import(entry)) as typeof NodeModule).startNodeProxy(options)
           : await ((await import(entry)) as typeof MockttpModule).startMockttpProxy(options)
     ready(proxy.port, proxy.caCertPath, async () => {
