@@ -23,6 +23,7 @@ import { curl, nodeFetch, pythonUrllib, type Answer } from './support/clients.js
 import { startEchoUpstream, type EchoUpstream } from './support/echoUpstream.js'
 import { ADAPTERS, startProxy, type AdapterName } from './support/harness.js'
 import { createPki } from './support/pki.js'
+import { exchange, openTunnel } from './support/rawTunnel.js'
 
 const REAL = { alpha: 'sk-real-alpha-0123456789abcdef', beta: 'real-beta-key-fedcba9876543210' } as const
 
@@ -197,6 +198,27 @@ describe.each(ADAPTERS)('secrets in both directions on %s', (adapter) => {
       const clean = await send(setup, 'curl', 'https://evil.test/upload', {}, JSON.stringify({ padding: 'y'.repeat(100_000) }))
       expect(clean.status).toBe(200)
       expect(setup.echo.received.at(-1)?.body.length).toBe(JSON.stringify({ padding: 'y'.repeat(100_000) }).length)
+    })
+
+    it('stops a body whose secret comes split across two writes, before the rest reaches the upstream; a clean body streams on', async () => {
+      const before = setup.echo.received.length
+      const secret = setup.placeholders.beta
+      const body = `{"padding": "${'z'.repeat(2_000)}", "key": "${secret}"}`
+      const cut = body.indexOf(secret) + 12
+      const head = `POST /upload HTTP/1.1\r\nHost: api.alpha.test\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`
+      const tunnel = await openTunnel(setup.proxy.port, setup.caPem, 'api.alpha.test', ['http/1.1'])
+      const answer = await exchange(tunnel!, [head + body.slice(0, cut), body.slice(cut)], 300)
+      expect(answer).toMatch(/^HTTP\/1\.1 403 /)
+      expect(answer).toContain('credential_exfiltration')
+      expect(setup.echo.received.length).toBe(before)
+      expect(lastDeny(setup)).toMatchObject({ provider: 'beta', metadata: { location: 'body' } })
+      // The inspected start is 64 KiB (and the chunk that crosses it): a secret well after it goes
+      // on (docs/policy.md says so).
+      const late = JSON.stringify({ padding: 'w'.repeat(1_000_000), key: secret })
+      const file = join(mkdtempSync(join(tmpdir(), 'eg-late-')), 'late.json')
+      writeFileSync(file, late)
+      expect((await curl(setup.proxy.url, setup.bundle, 'https://api.alpha.test/upload', ['--data-binary', `@${file}`, '-H', 'content-type: application/json'])).status).toBe(200)
+      expect(setup.echo.received.at(-1)?.body).toBe(late)
     })
 
     it.each(CLIENTS)('scrubs the injected key from reflected headers and a JSON body (%s)', async (client) => {

@@ -58,3 +58,24 @@ describe('decideTunnel (docs/spec.md §5 Tunnels)', () => {
     }
   }
 })
+
+describe('decideTunnel under `inspect: all` (docs/spec.md §13)', () => {
+  const inspected = (mode: ProxyMode, host: string, port = 443) => decideTunnel({ mode, table, host, port, inspectAll: true }).decision._tag
+  it('intercepts in an allow mode what would have been tunnelled untouched, but never a passthrough host', () => {
+    for (const mode of PROXY_MODES.filter((m) => m.endsWith('allow'))) {
+      expect(inspected(mode, 'example.org')).toBe('Intercept')
+      expect(inspected(mode, 'api.openai.com', 8443)).toBe('Intercept')
+      expect(inspected(mode, '127.0.0.1')).toBe('Intercept')
+      expect(inspected(mode, 'pypi.org')).toBe('Tunnel')
+      expect(inspected(mode, 'a b')).toBe('Tunnel')
+    }
+  })
+
+  it('denies in a deny mode what it denied before', () => {
+    for (const mode of PROXY_MODES.filter((m) => m.endsWith('deny'))) {
+      expect(inspected(mode, 'example.org')).toBe('Deny')
+      expect(inspected(mode, '127.0.0.1')).toBe('Deny')
+      expect(inspected(mode, 'pypi.org')).toBe('Tunnel')
+    }
+  })
+})
