@@ -182,6 +182,12 @@ const escapable = (find: string): string => {
  */
 export const carriedSecret = (matcher: SecretMatcher, texts: ReadonlyArray<CarriedText>): Carried | undefined => {
   if (matcher.patterns.length === 0) return undefined
+  // Most requests carry nothing: all their texts at once first (no pattern holds a line break, so
+  // none can match across two), and one by one only when that finds something or holds an escape.
+  if (texts.length > 1) {
+    const all = texts.map((t) => t.text).join('\n')
+    if (!all.includes('%') && !matcher.patterns.some((p) => all.includes(p.find))) return undefined
+  }
   for (const { location, text } of texts) {
     if (!text.includes('%')) {
       for (const { find, secret } of matcher.patterns) if (text.includes(find)) return { secret, location }
