@@ -6,7 +6,7 @@ import { isLocalHost, parseHost } from './Host.js'
 import { unmatchedPolicyOf, type ProxyMode } from './Mode.js'
 import { withoutQuery } from './RequestPath.js'
 import type { RequestFacts } from './resolveRoute.js'
-import type { Carried } from './Secrets.js'
+import { carriedSecret, compileSecrets, REDACTED, type Carried } from './Secrets.js'
 import { MISS_REASONS, type DenyReason, type MissReason, type RouteResolution } from './RouteResolution.js'
 import { hostHasRoutesOnPort, isPassthroughHost, type RouteTable } from './RouteTable.js'
 
@@ -261,6 +261,16 @@ export const denyExfiltration = (carried: Carried, request: RequestFacts): Decid
   const shown = audited(request)
   return {
     decision: deny('credential_exfiltration', shown, null),
-    audit: [exfiltrationRecord(carried.secret.owners[0] ?? '', shown.host, carried.location)]
+    audit: [exfiltrationRecord(carried.secret.owners[0] ?? '', shown.host, locationOf(carried))]
   }
 }
+
+// INVARIANT: a location never shows the secret: a header whose very name carries it is named `header`.
+const locationOf = (carried: Carried): string =>
+  carriedSecret(compileSecrets([carried.secret]), [{ location: '', text: carried.location }]) === undefined ? carried.location : 'header'
+
+/** The tripwire's verdict on a CONNECT whose target names a secret: denied before the name is looked up, recorded without it. */
+export const denyTunnelExfiltration = (carried: Carried): TunnelDecided => ({
+  decision: { _tag: 'Deny', reason: 'credential_exfiltration' },
+  audit: [exfiltrationRecord(carried.secret.owners[0] ?? '', REDACTED, 'host')]
+})

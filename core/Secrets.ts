@@ -162,14 +162,19 @@ export const compileSecrets = (secrets: ReadonlyArray<KnownSecret>): SecretMatch
 
 const hexClass = (digit: string): string => (/[a-f]/i.test(digit) ? `[${digit.toLowerCase()}${digit.toUpperCase()}]` : digit)
 
-/** A pattern whose every byte may also come percent-encoded, any number of times over (`%2B`, `%252b`). */
+/** How many times over a byte may be percent-encoded and still be seen (`%2B`, `%252B`, `%25252B`). */
+const ESCAPE_DEPTH = 3
+/** The longest a byte can be written under ESCAPE_DEPTH escapes (`%25252B`). */
+const ESCAPED_BYTE = 3 + 2 * (ESCAPE_DEPTH - 1)
+
+/** A pattern whose every byte may also come percent-encoded, up to ESCAPE_DEPTH times over (`%2B`, `%252b`). */
 const escapable = (find: string): string => {
   let out = ''
   for (let i = 0; i < find.length; i++) {
     const c = find.charCodeAt(i)
     const h = c.toString(16).padStart(2, '0')
     const literal = (find[i] as string).replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')
-    out += `(?:${literal}|%(?:25)*${hexClass(h[0] as string)}${hexClass(h[1] as string)})`
+    out += `(?:${literal}|%(?:25){0,${ESCAPE_DEPTH - 1}}${hexClass(h[0] as string)}${hexClass(h[1] as string)})`
   }
   return out
 }
@@ -177,8 +182,8 @@ const escapable = (find: string): string => {
 /**
  * The first known secret a request carries in any of `texts`, and where; undefined when none. A
  * text without `%` is searched for each pattern as it is; one with `%` with each byte of each
- * pattern allowed escaped, however many times, so that no mix of escapes (nor a `%` put before one
- * to change how it decodes) hides a value.
+ * pattern allowed escaped, up to three times over, so that no mix of escapes (nor a `%` put before
+ * one to change how it decodes) hides a value.
  */
 export const carriedSecret = (matcher: SecretMatcher, texts: ReadonlyArray<CarriedText>): Carried | undefined => {
   if (matcher.patterns.length === 0) return undefined
@@ -292,7 +297,7 @@ export const scrub = (rules: ReadonlyArray<ScrubRule>, text: string): string => 
  * How many bytes at the end of `text` could be the start of a form still to come: a stream keeps
  * them back until the next chunk shows whether they are. 0 when none could.
  */
-export const pendingTail = (rules: ReadonlyArray<ScrubRule>, text: string): number => {
+export const pendingTail = (rules: ReadonlyArray<{ readonly find: string }>, text: string): number => {
   const longest = rules.reduce((n, rule) => Math.max(n, rule.find.length), 0)
   for (let i = Math.max(0, text.length - longest + 1); i < text.length; i++) {
     const tail = text.slice(i)
@@ -327,8 +332,9 @@ export type BodyStep = { readonly _tag: 'Go'; readonly send: string; readonly sc
  * Scans the next chunk of a request body as it streams (`last` at its end): the first
  * INSPECTED_BODY_BYTES are searched for every known secret, each chunk together with the tail
  * kept back from the one before, so a value split across chunks is found before its last byte
- * goes on. Only that tail is ever held (five times the longest form: room for percent-encoding);
- * after the inspected bytes the body goes on untouched.
+ * goes on. Only that tail is held: the bytes that could begin a form, or, when the end of the text
+ * holds an escape, as many as the longest form can take escaped. After the inspected bytes the
+ * body goes on untouched. An interactive body (a line, then a wait for the answer) is not held up.
  */
 export const scanBodyChunk = (matcher: SecretMatcher, scan: BodyScan, chunk: string, last: boolean): BodyStep => {
   if (scan.seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: scan.held + chunk, scan: { seen: scan.seen, held: '' } }
@@ -337,6 +343,22 @@ export const scanBodyChunk = (matcher: SecretMatcher, scan: BodyScan, chunk: str
   if (carried !== undefined) return { _tag: 'Found', carried }
   const seen = scan.seen + chunk.length
   if (last || seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: window, scan: { seen, held: '' } }
-  const hold = Math.min(window.length, 5 * matcher.patterns.reduce((n, p) => Math.max(n, p.find.length), 0))
+  const escaped = ESCAPED_BYTE * matcher.patterns.reduce((n, p) => Math.max(n, p.find.length), 0)
+  const hold = window.slice(-escaped).includes('%') ? Math.min(window.length, escaped) : pendingTail(matcher.patterns, window)
   return { _tag: 'Go', send: window.slice(0, window.length - hold), scan: { seen, held: window.slice(window.length - hold) } }
+}
+
+/**
+ * Request facts as records may show them: a host, path, method or header that carries a known
+ * secret is replaced by `[redacted]` (a path by `/[redacted]`), so no record ever holds one.
+ */
+export const withoutSecrets = <F extends { readonly host: string; readonly path: string; readonly method: string; readonly hostHeader?: string; readonly sni?: string; readonly absoluteUriHost?: string }>(matcher: SecretMatcher, facts: F): F => {
+  if (matcher.patterns.length === 0) return facts
+  const carries = (text: string | undefined): boolean => text !== undefined && carriedSecret(matcher, [{ location: '', text }]) !== undefined
+  const fields = [facts.host, facts.path, facts.method, facts.hostHeader, facts.sni, facts.absoluteUriHost]
+  if (carriedSecret(matcher, fields.filter((f): f is string => typeof f === 'string').map((text) => ({ location: '', text }))) === undefined) return facts
+  const out: Record<string, unknown> = { ...facts }
+  for (const key of ['host', 'method', 'hostHeader', 'sni', 'absoluteUriHost'] as const) if (typeof facts[key] === 'string' && carries(facts[key])) out[key] = REDACTED
+  if (carries(facts.path)) out['path'] = `/${REDACTED}`
+  return out as F
 }

@@ -31,7 +31,7 @@ export { compileHostPattern } from './HostPattern.js'
 // A request: resolve it to a route, explain the resolution, decide.
 export { resolveRoute } from './resolveRoute.js'
 export { explainRoute } from './explainRoute.js'
-export { decide, decideTunnel, denyExfiltration, failClosed } from './Decision.js'
+export { decide, decideTunnel, denyExfiltration, denyTunnelExfiltration, failClosed } from './Decision.js'
 export { usableCredentials } from './Credentials.js'
 // Modes and enforcement.
 export { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf } from './Mode.js'
@@ -40,6 +40,6 @@ export { enforced, enforcedTunnel, parseEnforcement } from './Enforcement.js'
 export { isLocalHost, parseHost } from './Host.js'
 export { canonicalPath } from './RequestPath.js'
 // The secret in both directions: placeholders swapped, the tripwire, responses scrubbed.
-export { BODY_SCAN_START, carriedSecret, compileSecrets, scanBodyChunk, ownedBy, REDACTED, scrub, scrubChunk, scrubRules, pendingTail, secretParts, swapPlaceholders } from './Secrets.js'
+export { BODY_SCAN_START, carriedSecret, compileSecrets, scanBodyChunk, ownedBy, REDACTED, scrub, scrubChunk, scrubRules, pendingTail, secretParts, swapPlaceholders, withoutSecrets } from './Secrets.js'
 // Proxy authentication.
 export { parseProxyAuthorization, PROXY_AUTHENTICATE, refuseUnauthenticated } from './ProxyAuthentication.js'

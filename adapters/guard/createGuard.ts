@@ -8,6 +8,7 @@ import {
   decide,
   decideTunnel,
   denyExfiltration,
+  denyTunnelExfiltration,
   enforced,
   enforcedTunnel,
   explainRoute,
@@ -15,6 +16,7 @@ import {
   refuseUnauthenticated,
   resolveRoute,
   scanBodyChunk,
+  withoutSecrets,
   type AuditRecord,
   type CarriedText,
   type CredentialOutcome,
@@ -31,6 +33,7 @@ import {
   type Unauthenticated
 } from '../../core/index.js'
 import { shownHost, shownPath } from '../../core/Decision.js'
+import { REDACTED } from '../../core/Secrets.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
 import { fanOut } from './auditSinks.js'
@@ -124,8 +127,13 @@ export interface Guard {
   readonly inspects: () => boolean
   /** The placeholders handed out for the variables that hold real keys (`run`, `serve --placeholders`), which the guard swaps and searches for. */
   readonly handOut: (placeholders: ReadonlyArray<HandedOut>) => void
-  /** Decides a CONNECT, for `client` when one authenticated it (docs/spec.md §9). */
+  /** Decides a CONNECT, for `client` when one authenticated it (docs/spec.md §9); a target that names a known secret is refused before anything else. */
   readonly evaluateTunnel: (host: string, port: number, client?: string) => TunnelVerdict
+  /**
+   * The tripwire on a destination's name, before it is looked up (a plain proxy request's host): a
+   * refusal, recorded, when the name carries a known secret; undefined otherwise.
+   */
+  readonly screenHost: (host: string, port: number, method: string, client?: string) => Verdict | undefined
   /** Who a proxy request is, by its `Proxy-Authorization`: anonymous when the policy lists no clients; tokens compared in constant time. */
   readonly authenticate: (proxyAuthorization: string | ReadonlyArray<string> | undefined) => Authentication
   /** The clients the policy lists, by name. */
@@ -217,13 +225,15 @@ export const createGuard = (options: GuardOptions): Guard => {
 
   // The tripwire first (docs/spec.md §13): a known secret bound anywhere but a route of a provider
   // it belongs to is denied whatever the mode and enforcement; then the policy's decision.
-  const conclude = (current: Snapshot, view: View, request: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined, carried: ReadonlyArray<CarriedText> | undefined): Verdict => {
+  const conclude = (current: Snapshot, view: View, facts: RequestFacts, resolution: RouteResolution, credentials: CredentialOutcome | undefined, carried: ReadonlyArray<CarriedText> | undefined): Verdict => {
     const decisionId = randomUUID()
     const provider = resolution._tag === 'Matched' ? resolution.provider : undefined
     const secrets = book
     if (provider !== undefined) secrets.learn(provider, credentials)
     const inspecting = secrets.any()
     const found = carried === undefined || !inspecting ? undefined : carriedSecret(secrets.foreignTo(provider), carried)
+    // INVARIANT: records show the request without any secret it carries (its own provider's too).
+    const request = inspecting ? withoutSecrets(secrets.foreignTo(undefined), facts) : facts
     const decided = enforced(
       current.enforcement,
       found !== undefined
@@ -295,13 +305,28 @@ export const createGuard = (options: GuardOptions): Guard => {
     }
   }
 
+  // A destination's name that carries a known secret (`<key>.evil.test`), found before the name is looked up.
+  const hostCarries = (host: string) => (book.any() ? carriedSecret(book.foreignTo(undefined), [{ location: 'host', text: host }]) : undefined)
+
   const evaluateTunnel = (host: string, port: number, client?: string): TunnelVerdict => {
     const current = snapshot
     const { mode, table } = viewOf(current, client)
     const decisionId = randomUUID()
     const inspectAll = current.policy.file.inspect === 'all'
-    const decided = enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
-    record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: shownHost(host), port, method: 'CONNECT' })
+    const carried = hostCarries(host)
+    const decided = carried !== undefined ? denyTunnelExfiltration(carried) : enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
+    record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: carried === undefined ? shownHost(host) : REDACTED, port, method: 'CONNECT' })
+    return { ...decided, decisionId, mode, enforcement: current.enforcement }
+  }
+
+  const screenHost = (host: string, port: number, method: string, client?: string): Verdict | undefined => {
+    const carried = hostCarries(host)
+    if (carried === undefined) return undefined
+    const current = snapshot
+    const { mode } = viewOf(current, client)
+    const decisionId = randomUUID()
+    const decided = denyExfiltration(carried, { scheme: 'http', host: REDACTED, port, method, path: '/' })
+    record(decided.audit, current, mode, decisionId, client, { scheme: 'http', host: REDACTED, port, method, path: '/' })
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
 
@@ -354,6 +379,7 @@ export const createGuard = (options: GuardOptions): Guard => {
       book = secretBook(snapshot.policy.file, handedOut, env)
     },
     evaluateTunnel,
+    screenHost,
     failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {
       const refused = refuseUnauthenticated(host)

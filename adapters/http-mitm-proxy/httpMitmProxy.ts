@@ -169,12 +169,27 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
       if (step.verdict.decision._tag === 'Inject') injectHeaders(headers, step.verdict.decision.headers)
       const { secrets } = step.verdict
       wsOptions.headers = (secrets === undefined ? headers : injectedHeaders(headers as Record<string, string>, secrets)) as Record<string, string>
-      // Messages from the upstream of an injected WebSocket are scrubbed (the library hands them whole).
+      // Messages (text and binary), pings and pongs from the upstream of an injected WebSocket are
+      // scrubbed (the library hands them whole; a close reason it sends itself is not seen here).
       if (secrets !== undefined && secrets.scrub.length > 0) {
-        ctx.onWebSocketFrame((_ctx, type, fromServer, data, binary, done) => {
-          if (type !== 'message' || !fromServer || binary === true) return done(null, data, binary)
+        ctx.onWebSocketFrame((_ctx, _type, fromServer, data, flags, done) => {
+          if (!fromServer) return done(null, data, flags)
           const text = Buffer.isBuffer(data) ? data.toString('latin1') : Buffer.from(String(data)).toString('latin1')
-          done(null, Buffer.from(scrub(secrets.scrub, text), 'latin1'), binary)
+          done(null, Buffer.from(scrub(secrets.scrub, text), 'latin1'), flags)
+        })
+        // The library would close the client with the upstream's own reason: it is closed first,
+        // with the reason scrubbed (a code the library could not send goes without one).
+        ctx.onWebSocketClose((closeCtx, code, message, done) => {
+          const client = closeCtx.clientToProxyWebSocket as unknown as { readyState: number; close: (code?: number, reason?: Buffer) => void } | undefined
+          if (closeCtx.closedByServer === true && client?.readyState === 1) {
+            const reason = Buffer.from(scrub(secrets.scrub, Buffer.from(message ?? '').toString('latin1')), 'latin1').subarray(0, 123)
+            try {
+              client.close(code, reason)
+            } catch {
+              client.close()
+            }
+          }
+          done(null)
         })
       }
       wsOptions.url = `${ctx.isSSL ? 'wss' : 'ws'}://${hostForUrl(step.where.upstream.host)}:${step.where.upstream.port}${step.path}`

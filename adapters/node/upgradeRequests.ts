@@ -74,7 +74,7 @@ export const forwardUpgrade = (step: Forward, tls: boolean, client: Duplex, head
     answered = true
     const headers = responseHeaders(response.headers)
     delete headers['content-length']
-    const body = rules.length === 0 ? undefined : scrubbedBody(rules, response.headers['content-encoding'])
+    const body = rules.length === 0 ? undefined : scrubbedBody(rules, response.headers['content-encoding'], response.headers['transfer-encoding'])
     if (rules.length > 0 && body === undefined) {
       response.destroy()
       client.end(rawAnswer(502, 'Bad gateway: egress-guard cannot scrub a response in this content coding'))

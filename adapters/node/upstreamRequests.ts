@@ -171,12 +171,13 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           // Informational answers (100, 103) are not passed on; the final one follows.
           if (statusCode < 200) return true
           resume = resumeReading
-          const headers = responseHeaders(headersOf(raw))
+          const received = headersOf(raw)
+          const headers = responseHeaders(received)
           if (rules.length === 0) {
             response.writeHead(statusCode, headers)
             return true
           }
-          scrubbing = scrubbedBody(rules, headers['content-encoding'])
+          scrubbing = scrubbedBody(rules, headers['content-encoding'], received['transfer-encoding'])
           if (scrubbing === undefined) {
             // INVARIANT: a body that cannot be read for scrubbing never reaches the client.
             abort?.(new Error('unreadable content coding'))

@@ -268,7 +268,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
 
   // What the tripwire searches (docs/spec.md §13), when the guard knows a secret: the request's
   // header values, path and query (its body is searched as it streams, see bodyTripwire.ts).
-  const carried = (request: IncomingRequest) => (guard.inspects() ? carriedTexts(request.headers, request.target) : undefined)
+  const carried = (request: IncomingRequest) => (guard.inspects() ? carriedTexts(request.headers, request.target, request.method) : undefined)
 
   const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>, client: string | undefined): Promise<RequestStep> => {
     const where = await pending
@@ -303,6 +303,9 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
       const plain = incoming.upgrade === true ? undefined : plainProxyDestination(incoming.target)
       if (plain === undefined) return answer(400, NOT_A_PROXY_REQUEST)
       if (!(Number.isInteger(plain.port) && plain.port >= 1 && plain.port <= 65535)) return answer(400, 'Bad request: egress-guard needs a port from 1 to 65535')
+      // A name that carries a secret is refused before it is looked up (a DNS query would carry it out).
+      const screened = guard.screenHost(plain.host, plain.port, incoming.method, client)
+      if (screened !== undefined) return applyVerdict(screened, incoming.headers['accept']) as Answer
       return judge(incoming, pinDestination(plain, false, connectTo), client).catch(() => failClosed(incoming, plain.host, client))
     } catch {
       return failClosed(incoming, tunnel?.settled?.target.host, tunnel?.client)

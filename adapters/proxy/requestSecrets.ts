@@ -9,13 +9,16 @@ import type { InjectionSecrets } from '../guard/secretBook.js'
 // request's headers with its placeholders swapped and nothing asked of the upstream that the
 // response scrubber could not read.
 
-/** The texts a request carries to its destination before its body: each header value (by name), the path and the query. */
-export const carriedTexts = (headers: IncomingHttpHeaders, target: string): ReadonlyArray<CarriedText> => {
-  const texts: Array<CarriedText> = []
+/**
+ * The texts a request carries to its destination before its body: its method, each header (name
+ * and value; HTTP/2's `:authority`, `:method` and `:scheme` too), the path and the query.
+ */
+export const carriedTexts = (headers: IncomingHttpHeaders, target: string, method: string): ReadonlyArray<CarriedText> => {
+  const texts: Array<CarriedText> = [{ location: 'method', text: method }]
   for (const [name, value] of Object.entries(headers)) {
     // Proxy-Authorization is this proxy's, and never leaves it; HTTP/2's `:path` is the target, searched below.
-    if (value === undefined || name === 'proxy-authorization' || name.startsWith(':')) continue
-    for (const one of Array.isArray(value) ? value : [value]) texts.push({ location: `header ${name}`, text: one })
+    if (value === undefined || name === 'proxy-authorization' || name === ':path') continue
+    for (const one of Array.isArray(value) ? value : [value]) texts.push({ location: `header ${name}`, text: `${name}: ${one}` })
   }
   const query = target.indexOf('?')
   texts.push({ location: 'path', text: query < 0 ? target : target.slice(0, query) })

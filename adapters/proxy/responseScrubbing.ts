@@ -52,20 +52,27 @@ const decoderFor = (coding: string): Transform | undefined => {
   }
 }
 
-/**
- * A body's scrubber for its `Content-Encoding`: gzip, deflate and br are decoded first (the client
- * gets the body decoded); undefined for any other coding, which cannot be read and must not be
- * passed on (the request's `Accept-Encoding` offered none of them).
- */
-export const scrubbedBody = (rules: ReadonlyArray<ScrubRule>, contentEncoding: string | ReadonlyArray<string> | undefined): ScrubbedBody | undefined => {
-  const codings = (Array.isArray(contentEncoding) ? contentEncoding.join(',') : ((contentEncoding as string | undefined) ?? ''))
+type HeaderValue = string | ReadonlyArray<string> | undefined
+
+const codingsOf = (value: HeaderValue): ReadonlyArray<string> =>
+  (Array.isArray(value) ? value.join(',') : ((value as string | undefined) ?? ''))
     .split(',')
     .map((c) => c.trim().toLowerCase())
     .filter((c) => c !== '' && c !== 'identity')
+
+/**
+ * A body's scrubber for its `Content-Encoding` and any transfer coding but `chunked` (`Transfer-
+ * Encoding: gzip, chunked`, which the HTTP layer does not undo): gzip, deflate and br are decoded
+ * first (the client gets the body decoded); undefined for any other coding, which cannot be read
+ * and must not be passed on (the request's `Accept-Encoding` offered none of them).
+ */
+export const scrubbedBody = (rules: ReadonlyArray<ScrubRule>, contentEncoding: HeaderValue, transferEncoding?: HeaderValue): ScrubbedBody | undefined => {
+  // Content codings were applied first, then transfer codings: listed in that order, undone from the last.
+  const codings = [...codingsOf(contentEncoding), ...codingsOf(transferEncoding).filter((c) => c !== 'chunked')]
   const scrubber = scrubbingStream(rules)
   if (codings.length === 0) return { input: scrubber, output: scrubber }
   // Codings are applied in the order listed, so they are undone from the last.
-  const decoders = codings.reverse().map(decoderFor)
+  const decoders = [...codings].reverse().map(decoderFor)
   if (decoders.some((d) => d === undefined)) return undefined
   const chain = [...(decoders as Array<Transform>), scrubber]
   for (let i = 0; i + 1 < chain.length; i++) {
@@ -133,7 +140,7 @@ export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyAr
       given[name] ??= response.getHeader(name) as string | string[]
       response.removeHeader(name)
     }
-    body = scrubbedBody(rules, given['content-encoding'])
+    body = scrubbedBody(rules, given['content-encoding'], given['transfer-encoding'])
     if (body === undefined) {
       dropped = true
       writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(UNREADABLE_CODING)) })
@@ -147,11 +154,27 @@ export const scrubResponseWrites = (response: LibraryResponse, rules: ReadonlyAr
     output.on('end', () => end())
     output.on('error', () => response.destroy())
     const headers = scrubbedBodyHeaders(scrubbedHeaders(rules, given))
+    delete headers['transfer-encoding']
     // Its length unknown, the body is sent in chunks, so a response cut short shows as cut (a
     // library may have ruled chunks out for a body of known length; an HTTP/1.0 client gets none).
     if ((response as { useChunkedEncodingByDefault?: boolean }).useChunkedEncodingByDefault !== false && status !== 204 && status !== 304) headers['transfer-encoding'] = 'chunked'
-    return message === undefined ? writeHead(status, headers) : writeHead(status, message, headers)
+    return message === undefined ? writeHead(status, headers) : writeHead(status, scrub(rules, message), headers)
   }
+  // Trailers are scrubbed like headers; informational answers (103 Early Hints, …) are not passed
+  // on, but for 100 Continue, which carries nothing. mockttp sets its own sender after this runs:
+  // what it sets is kept behind the guard.
+  const addTrailers = response.addTrailers.bind(response)
+  patched['addTrailers'] = (trailers: HeaderList): void => addTrailers(scrubbedHeaders(rules, headerObject(trailers)))
+  const skip = (...args: Array<unknown>): void => void (args.find((a) => typeof a === 'function') as (() => void) | undefined)?.()
+  for (const name of ['writeEarlyHints', 'writeProcessing']) if (typeof patched[name] === 'function') patched[name] = skip
+  let informational = patched['sendInformationalResponse'] as ((status: number, headers: unknown) => void) | undefined
+  Object.defineProperty(response, 'sendInformationalResponse', {
+    configurable: true,
+    get: () => (status: number, headers: unknown) => (status === 100 ? informational?.(status, headers) : undefined),
+    set: (sender: (status: number, headers: unknown) => void) => {
+      informational = sender
+    }
+  })
   patched['write'] = (chunk: unknown, ...rest: Array<unknown>): boolean => {
     if (!response.headersSent && body === undefined && !dropped) (patched['writeHead'] as (status: number) => void)(response.statusCode)
     const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined

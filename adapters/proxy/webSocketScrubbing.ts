@@ -4,13 +4,16 @@ import { scrub, scrubChunk, type ScrubRule } from '../../core/index.js'
 import { scrubbingStream } from './responseScrubbing.js'
 
 // WebSocket frames from the upstream of an injected upgrade, scrubbed (docs/spec.md §13): the
-// payload of every text message goes through the scrubber as it streams, and comes out as frames
-// of our own (an intermediary may fragment a message, RFC 6455 §5.4, when no extension was
-// agreed: the request went without `Sec-WebSocket-Extensions`). Control and binary frames pass as
-// they are. Memory is bounded: a frame is never held whole, only its header.
+// payload of every data message (text or binary) goes through the scrubber as it streams, and comes
+// out as frames of our own (an intermediary may fragment a message, RFC 6455 §5.4, when no
+// extension was agreed: the request went without `Sec-WebSocket-Extensions`). Control frames (close
+// reasons, pings, pongs: 125 bytes at most) are scrubbed whole. Memory is bounded: a data frame is
+// never held whole, only its header; a compressed (RSV) frame cannot be read and ends the stream.
 
-const TEXT = 0x1
 const CONTINUATION = 0x0
+const CONTROL = 0x8
+/** A control frame's payload, at most (RFC 6455 §5.5). */
+const CONTROL_PAYLOAD = 125
 
 /** A frame header, unmasked (server to client), for a payload of `length` bytes. */
 const frameHeader = (fin: boolean, opcode: number, length: number): Buffer => {
@@ -38,22 +41,22 @@ interface FrameState {
   remaining: number
   /** Payload bytes seen, for unmasking. */
   seen: number
-  /** This frame is part of a text message, and is scrubbed. */
-  readonly scrubbed: boolean
+  /** A control frame's payload, gathered whole. */
+  control: string
 }
 
-/** A stream of upstream WebSocket bytes in, the same with every text message scrubbed out; closes with an error on a compressed (RSV1) frame it cannot read. */
+/** A stream of upstream WebSocket bytes in, the same with every message and control payload scrubbed out; errors on a frame it cannot read. */
 export const webSocketScrubber = (rules: ReadonlyArray<ScrubRule>): Transform => {
   let pending: Buffer = Buffer.alloc(0)
   let frame: FrameState | undefined
-  // The text message under way: whether a frame of it went out, and the bytes kept back.
-  let inText = false
+  // The data message under way: its opcode (text or binary), whether a frame of it went out, and the bytes kept back.
+  let message = CONTINUATION
   let started = false
   let kept = ''
 
-  const sendText = (push: (chunk: Buffer) => void, text: string, fin: boolean): void => {
+  const sendData = (push: (chunk: Buffer) => void, text: string, fin: boolean): void => {
     if (text === '' && !fin) return
-    push(Buffer.concat([frameHeader(fin, started ? CONTINUATION : TEXT, text.length), Buffer.from(text, 'latin1')]))
+    push(Buffer.concat([frameHeader(fin, started ? CONTINUATION : message, text.length), Buffer.from(text, 'latin1')]))
     started = true
   }
 
@@ -65,20 +68,16 @@ export const webSocketScrubber = (rules: ReadonlyArray<ScrubRule>): Transform =>
     const masked = (second & 0x80) !== 0
     const size = 2 + (short === 126 ? 2 : short === 127 ? 8 : 0) + (masked ? 4 : 0)
     if (pending.length < size) return 'more'
-    if ((first & 0x70) !== 0) return 'unreadable'
-    const length = short === 126 ? pending.readUInt16BE(2) : short === 127 ? Number(pending.readBigUInt64BE(2)) : short
     const opcode = first & 0x0f
+    const length = short === 126 ? pending.readUInt16BE(2) : short === 127 ? Number(pending.readBigUInt64BE(2)) : short
+    if ((first & 0x70) !== 0 || (opcode >= CONTROL && length > CONTROL_PAYLOAD)) return 'unreadable'
     const maskAt = size - 4
-    const scrubbed = opcode === TEXT || (opcode === CONTINUATION && inText)
-    const state: FrameState = { fin: (first & 0x80) !== 0, opcode, mask: masked ? Buffer.from(pending.subarray(maskAt, maskAt + 4)) : undefined, remaining: length, seen: 0, scrubbed }
-    if (opcode === TEXT) {
-      inText = true
+    const state: FrameState = { fin: (first & 0x80) !== 0, opcode, mask: masked ? Buffer.from(pending.subarray(maskAt, maskAt + 4)) : undefined, remaining: length, seen: 0, control: '' }
+    if (opcode !== CONTINUATION && opcode < CONTROL) {
+      message = opcode
       started = false
       kept = ''
     }
-    if (opcode < 0x8 && opcode !== TEXT && opcode !== CONTINUATION) inText = false
-    // A frame passed as it is keeps its header as it was.
-    if (!scrubbed) return Object.assign(state, { header: Buffer.from(pending.subarray(0, size)) })
     pending = pending.subarray(size)
     return state
   }
@@ -91,35 +90,32 @@ export const webSocketScrubber = (rules: ReadonlyArray<ScrubRule>): Transform =>
         if (frame === undefined) {
           const next = readHeader()
           if (next === 'more') break
-          if (next === 'unreadable') return callback(new Error('a compressed WebSocket frame cannot be scrubbed'))
+          if (next === 'unreadable') return callback(new Error('a WebSocket frame that cannot be scrubbed (compressed, or an oversized control frame)'))
           frame = next
-          const header = (next as FrameState & { header?: Buffer }).header
-          if (header !== undefined) {
-            push(header)
-            pending = pending.subarray(header.length)
-          }
         }
         const take = Math.min(frame.remaining, pending.length)
-        const payload = pending.subarray(0, take)
+        let bytes = pending.subarray(0, take)
         pending = pending.subarray(take)
         frame.remaining -= take
-        if (!frame.scrubbed) {
-          if (take > 0) push(Buffer.from(payload))
-        } else {
-          let bytes = payload
-          if (frame.mask !== undefined) {
-            bytes = Buffer.from(payload)
-            for (let i = 0; i < bytes.length; i++) bytes[i] = (bytes[i] as number) ^ (frame.mask[(frame.seen + i) % 4] as number)
+        if (frame.mask !== undefined) {
+          bytes = Buffer.from(bytes)
+          for (let i = 0; i < bytes.length; i++) bytes[i] = (bytes[i] as number) ^ (frame.mask[(frame.seen + i) % 4] as number)
+        }
+        frame.seen += take
+        if (frame.opcode >= CONTROL) {
+          frame.control += bytes.toString('latin1')
+          if (frame.remaining === 0) {
+            const payload = scrub(rules, frame.control).slice(0, CONTROL_PAYLOAD)
+            push(Buffer.concat([frameHeader(true, frame.opcode, payload.length), Buffer.from(payload, 'latin1')]))
           }
-          frame.seen += take
+        } else {
           const next = scrubChunk(rules, kept, bytes.toString('latin1'))
           kept = next.kept
-          const last = frame.remaining === 0 && frame.fin
-          if (last) {
-            sendText(push, next.send + kept, true)
+          if (frame.remaining === 0 && frame.fin) {
+            sendData(push, next.send + kept, true)
             kept = ''
-            inText = false
-          } else sendText(push, next.send, false)
+            message = CONTINUATION
+          } else sendData(push, next.send, false)
         }
         if (frame.remaining > 0) break
         frame = undefined

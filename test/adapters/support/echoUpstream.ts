@@ -43,6 +43,31 @@ const answer = async (request: IncomingMessage, response: ServerResponse, body: 
       response.end(encoded)
       return
     }
+    case '/echo/te-gzip': {
+      // A transfer coding the HTTP layer does not undo: the body is gzip inside the chunks.
+      response.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'gzip, chunked' })
+      response.end(gzipSync(json))
+      return
+    }
+    case '/echo/status':
+      response.writeHead(200, `OK ${secret}`, { 'content-type': 'text/plain' })
+      response.end('status')
+      return
+    case '/echo/trailer':
+      response.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-t' })
+      response.write('trailer')
+      response.addTrailers({ 'x-t': secret })
+      response.end()
+      return
+    case '/echo/early':
+      response.writeEarlyHints({ link: `</${secret}>; rel=preload` })
+      response.writeHead(200, { 'content-type': 'text/plain' })
+      response.end('early')
+      return
+    case '/echo/interactive':
+      // Answers once the first bytes of the body are in, without waiting for its end.
+      request.once('data', (chunk: Buffer) => response.end(`got ${chunk.toString()}`))
+      return
     case '/echo/zstd':
       response.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' })
       response.end(Buffer.from(json))
@@ -84,6 +109,11 @@ const answer = async (request: IncomingMessage, response: ServerResponse, body: 
 export const startEchoUpstream = async (tls: { readonly key: string; readonly cert: string }): Promise<EchoUpstream> => {
   const received: Array<Echoed> = []
   const server = https.createServer(tls, (request, response) => {
+    if (request.url === '/echo/interactive') {
+      received.push({ method: request.method ?? '', path: request.url, headers: request.headers, body: '' })
+      answer(request, response, '').catch(() => response.destroy())
+      return
+    }
     const chunks: Array<Buffer> = []
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
@@ -102,7 +132,9 @@ export const startEchoUpstream = async (tls: { readonly key: string; readonly ce
       ws.send(`whole ${secret}`)
       ws.send(`split ${secret.slice(0, half)}`, { fin: false })
       ws.send(`${secret.slice(half)} end`, { fin: true })
-      ws.on('message', (data) => ws.send(`echo ${data.toString()}`))
+      ws.send(Buffer.from(`binary ${secret}`), { binary: true })
+      ws.ping(`ping ${secret}`)
+      ws.on('message', (data) => (data.toString() === 'close-me' ? ws.close(1000, `bye ${secret}`) : ws.send(`echo ${data.toString()}`)))
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
