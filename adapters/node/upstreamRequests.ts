@@ -8,7 +8,7 @@ import type { Logger } from '../ports.js'
 import type { BodyGate } from '../proxy/bodyTripwire.js'
 import type { Forward } from '../proxy/pipeline.js'
 import { writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
-import { scrubbedBody, scrubbedBodyHeaders, scrubbedHeaders, type ScrubbedBody } from '../proxy/responseScrubbing.js'
+import { plainWriter, scrubbingWriter, type ResponseWriter } from './responseWriters.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 
@@ -156,11 +156,15 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
     let resume: (() => void) | undefined
     // The response to an injection is scrubbed of the injected values (docs/spec.md §13).
     const rules = step.verdict.secrets?.scrub ?? []
-    let scrubbing: ScrubbedBody | undefined
-    let trailersKept: Record<string, string | string[]> = {}
-    response.on('drain', () => (scrubbing === undefined ? resume?.() : scrubbing.output.resume()))
+    const writer: ResponseWriter =
+      rules.length === 0
+        ? plainWriter(response, http2Client, () => resume?.())
+        : scrubbingWriter(response, rules, step.method, http2Client, () => resume?.(), () => abort?.(new Error('unreadable content coding')))
+    response.on('drain', writer.drained)
     response.once('close', () => response.writableFinished || abort?.(new Error('the client went away')))
     const send = (retry: boolean): void => {
+      // The upstream began its answer (a scrubbed one may not have reached the client yet).
+      let answered = false
       const handler: Dispatcher.DispatchHandler = {
         onConnect: (abortRequest) => {
           abort = abortRequest
@@ -171,58 +175,25 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           // Informational answers (100, 103) are not passed on; the final one follows.
           if (statusCode < 200) return true
           resume = resumeReading
+          answered = true
           const received = headersOf(raw)
-          const headers = responseHeaders(received)
-          if (rules.length === 0) {
-            response.writeHead(statusCode, headers)
-            return true
-          }
-          scrubbing = scrubbedBody(rules, headers['content-encoding'], received['transfer-encoding'])
-          if (scrubbing === undefined) {
-            // INVARIANT: a body that cannot be read for scrubbing never reaches the client.
-            abort?.(new Error('unreadable content coding'))
-            const text = 'Bad gateway: egress-guard cannot scrub a response in this content coding'
-            response.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) })
-            response.end(text)
-            return false
-          }
-          const { input, output } = scrubbing
-          input.on('drain', () => resume?.())
-          output.on('data', (chunk: Buffer) => response.write(chunk) || output.pause())
-          output.on('end', () => {
-            if (http2Client && Object.keys(trailersKept).length > 0) response.addTrailers(trailersKept)
-            response.end()
-          })
-          output.on('error', () => {
-            abort?.(new Error('the response could not be decoded'))
-            response.destroy()
-          })
-          response.writeHead(statusCode, scrubbedBodyHeaders(scrubbedHeaders(rules, headers)))
-          return true
+          return writer.head(statusCode, responseHeaders(received), received['transfer-encoding'])
         },
         // False (the client's buffer is full) pauses the upstream until the client drains.
-        onData: (chunk) => (scrubbing === undefined ? response.write(chunk) : scrubbing.input.write(chunk)),
-        onComplete: (trailers) => {
-          const kept = trailers === null ? {} : responseHeaders(headersOf(trailers))
-          if (scrubbing !== undefined) {
-            trailersKept = scrubbedHeaders(rules, kept)
-            scrubbing.input.end()
-            return
-          }
-          if (http2Client && Object.keys(kept).length > 0) response.addTrailers(kept)
-          response.end()
-        },
+        onData: (chunk) => writer.data(chunk),
+        onComplete: (trailers) => writer.end(trailers === null ? {} : responseHeaders(headersOf(trailers))),
         onError: (error) => {
-          scrubbing?.input.destroy()
+          writer.failed()
           if (stopped || clientGone(response)) return
           const code = upstreamErrorCode(error)
-          if (retry && !response.headersSent && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
+          if (retry && !answered && body === null && IDEMPOTENT.has(step.method) && RESET.has(code)) {
             send(false)
             return
           }
           options.log('warn', `upstream request failed: ${code}`)
-          // A response cut short is cut with an error, so HTTP/2 clients get a stream reset, not an end.
-          if (response.headersSent) {
+          // A response cut short is cut with an error, so HTTP/2 clients get a stream reset, not an
+          // end; so is one whose head was kept back to be scrubbed with its body.
+          if (answered || response.headersSent) {
             response.destroy(new Error(`upstream failed: ${code}`))
             return
           }

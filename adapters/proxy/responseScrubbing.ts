@@ -54,6 +54,18 @@ const decoderFor = (coding: string): Transform | undefined => {
 
 type HeaderValue = string | ReadonlyArray<string> | undefined
 
+const DECODED_CODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'br'])
+
+/**
+ * The codings to undo before a body can be scrubbed, in the order to undo them: content codings
+ * were applied first, then transfer codings (but `chunked`, which the HTTP layer undoes). Undefined
+ * when one of them cannot be undone.
+ */
+export const codingsToUndo = (contentEncoding: HeaderValue, transferEncoding?: HeaderValue): ReadonlyArray<string> | undefined => {
+  const codings = [...codingsOf(contentEncoding), ...codingsOf(transferEncoding).filter((c) => c !== 'chunked')].reverse()
+  return codings.every((c) => DECODED_CODINGS.has(c)) ? codings : undefined
+}
+
 const codingsOf = (value: HeaderValue): ReadonlyArray<string> =>
   (Array.isArray(value) ? value.join(',') : ((value as string | undefined) ?? ''))
     .split(',')
@@ -67,13 +79,11 @@ const codingsOf = (value: HeaderValue): ReadonlyArray<string> =>
  * and must not be passed on (the request's `Accept-Encoding` offered none of them).
  */
 export const scrubbedBody = (rules: ReadonlyArray<ScrubRule>, contentEncoding: HeaderValue, transferEncoding?: HeaderValue): ScrubbedBody | undefined => {
-  // Content codings were applied first, then transfer codings: listed in that order, undone from the last.
-  const codings = [...codingsOf(contentEncoding), ...codingsOf(transferEncoding).filter((c) => c !== 'chunked')]
+  const codings = codingsToUndo(contentEncoding, transferEncoding)
+  if (codings === undefined) return undefined
   const scrubber = scrubbingStream(rules)
   if (codings.length === 0) return { input: scrubber, output: scrubber }
-  // Codings are applied in the order listed, so they are undone from the last.
-  const decoders = [...codings].reverse().map(decoderFor)
-  if (decoders.some((d) => d === undefined)) return undefined
+  const decoders = codings.map(decoderFor) as Array<Transform>
   const chain = [...(decoders as Array<Transform>), scrubber]
   for (let i = 0; i + 1 < chain.length; i++) {
     const from = chain[i] as Transform

@@ -182,7 +182,9 @@ switch (role) {
       evaluateNow: () => pass,
       evaluateTunnel: () => ({ decision: { _tag: 'Intercept' }, audit: [], decisionId: '', mode: 'connected_allow' }),
       authenticate: () => ({ _tag: 'Anonymous' }),
-      generation: () => 0
+      generation: () => 0,
+      inspects: () => false,
+      screenHost: () => undefined
     } as unknown as Guard
     const entry: string = 'egress-guard/node'
     const proxy = await ((await import(entry)) as typeof NodeModule).startNodeProxy({ guard: bare, configDir, upstreamCa: [config.upstreamCa ?? ''], connectTo: connectTo(), log: () => undefined })

@@ -107,6 +107,25 @@ describe('the secret in both directions, through the command line', () => {
     })
   })
 
+  describe.each(ENGINES)('run --engine %s --mode connected_deny', (engine) => {
+    // In a deny mode an unrouted host is refused at CONNECT already; the tripwire shows on another provider's route.
+    const DENY_REQUESTS = [
+      { url: 'https://api.beta.test/x', headers: { 'x-forward': '{ALPHA_API_KEY}' } },
+      { url: 'https://api.beta.test/x?k={ALPHA_API_KEY}' },
+      { url: 'https://api.beta.test/x', headers: { 'content-type': 'application/json' }, body: '{"k": "{ALPHA_API_KEY}"}' },
+      { url: 'https://api.beta.test/x', headers: { 'x-own': '{BETA_API_KEY}' } }
+    ]
+    it.each(Object.keys(CLIENTS) as Array<keyof typeof CLIENTS>)('%s: the tripwire on header, query and body, the provider’s own placeholder swapped', async (client) => {
+      const from = echo.received.length
+      const result = await cli(['run', ...common, '--mode', 'connected_deny', '--engine', engine, '--', ...CLIENTS[client]], { ...env, EG_REQUESTS: JSON.stringify(DENY_REQUESTS) })
+      expect(result.stderr).toBe('')
+      const answers = answersOf(result.stdout)
+      expect(answers.map((a) => a.status)).toEqual([403, 403, 403, 200])
+      for (const refused of answers.slice(0, 3)) expect(refused.body).toContain('credential_exfiltration')
+      expect(echo.received.slice(from).map((r) => r.headers['x-own'])).toEqual([KEYS.BETA_API_KEY])
+    })
+  })
+
   describe.each(ENGINES)('serve --engine %s --placeholders', (engine) => {
     let server: ChildProcess
     let proxy = ''
