@@ -1,6 +1,7 @@
 // The secret in both directions (docs/spec.md §13): which texts count as a known secret, how a
-// placeholder is swapped for the real value, how a request that carries a secret somewhere it does
-// not belong is caught, and how a response is scrubbed of an injected value.
+// placeholder is swapped for the real value, and how a request that carries a secret somewhere it
+// does not belong is caught (its body as it streams: BodyScan.ts). How a response is scrubbed of
+// an injected value is in Scrubbing.ts.
 //
 // Every text here is a byte string: one character per byte (latin1), as Node gives header values
 // and as a body's bytes are read. A secret is matched as its UTF-8 bytes in these forms (the
@@ -26,10 +27,12 @@ export interface KnownSecret {
   readonly kind: 'placeholder' | 'credential'
 }
 
-/** A text a request carries, and where: `header <name>`, `path`, `query` or `body`. */
+/** A text a request carries, and where: `header <name>`, `path`, `query`, `body`, `host`, `method`. */
 export interface CarriedText {
   readonly location: string
   readonly text: string
+  /** A name whose case is not kept on its way (a host): matched whatever its case. */
+  readonly caseless?: boolean
 }
 
 /** A known secret found in a request, and where. */
@@ -43,19 +46,16 @@ export interface SecretMatcher {
   readonly patterns: ReadonlyArray<{ readonly find: string; readonly secret: KnownSecret }>
   /** Every pattern with any of its bytes percent-encoded, once or more (`%XX`, `%25XX`, …), as one expression (group i+1 is pattern i), made when first needed. */
   readonly escaped: () => RegExp | undefined
+  /** The same secrets matched whatever their case (patterns and texts lower-cased), made when first needed. */
+  readonly caseless: () => SecretMatcher
+  /** This matcher lower-cases what it searches. */
+  readonly folded: boolean
 }
 
 /** A placeholder and the real value it stands for in a request routed to its provider. */
 export interface Swap {
   readonly placeholder: string
   readonly real: string
-}
-
-/** A value to take out of a response, and what the client sees instead. */
-export interface Scrubbed {
-  readonly value: string
-  /** The placeholder for the value, or `[redacted]`. */
-  readonly shownAs: string
 }
 
 /** What replaces an injected value that has no placeholder. */
@@ -85,7 +85,8 @@ export const bytesOf = (text: string): string => {
   return out
 }
 
-const toUrlAlphabet = (base64: string): string => base64.replace(/\+/g, '-').replace(/\//g, '_')
+/** Base64 in the URL-safe alphabet. */
+export const toUrlAlphabet = (base64: string): string => base64.replace(/\+/g, '-').replace(/\//g, '_')
 
 /**
  * The base64 characters that only `bytes` decide, at each alignment (0, 1 or 2 bytes before it in
@@ -102,62 +103,35 @@ export const base64Cores = (bytes: string): ReadonlyArray<string> => {
   return cores
 }
 
-const hex = (byte: number, upper: boolean): string => {
-  const h = byte.toString(16).padStart(2, '0')
-  return `%${upper ? h.toUpperCase() : h}`
-}
-
-/** Percent-encodes bytes: those outside `encodeURIComponent`'s unreserved set, or every byte. */
-const percentEncoded = (bytes: string, every: boolean, upper = true): string => {
-  let out = ''
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes.charCodeAt(i)
-    out += !every && /[A-Za-z0-9\-_.!~*'()]/.test(bytes[i] as string) ? bytes[i] : hex(c, upper)
-  }
-  return out
-}
-
 /** The forms a secret is searched for in a request (after percent-decoding): exact and base64. */
 const requestForms = (bytes: string): ReadonlyArray<string> => {
   const cores = base64Cores(bytes)
   return [...new Set([bytes, ...cores, ...cores.map(toUrlAlphabet)])]
 }
 
-/** Each form a value can reach a response in, paired with the same form of what replaces it. */
-export const responseForms = (value: string, shownAs: string): ReadonlyArray<readonly [string, string]> => {
-  const from = bytesOf(value)
-  const to = bytesOf(shownAs)
-  const fromCores = base64Cores(from)
-  const toCores = base64Cores(to)
-  const pairs: Array<readonly [string, string]> = [
-    [from, to],
-    [percentEncoded(from, false), percentEncoded(to, false)],
-    [percentEncoded(from, true, true), percentEncoded(to, true, true)],
-    [percentEncoded(from, true, false), percentEncoded(to, true, false)]
-  ]
-  fromCores.forEach((core, i) => {
-    pairs.push([core, toCores[i] as string], [toUrlAlphabet(core), toUrlAlphabet(toCores[i] as string)])
-  })
-  const seen = new Set<string>()
-  return pairs.filter(([find]) => find.length > 0 && !seen.has(find) && (seen.add(find), true))
-}
-
 // -------------------------------------------------------------------------------------
 // the tripwire
 // -------------------------------------------------------------------------------------
 
-/** Compiles known secrets for searching; values shorter than MIN_SECRET_LENGTH are left out. */
-export const compileSecrets = (secrets: ReadonlyArray<KnownSecret>): SecretMatcher => {
+/** Compiles known secrets for searching; values shorter than MIN_SECRET_LENGTH are left out. `folded`: matched whatever their case. */
+export const compileSecrets = (secrets: ReadonlyArray<KnownSecret>, folded = false): SecretMatcher => {
   const patterns: Array<{ readonly find: string; readonly secret: KnownSecret }> = []
   for (const secret of secrets) {
     const bytes = bytesOf(secret.value)
     if (bytes.length < MIN_SECRET_LENGTH) continue
-    for (const find of requestForms(bytes.slice(0, SEARCHED_SECRET_BYTES))) patterns.push({ find, secret })
+    for (const find of requestForms(bytes.slice(0, SEARCHED_SECRET_BYTES))) patterns.push({ find: folded ? find.toLowerCase() : find, secret })
   }
   // Longest first, so the exact value is reported before a shorter base64 core of another.
   patterns.sort((a, b) => b.find.length - a.find.length)
   let escaped: RegExp | undefined
-  return { patterns, escaped: () => (patterns.length === 0 ? undefined : (escaped ??= new RegExp(patterns.map((p) => `(${escapable(p.find)})`).join('|')))) }
+  let caseless: SecretMatcher | undefined
+  const matcher: SecretMatcher = {
+    patterns,
+    escaped: () => (patterns.length === 0 ? undefined : (escaped ??= new RegExp(patterns.map((p) => `(${escapable(p.find)})`).join('|')))),
+    caseless: () => (folded ? matcher : (caseless ??= compileSecrets(secrets, true))),
+    folded
+  }
+  return matcher
 }
 
 const hexClass = (digit: string): string => (/[a-f]/i.test(digit) ? `[${digit.toLowerCase()}${digit.toUpperCase()}]` : digit)
@@ -165,7 +139,7 @@ const hexClass = (digit: string): string => (/[a-f]/i.test(digit) ? `[${digit.to
 /** How many times over a byte may be percent-encoded and still be seen (`%2B`, `%252B`, `%25252B`). */
 const ESCAPE_DEPTH = 3
 /** The longest a byte can be written under ESCAPE_DEPTH escapes (`%25252B`). */
-const ESCAPED_BYTE = 3 + 2 * (ESCAPE_DEPTH - 1)
+export const ESCAPED_BYTE = 3 + 2 * (ESCAPE_DEPTH - 1)
 
 /** A pattern whose every byte may also come percent-encoded, up to ESCAPE_DEPTH times over (`%2B`, `%252b`). */
 const escapable = (find: string): string => {
@@ -187,13 +161,21 @@ const escapable = (find: string): string => {
  */
 export const carriedSecret = (matcher: SecretMatcher, texts: ReadonlyArray<CarriedText>): Carried | undefined => {
   if (matcher.patterns.length === 0) return undefined
+  const caseless = texts.filter((t) => t.caseless === true && !matcher.folded)
+  if (caseless.length > 0) {
+    const found = carriedSecret(matcher.caseless(), caseless)
+    if (found !== undefined) return found
+  }
+  const cased = caseless.length === 0 ? texts : texts.filter((t) => t.caseless !== true)
   // Most requests carry nothing: all their texts at once first (no pattern holds a line break, so
   // none can match across two), and one by one only when that finds something or holds an escape.
-  if (texts.length > 1) {
-    const all = texts.map((t) => t.text).join('\n')
+  if (cased.length > 1) {
+    const all = cased.map((t) => (matcher.folded ? t.text.toLowerCase() : t.text)).join('\n')
     if (!all.includes('%') && !matcher.patterns.some((p) => all.includes(p.find))) return undefined
   }
-  for (const { location, text } of texts) {
+  for (const carried of cased) {
+    const { location } = carried
+    const text = matcher.folded ? carried.text.toLowerCase() : carried.text
     if (!text.includes('%')) {
       for (const { find, secret } of matcher.patterns) if (text.includes(find)) return { secret, location }
       continue
@@ -216,7 +198,8 @@ export const ownedBy = (carried: Carried, provider: string | undefined): boolean
 
 const BASIC = /^(\s*basic\s+)([A-Za-z0-9+/=_-]+)(\s*)$/i
 
-const replaceAll = (text: string, from: string, to: string): string => (text.includes(from) ? text.split(from).join(to) : text)
+/** `text` with every `from` replaced by `to`. */
+export const replaceAll = (text: string, from: string, to: string): string => (text.includes(from) ? text.split(from).join(to) : text)
 
 const decodeBase64 = (text: string): string | undefined => {
   try {
@@ -266,99 +249,24 @@ export const secretParts = (value: string): ReadonlyArray<string> => {
   return [...new Set(parts)].filter((part) => bytesOf(part).length >= MIN_SECRET_LENGTH)
 }
 
-// -------------------------------------------------------------------------------------
-// scrubbing
-// -------------------------------------------------------------------------------------
-
-/** One form of an injected value in a response, and what replaces it. */
-export interface ScrubRule {
-  readonly find: string
-  readonly replace: string
-}
-
-/** The rules that scrub these values from a response, longest first; values shorter than MIN_SECRET_LENGTH are left out. */
-export const scrubRules = (values: ReadonlyArray<Scrubbed>): ReadonlyArray<ScrubRule> => {
-  const rules = new Map<string, string>()
-  for (const { value, shownAs } of values) {
-    if (bytesOf(value).length < MIN_SECRET_LENGTH) continue
-    for (const [find, replace] of responseForms(value, shownAs)) if (!rules.has(find)) rules.set(find, replace)
-  }
-  return [...rules].map(([find, replace]) => ({ find, replace })).sort((a, b) => b.find.length - a.find.length)
-}
-
-/** A byte string with every form of every value replaced. */
-export const scrub = (rules: ReadonlyArray<ScrubRule>, text: string): string => {
-  let out = text
-  for (const { find, replace } of rules) out = replaceAll(out, find, replace)
-  return out
-}
-
-/**
- * How many bytes at the end of `text` could be the start of a form still to come: a stream keeps
- * them back until the next chunk shows whether they are. 0 when none could.
- */
-export const pendingTail = (rules: ReadonlyArray<{ readonly find: string }>, text: string): number => {
-  const longest = rules.reduce((n, rule) => Math.max(n, rule.find.length), 0)
-  for (let i = Math.max(0, text.length - longest + 1); i < text.length; i++) {
-    const tail = text.slice(i)
-    if (rules.some((rule) => rule.find.length > tail.length && rule.find.startsWith(tail))) return text.length - i
-  }
-  return 0
-}
-
-/**
- * One chunk of a stream scrubbed, with the bytes kept back from the chunk before (`kept`): what
- * can be sent now, and what to keep back for the next chunk (bytes that could begin a value).
- */
-export const scrubChunk = (rules: ReadonlyArray<ScrubRule>, kept: string, chunk: string): { readonly send: string; readonly kept: string } => {
-  const text = scrub(rules, kept + chunk)
-  const held = pendingTail(rules, text)
-  return { send: text.slice(0, text.length - held), kept: text.slice(text.length - held) }
-}
-
-/** A request body's inspection so far: bytes seen, and the tail kept back to be searched with the next chunk. */
-export interface BodyScan {
-  readonly seen: number
-  readonly held: string
-}
-
-/** A body's inspection before its first byte. */
-export const BODY_SCAN_START: BodyScan = { seen: 0, held: '' }
-
-/** What a body's next chunk comes to: bytes that may go on (and the scan after them), or a known secret found in it. */
-export type BodyStep = { readonly _tag: 'Go'; readonly send: string; readonly scan: BodyScan } | { readonly _tag: 'Found'; readonly carried: Carried }
-
-/**
- * Scans the next chunk of a request body as it streams (`last` at its end): the first
- * INSPECTED_BODY_BYTES are searched for every known secret, each chunk together with the tail
- * kept back from the one before, so a value split across chunks is found before its last byte
- * goes on. Only that tail is held: the bytes that could begin a form, or, when the end of the text
- * holds an escape, as many as the longest form can take escaped. After the inspected bytes the
- * body goes on untouched. An interactive body (a line, then a wait for the answer) is not held up.
- */
-export const scanBodyChunk = (matcher: SecretMatcher, scan: BodyScan, chunk: string, last: boolean): BodyStep => {
-  if (scan.seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: scan.held + chunk, scan: { seen: scan.seen, held: '' } }
-  const window = scan.held + chunk
-  const carried = carriedSecret(matcher, [{ location: 'body', text: window }])
-  if (carried !== undefined) return { _tag: 'Found', carried }
-  const seen = scan.seen + chunk.length
-  if (last || seen >= INSPECTED_BODY_BYTES) return { _tag: 'Go', send: window, scan: { seen, held: '' } }
-  const escaped = ESCAPED_BYTE * matcher.patterns.reduce((n, p) => Math.max(n, p.find.length), 0)
-  const hold = window.slice(-escaped).includes('%') ? Math.min(window.length, escaped) : pendingTail(matcher.patterns, window)
-  return { _tag: 'Go', send: window.slice(0, window.length - hold), scan: { seen, held: window.slice(window.length - hold) } }
-}
-
 /**
  * Request facts as records may show them: a host, path, method or header that carries a known
  * secret is replaced by `[redacted]` (a path by `/[redacted]`), so no record ever holds one.
  */
 export const withoutSecrets = <F extends { readonly host: string; readonly path: string; readonly method: string; readonly hostHeader?: string; readonly sni?: string; readonly absoluteUriHost?: string }>(matcher: SecretMatcher, facts: F): F => {
   if (matcher.patterns.length === 0) return facts
-  const carries = (text: string | undefined): boolean => text !== undefined && carriedSecret(matcher, [{ location: '', text }]) !== undefined
-  const fields = [facts.host, facts.path, facts.method, facts.hostHeader, facts.sni, facts.absoluteUriHost]
-  if (carriedSecret(matcher, fields.filter((f): f is string => typeof f === 'string').map((text) => ({ location: '', text }))) === undefined) return facts
+  // Names are matched whatever their case: a host is lower-cased on its way.
+  const NAMES = ['host', 'hostHeader', 'sni', 'absoluteUriHost'] as const
+  const textOf = (key: (typeof NAMES)[number] | 'path' | 'method'): CarriedText | undefined => {
+    const value = facts[key]
+    return typeof value === 'string' ? { location: key, text: value, caseless: (NAMES as ReadonlyArray<string>).includes(key) } : undefined
+  }
+  const texts = (['host', 'hostHeader', 'sni', 'absoluteUriHost', 'path', 'method'] as const).map(textOf).filter((t): t is CarriedText => t !== undefined)
+  if (carriedSecret(matcher, texts) === undefined) return facts
   const out: Record<string, unknown> = { ...facts }
-  for (const key of ['host', 'method', 'hostHeader', 'sni', 'absoluteUriHost'] as const) if (typeof facts[key] === 'string' && carries(facts[key])) out[key] = REDACTED
-  if (carries(facts.path)) out['path'] = `/${REDACTED}`
+  for (const text of texts) {
+    if (carriedSecret(matcher, [text]) === undefined) continue
+    out[text.location] = text.location === 'path' ? `/${REDACTED}` : REDACTED
+  }
   return out as F
 }

@@ -19,7 +19,9 @@ export type { Reading, RequestFacts, RuledOutBy, Unread } from './resolveRoute.j
 export type { DenyReason, Matched, Miss, MissReason, RouteResolution } from './RouteResolution.js'
 export type { Outcome, RecordedRequest } from './Replay.js'
 export type { AllowInput, PathRule, RouteRules } from './RouteRules.js'
-export type { BodyScan, BodyStep, Carried, CarriedText, KnownSecret, ScrubRule, Scrubbed, SecretMatcher, Swap } from './Secrets.js'
+export type { BodyScan, BodyStep } from './BodyScan.js'
+export type { Carried, CarriedText, KnownSecret, SecretMatcher, Swap } from './Secrets.js'
+export type { ScrubRule, Scrubbed } from './Scrubbing.js'
 export type { ApiUrls, BuiltRouteTable, ExactRoute, OAuthUrls, PolicyInput, RegexRoute, Route, RouteTable, RouteWarning, WarningCode } from './RouteTable.js'
 
 // The route table: compile a policy, and show its routes.
@@ -40,6 +42,8 @@ export { enforced, enforcedTunnel, parseEnforcement } from './Enforcement.js'
 export { isLocalHost, parseHost } from './Host.js'
 export { canonicalPath } from './RequestPath.js'
 // The secret in both directions: placeholders swapped, the tripwire, responses scrubbed.
-export { BODY_SCAN_START, carriedSecret, compileSecrets, scanBodyChunk, ownedBy, REDACTED, scrub, scrubChunk, scrubRules, pendingTail, secretParts, swapPlaceholders, withoutSecrets } from './Secrets.js'
+export { carriedSecret, compileSecrets, ownedBy, REDACTED, secretParts, swapPlaceholders, withoutSecrets } from './Secrets.js'
+export { pendingTail, scrub, scrubChunk, scrubRules } from './Scrubbing.js'
+export { BODY_SCAN_START, scanBodyChunk } from './BodyScan.js'
 // Proxy authentication.
 export { parseProxyAuthorization, PROXY_AUTHENTICATE, refuseUnauthenticated } from './ProxyAuthentication.js'

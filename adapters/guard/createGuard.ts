@@ -20,17 +20,11 @@ import {
   type AuditRecord,
   type CarriedText,
   type CredentialOutcome,
-  type Decided,
   type Enforcement,
-  type Explanation,
   type RecordedRequest,
   type ProxyMode,
   type RequestFacts,
-  type RouteResolution,
-  type RouteTable,
-  type RouteWarning,
-  type TunnelDecided,
-  type Unauthenticated
+  type RouteResolution
 } from '../../core/index.js'
 import { shownHost, shownPath } from '../../core/Decision.js'
 import { REDACTED } from '../../core/Secrets.js'
@@ -41,8 +35,11 @@ import { createCredentialCache } from './CredentialCache.js'
 import { authenticatedClient } from '../proxy/proxyAuthentication.js'
 import { resolveClientTokens } from './clientTokens.js'
 import { policyCredentialSource } from './credentialSources.js'
-import { secretBook, type HandedOut, type InjectionSecrets, type SecretBook } from './secretBook.js'
+import { secretBook, type HandedOut, type SecretBook } from './secretBook.js'
 import { snapshotOf, viewOf, denyTextFor, type Snapshot, type View } from './snapshot.js'
+import type { Authentication, BodyCheck, Guard, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
+
+export type { Authentication, BodyCheck, Guard, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
 
 /** What the guard is built from. */
 export interface GuardOptions {
@@ -66,100 +63,10 @@ export interface GuardOptions {
   readonly loadPolicy?: () => Promise<E.Either<PolicyError, LoadedPolicy>>
 }
 
-/** Who a proxy request is (docs/spec.md §9). */
-export type Authentication =
-  /** The policy lists no clients: anyone who reaches the proxy may use it. */
-  | { readonly _tag: 'Anonymous' }
-  | { readonly _tag: 'Client'; readonly name: string }
-  /** Missing, malformed or wrong credentials: 407. */
-  | { readonly _tag: 'Refused' }
-
 /** The policy lists no clients: anyone who reaches the proxy may use it. */
 export const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
 /** No client authenticated: 407. */
 export const REFUSED: Authentication = { _tag: 'Refused' }
-
-/** A request decision with its id, and the mode and enforcement it was made under. */
-export interface Verdict extends Decided {
-  readonly decisionId: string
-  readonly mode: ProxyMode
-  readonly enforcement: Enforcement
-  /** For an injection: the placeholders to swap in its headers, and how to scrub its response (docs/spec.md §13). */
-  readonly secrets?: InjectionSecrets
-  /** For a request that goes on while the guard knows secrets: the tripwire on its body (docs/spec.md §13). */
-  readonly body?: BodyCheck
-}
-
-/** The tripwire on a request body as it streams (docs/spec.md §13). */
-export interface BodyCheck {
-  /** The body's next chunk (a byte string; `last` at its end): the bytes that may go on now, or the verdict that stops the request. */
-  readonly next: (chunk: string, last: boolean) => { readonly _tag: 'Go'; readonly send: string } | { readonly _tag: 'Stopped'; readonly verdict: Verdict }
-}
-
-/** A tunnel decision with its id, and the mode and enforcement it was made under. */
-export interface TunnelVerdict extends TunnelDecided {
-  readonly decisionId: string
-  readonly mode: ProxyMode
-  readonly enforcement: Enforcement
-}
-
-/** What a reload did. */
-export type ReloadResult =
-  | { readonly _tag: 'Reloaded'; readonly mode: ProxyMode; readonly routes: number; readonly warnings: ReadonlyArray<RouteWarning> }
-  | { readonly _tag: 'KeptLastGood'; readonly messages: ReadonlyArray<string> }
-  /** A reload started later is the one that counts; this one changed nothing. */
-  | { readonly _tag: 'Superseded' }
-
-/** The guard: the policy engine with credentials, audit and reload around it. */
-export interface Guard {
-  /**
-   * Decides a request. `carried` are the texts it carries (header values, path, query, the start
-   * of its body), searched by the tripwire for a known secret bound where it does not belong.
-   */
-  readonly evaluate: (request: RequestFacts, carried?: ReadonlyArray<CarriedText>) => Promise<Verdict>
-  /**
-   * The same decision as `evaluate`, made at once when it needs no credential resolution (none is
-   * needed, or the credentials are cached); undefined when one is needed, and `evaluate` must be
-   * awaited instead. Lets an adapter act in the same turn of the event loop.
-   */
-  readonly evaluateNow: (request: RequestFacts, carried?: ReadonlyArray<CarriedText>) => Verdict | undefined
-  /** True when the guard knows a secret (a placeholder, a resolved credential) the tripwire searches requests for. */
-  readonly inspects: () => boolean
-  /** The placeholders handed out for the variables that hold real keys (`run`, `serve --placeholders`), which the guard swaps and searches for. */
-  readonly handOut: (placeholders: ReadonlyArray<HandedOut>) => void
-  /** Decides a CONNECT, for `client` when one authenticated it (docs/spec.md §9); a target that names a known secret is refused before anything else. */
-  readonly evaluateTunnel: (host: string, port: number, client?: string) => TunnelVerdict
-  /**
-   * The tripwire on a destination's name, before it is looked up (a plain proxy request's host): a
-   * refusal, recorded, when the name carries a known secret; undefined otherwise.
-   */
-  readonly screenHost: (host: string, port: number, method: string, client?: string) => Verdict | undefined
-  /** Who a proxy request is, by its `Proxy-Authorization`: anonymous when the policy lists no clients; tokens compared in constant time. */
-  readonly authenticate: (proxyAuthorization: string | ReadonlyArray<string> | undefined) => Authentication
-  /** The clients the policy lists, by name. */
-  readonly clients: () => ReadonlyArray<string>
-  /** Changes whenever the policy does: an authentication made before must be made again. */
-  readonly generation: () => number
-  /** The fail-closed verdict for a request an adapter could not even describe. */
-  readonly failClosed: (request: Partial<RequestFacts>) => Verdict
-  /** Refuses (407) and records a request to `host` that did not authenticate to the proxy. */
-  readonly refuseUnauthenticated: (host: string) => Unauthenticated
-  readonly reload: () => Promise<ReloadResult>
-  /** Switches the mode at run time (a mode endpoint, a signal); `undefined` returns to the policy's. */
-  readonly setMode: (mode: ProxyMode | undefined) => void
-  /** The mode in force: the policy's (after any override), or a client's own. */
-  readonly mode: (client?: string) => ProxyMode
-  /** How verdicts are carried out: `report` passes what `enforce` would deny, and records it (docs/spec.md §11). */
-  readonly enforcement: () => Enforcement
-  readonly policy: () => LoadedPolicy
-  /** The route table in force: the current policy under the current mode's scope, or a client's own. */
-  readonly table: (client?: string) => RouteTable
-  /** `explainRoute` on the table in force: the resolution `evaluate` would reach, and each route's part in it. */
-  readonly explain: (request: RequestFacts) => Explanation
-  /** Audit entries dropped by the sinks so far. */
-  readonly dropped: () => number
-  readonly close: () => Promise<void>
-}
 
 /** A request as records carry it, to be decided again (docs/spec.md §12): normalised host, path without its query. */
 const recorded = (request: Partial<RequestFacts>): RecordedRequest => ({
@@ -306,7 +213,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
 
   // A destination's name that carries a known secret (`<key>.evil.test`), found before the name is looked up.
-  const hostCarries = (host: string) => (book.any() ? carriedSecret(book.foreignTo(undefined), [{ location: 'host', text: host }]) : undefined)
+  const hostCarries = (host: string) => (book.any() ? carriedSecret(book.foreignTo(undefined), [{ location: 'host', text: host, caseless: true }]) : undefined)
 
   const evaluateTunnel = (host: string, port: number, client?: string): TunnelVerdict => {
     const current = snapshot
@@ -382,7 +289,8 @@ export const createGuard = (options: GuardOptions): Guard => {
     screenHost,
     failClosed: (request) => failClosedVerdict(request, snapshot),
     refuseUnauthenticated: (host) => {
-      const refused = refuseUnauthenticated(host)
+      // A name that carries a secret is not recorded (the client did not authenticate, but may hold one).
+      const refused = refuseUnauthenticated(hostCarries(host) === undefined ? host : REDACTED)
       record(refused.audit, snapshot, snapshot.mode, randomUUID(), undefined, null)
       return refused.decision
     },

@@ -1,6 +1,8 @@
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { Writable } from 'node:stream'
+
 import { scrub, scrubChunk, type ScrubRule } from '../../core/index.js'
 import { codingsToUndo, scrubbedBody, scrubbedBodyHeaders, scrubbedHeaders, UNREADABLE_CODING, type ScrubbedBody } from '../proxy/responseScrubbing.js'
-import type { ClientResponse } from './upstreamRequests.js'
 
 // How an upstream's answer is written to the client on the node engine: as it is, or scrubbed of
 // the injected values (docs/spec.md §13). A scrubbed body that is not compressed is scrubbed in
@@ -9,6 +11,14 @@ import type { ClientResponse } from './upstreamRequests.js'
 // the decoders first.
 
 type Headers = Record<string, string | string[]>
+
+/** A client's response, HTTP/1 or HTTP/2 (Node's compatibility API). */
+export interface ClientResponse extends Writable {
+  headersSent: boolean
+  readonly writableFinished: boolean
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown
+  addTrailers(headers: OutgoingHttpHeaders): void
+}
 
 /** Writes one answer to the client, as undici hands it over. */
 export interface ResponseWriter {
@@ -58,10 +68,11 @@ export const scrubbingWriter = (response: ClientResponse, rules: ReadonlyArray<S
   const head: ResponseWriter['head'] = (code, given, transferEncoding) => {
     const codings = codingsToUndo(given['content-encoding'], transferEncoding)
     if (codings === undefined) {
-      // INVARIANT: a body that cannot be read for scrubbing never reaches the client.
-      refuse()
+      // INVARIANT: a body that cannot be read for scrubbing never reaches the client. The answer
+      // is written before the upstream is stopped, whose failure then finds the client answered.
       response.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(UNREADABLE_CODING)) })
       response.end(UNREADABLE_CODING)
+      refuse()
       return false
     }
     const scrubbed = scrubbedHeaders(rules, given)

@@ -1,5 +1,5 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
-import type { Readable, Writable } from 'node:stream'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
 import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import type { Dispatcher, Pool } from 'undici'
@@ -8,7 +8,7 @@ import type { Logger } from '../ports.js'
 import type { BodyGate } from '../proxy/bodyTripwire.js'
 import type { Forward } from '../proxy/pipeline.js'
 import { writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
-import { plainWriter, scrubbingWriter, type ResponseWriter } from './responseWriters.js'
+import { plainWriter, scrubbingWriter, type ClientResponse, type ResponseWriter } from './responseWriters.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFailure.js'
 
@@ -18,13 +18,7 @@ import { upstreamErrorCode, upstreamFailureBody } from '../upstream/upstreamFail
 // with backpressure: the response is read from the upstream only as fast as the client takes it,
 // and the request body only as fast as the upstream takes it.
 
-/** A client's response, HTTP/1 or HTTP/2 (Node's compatibility API). */
-export interface ClientResponse extends Writable {
-  headersSent: boolean
-  readonly writableFinished: boolean
-  writeHead(status: number, headers: OutgoingHttpHeaders): unknown
-  addTrailers(headers: OutgoingHttpHeaders): void
-}
+export type { ClientResponse } from './responseWriters.js'
 
 /** True when the client can no longer be answered (an HTTP/2 response tells by its stream). */
 export const clientGone = (response: ClientResponse): boolean =>

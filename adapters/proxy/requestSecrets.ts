@@ -18,8 +18,12 @@ export const carriedTexts = (headers: IncomingHttpHeaders, target: string, metho
   for (const [name, value] of Object.entries(headers)) {
     // Proxy-Authorization is this proxy's, and never leaves it; HTTP/2's `:path` is the target, searched below.
     if (value === undefined || name === 'proxy-authorization' || name === ':path') continue
-    for (const one of Array.isArray(value) ? value : [value]) texts.push({ location: `header ${name}`, text: `${name}: ${one}` })
+    // A host name is matched whatever its case: the case is not kept on its way.
+    const caseless = name === 'host' || name === ':authority'
+    for (const one of Array.isArray(value) ? value : [value]) texts.push({ location: `header ${name}`, text: `${name}: ${one}`, caseless })
   }
+  // An absolute-form target names a host too.
+  if (!target.startsWith('/')) texts.push({ location: 'path', text: target, caseless: true })
   const query = target.indexOf('?')
   texts.push({ location: 'path', text: query < 0 ? target : target.slice(0, query) })
   if (query >= 0) texts.push({ location: 'query', text: target.slice(query + 1) })

@@ -107,6 +107,13 @@ describe('the tripwire finds a known value in any encoding (docs/spec.md §13)',
     }
     expect(carriedSecret(matcher, [{ location: 'query', text: '100% sure sk-012345678' }])).toBeUndefined()
   })
+
+  it('matches a name (a host) whatever its case, and other texts as they are', () => {
+    const matcher = compileSecrets([known('sk-Real-0123456789')])
+    expect(carriedSecret(matcher, [{ location: 'host', text: 'sk-real-0123456789.evil.test', caseless: true }])?.location).toBe('host')
+    expect(carriedSecret(matcher, [{ location: 'host', text: 'SK%2DREAL-0123456789.evil.test', caseless: true }])?.location).toBe('host')
+    expect(carriedSecret(matcher, [{ location: 'path', text: '/sk-real-0123456789' }])).toBeUndefined()
+  })
 })
 
 describe('placeholders are swapped in header values', () => {
@@ -217,5 +224,10 @@ describe('a request body is scanned as it streams', () => {
     expect(step).toEqual({ _tag: 'Go', send: '{"line": "hi"}\n', scan: { seen: 15, held: '' } })
     const prefix = scanBodyChunk(matcher, BODY_SCAN_START, '{"key": "sk-re', false)
     expect(prefix._tag === 'Go' && prefix.scan.held).toBe('sk-re')
+    // A `%` in the text holds back only the run of bytes an escaped form could be made of.
+    const percent = scanBodyChunk(matcher, BODY_SCAN_START, '{"op": "50% done"}\n', false)
+    expect(percent).toMatchObject({ _tag: 'Go', send: '{"op": "50% done"}\n' })
+    const escapedStart = scanBodyChunk(matcher, BODY_SCAN_START, 'k=%73%6B', false)
+    expect(escapedStart._tag === 'Go' && escapedStart.scan.held).toBe('%73%6B')
   })
 })
