@@ -267,7 +267,8 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
     })
 
   // What the tripwire searches (docs/spec.md §13), when the guard knows a secret: the request's
-  // header values, path and query (its body is searched as it streams, see bodyTripwire.ts).
+  // method, headers (names and values), path and query (its body is searched as it streams, see
+  // bodyTripwire.ts).
   const carried = (request: IncomingRequest) => (guard.inspects() ? carriedTexts(request.headers, request.target, request.method) : undefined)
 
   const judge = async (request: IncomingRequest, pending: Promise<PinnedDestination>, client: string | undefined): Promise<RequestStep> => {
