@@ -40,6 +40,8 @@ export interface Verdict extends Decided {
 export interface BodyCheck {
   /** The body's next chunk (a byte string; `last` at its end): the bytes that may go on now, or the verdict that stops the request. */
   readonly next: (chunk: string, last: boolean) => { readonly _tag: 'Go'; readonly send: string } | { readonly _tag: 'Stopped'; readonly verdict: Verdict }
+  /** True once the inspected start of the body has gone by: the rest goes on untouched. */
+  readonly done: () => boolean
 }
 
 /** A tunnel decision with its id, and the mode and enforcement it was made under. */

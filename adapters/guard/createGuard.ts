@@ -27,7 +27,7 @@ import {
   type RouteResolution
 } from '../../core/index.js'
 import { shownHost, shownPath } from '../../core/Decision.js'
-import { REDACTED } from '../../core/Secrets.js'
+import { INSPECTED_BODY_BYTES, REDACTED } from '../../core/Secrets.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
 import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
 import { fanOut } from './auditSinks.js'
@@ -175,7 +175,8 @@ export const createGuard = (options: GuardOptions): Guard => {
         const stopped = denyExfiltration(step.carried, request)
         record(stopped.audit, current, view.mode, decisionId, request.client, recorded(request))
         return { _tag: 'Stopped', verdict: { ...stopped, decisionId, mode: view.mode, enforcement: current.enforcement } }
-      }
+      },
+      done: () => scan.seen >= INSPECTED_BODY_BYTES && scan.held === ''
     }
   }
 

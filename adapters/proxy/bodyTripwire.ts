@@ -23,9 +23,13 @@ export interface BodyTripwire {
   readonly next: (chunk: Buffer | null) => Buffer | Refusal
 }
 
+const NOTHING = Buffer.alloc(0)
+
 /** A body's tripwire from the guard's check; a stop is answered with `refuse`'s refusal. */
 export const bodyTripwire = (check: BodyCheck, refuse: (stopped: Verdict) => Refusal | { readonly _tag: 'Send' }): BodyTripwire => ({
   next: (chunk) => {
+    // Past the inspected start, bytes go on as they came, without a copy.
+    if (check.done()) return chunk ?? NOTHING
     const step = check.next(chunk === null ? '' : chunk.toString('latin1'), chunk === null)
     if (step._tag === 'Go') return Buffer.from(step.send, 'latin1')
     const refusal = refuse(step.verdict)

@@ -121,6 +121,11 @@ describe('the tripwire (docs/spec.md §13)', () => {
     const last = verdict.body!.next('', true)
     if (last._tag === 'Go') out += last.send
     expect(out).toBe(chunks.join(''))
+    expect(verdict.body!.done()).toBe(false)
+    const long = await guard.evaluate(to('api.alpha.test'), [])
+    const big = long.body!.next('z'.repeat(70 * 1024), false)
+    expect(big).toEqual({ _tag: 'Go', send: 'z'.repeat(70 * 1024) })
+    expect(long.body!.done()).toBe(true)
   })
 
   it('decides nothing of a request it denies anyway, and has no body check for it', async () => {
