@@ -28,7 +28,7 @@ const percentEncoded = (bytes: string, every: boolean, upper = true): string => 
 }
 
 /** Each form a value can reach a response in, paired with the same form of what replaces it. */
-export const responseForms = (value: string, shownAs: string): ReadonlyArray<readonly [string, string]> => {
+const responseForms = (value: string, shownAs: string): ReadonlyArray<readonly [string, string]> => {
   const from = bytesOf(value)
   const to = bytesOf(shownAs)
   const fromCores = base64Cores(from)

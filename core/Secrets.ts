@@ -189,8 +189,6 @@ export const carriedSecret = (matcher: SecretMatcher, texts: ReadonlyArray<Carri
   return undefined
 }
 
-/** True when a secret found in a request may go to a route of `provider` (its owner's). */
-export const ownedBy = (carried: Carried, provider: string | undefined): boolean => provider !== undefined && carried.secret.owners.includes(provider)
 
 // -------------------------------------------------------------------------------------
 // swap

@@ -42,7 +42,7 @@ export { enforced, enforcedTunnel, parseEnforcement } from './Enforcement.js'
 export { isLocalHost, parseHost } from './Host.js'
 export { canonicalPath } from './RequestPath.js'
 // The secret in both directions: placeholders swapped, the tripwire, responses scrubbed.
-export { carriedSecret, compileSecrets, ownedBy, REDACTED, secretParts, swapPlaceholders, withoutSecrets } from './Secrets.js'
+export { carriedSecret, compileSecrets, REDACTED, secretParts, swapPlaceholders, withoutSecrets } from './Secrets.js'
 export { pendingTail, scrub, scrubChunk, scrubRules } from './Scrubbing.js'
 export { BODY_SCAN_START, scanBodyChunk } from './BodyScan.js'
 // Proxy authentication.

@@ -5,7 +5,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import type { Guard } from '../guard/createGuard.js'
 import type { HandedOut } from '../guard/secretBook.js'
-import { TEMPLATE_REFERENCE } from '../guard/credentialSources.js'
+import { variablesRead } from '../guard/credentialSources.js'
 import type { PolicyFile } from '../config/PolicyFile.js'
 
 // The placeholders a child holds instead of real keys (docs/spec.md §13): fresh and random for
@@ -23,15 +23,7 @@ const PLACEHOLDER_MARK = 'egress-guard-'
 export const placeholder = (prefix = ''): string => `${prefix}${PLACEHOLDER_MARK}${randomBytes(18).toString('base64url')}`
 
 /** The variables the policy's credential templates read (`${env:NAME}`), the real keys a child must not see. */
-export const templateVariables = (file: PolicyFile): ReadonlyArray<string> => {
-  const names = new Set<string>()
-  for (const connection of file.connections ?? []) {
-    const ref = connection.credentials
-    const templates = ref === undefined ? [] : 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
-    for (const template of templates) for (const [, kind, name = ''] of template.matchAll(TEMPLATE_REFERENCE)) if (kind === 'env') names.add(name)
-  }
-  return [...names].filter((n) => n !== '')
-}
+export const templateVariables = (file: PolicyFile): ReadonlyArray<string> => [...new Set((file.connections ?? []).flatMap((c) => variablesRead(c.credentials)))]
 
 /**
  * A placeholder for every routed provider's variable, and for every variable a credential

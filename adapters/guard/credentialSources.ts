@@ -37,6 +37,12 @@ export const parseCredentialDocument = (text: string, origin: string): Credentia
   return { _tag: 'Available', headers, expiresAt: when }
 }
 
+/** The variables a credential reference's header templates read (`${env:NAME}`). */
+export const variablesRead = (ref: CredentialRef | undefined): ReadonlyArray<string> => {
+  const templates = ref !== undefined && 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
+  return templates.flatMap((template) => [...template.matchAll(TEMPLATE_REFERENCE)].flatMap(([, kind, name = '']) => (kind === 'env' && name !== '' ? [name] : [])))
+}
+
 /** A template's references: `${env:NAME}` and `${file:PATH}` (kind, then name). */
 export const TEMPLATE_REFERENCE = /\$\{(env|file):([^}]+)\}/g
 // `${base64:TEXT}`, where TEXT may hold `${env:…}` and `${file:…}`: what Basic auth needs

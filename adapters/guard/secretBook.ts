@@ -11,7 +11,7 @@ import {
   type Swap
 } from '../../core/index.js'
 import type { PolicyFile } from '../config/PolicyFile.js'
-import { TEMPLATE_REFERENCE } from './credentialSources.js'
+import { variablesRead } from './credentialSources.js'
 
 // The secrets a guard knows (docs/spec.md §13), and whose they are: the placeholders `run` (or
 // `serve --placeholders`) handed out, the real values of the variables they stand for, and every
@@ -54,11 +54,7 @@ export const variableOwners = (file: PolicyFile): ReadonlyMap<string, ReadonlyAr
     owners.set(variable, set)
   }
   for (const p of file.providers) if (p.envVar !== undefined) own(p.envVar, p.name)
-  for (const connection of file.connections ?? []) {
-    const ref = connection.credentials
-    const templates = ref !== undefined && 'headers' in ref && ref.headers !== undefined ? Object.values(ref.headers) : []
-    for (const template of templates) for (const [, kind, name = ''] of template.matchAll(TEMPLATE_REFERENCE)) if (kind === 'env' && name !== '') own(name, connection.provider)
-  }
+  for (const connection of file.connections ?? []) for (const name of variablesRead(connection.credentials)) own(name, connection.provider)
   return new Map([...owners].map(([variable, set]) => [variable, [...set]]))
 }
 
