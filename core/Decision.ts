@@ -26,13 +26,15 @@ export interface Pass {
   readonly _tag: 'Pass'
 }
 
-/** Answer 403 with the body, or close the tunnel when the request is a CONNECT. */
+/** Answer 403 (429 for `rate_limited`) with the body, or close the tunnel when the request is a CONNECT. */
 export interface Deny {
   readonly _tag: 'Deny'
   readonly reason: DenyReason
-  readonly status: 403
+  readonly status: 403 | 429
   readonly body: string
   readonly closeTunnel: boolean
+  /** For `rate_limited`: the seconds after which a retry can succeed (`Retry-After`). */
+  readonly retryAfterSeconds?: number
 }
 
 /** What the proxy does with one request. */
@@ -64,7 +66,7 @@ export interface Decided {
 export type TunnelDecision =
   | { readonly _tag: 'Intercept' }
   | { readonly _tag: 'Tunnel' }
-  | { readonly _tag: 'Deny'; readonly reason: DenyReason }
+  | { readonly _tag: 'Deny'; readonly reason: DenyReason; readonly retryAfterSeconds?: number }
 
 /** Everything `decideTunnel` looks at. */
 export interface DecideTunnelInput {
@@ -90,6 +92,7 @@ const withSlash = (url: string): string => (url.endsWith('/') ? url : `${url}/`)
 
 /** The plain-text body of a 403 (docs/spec.md §5). */
 export const denyBody = (reason: DenyReason, provider: string | null, denyText?: DenyText): string => {
+  if (reason === 'rate_limited') return 'Too many requests: an egress-guard rate limit (docs/spec.md §14) is spent; retry after the seconds in Retry-After'
   if (reason !== 'no_credentials') return `Forbidden by egress-guard proxy policy (${reason})`
   const head = `Forbidden: provider '${provider ?? ''}' is configured but has no active connection.`
   const login = typeof denyText?.loginCommand === 'string' && denyText.loginCommand !== '' ? denyText.loginCommand : undefined
@@ -273,4 +276,22 @@ const locationOf = (carried: Carried): string =>
 export const denyTunnelExfiltration = (carried: Carried): TunnelDecided => ({
   decision: { _tag: 'Deny', reason: 'credential_exfiltration' },
   audit: [exfiltrationRecord(carried.secret.owners[0] ?? '', REDACTED, 'host')]
+})
+
+/**
+ * A request or CONNECT over a rate limit (docs/spec.md §14): 429 with `Retry-After`, decided before
+ * any credential is resolved, and recorded as a `proxy_deny` with reason `rate_limited`.
+ */
+export const denyRateLimited = (request: RequestFacts | { readonly host: string; readonly method: string }, retryAfterSeconds: number): Decided => {
+  const shown = audited(request)
+  return {
+    decision: { ...deny('rate_limited', shown, null), status: 429, retryAfterSeconds },
+    audit: [denyRecord(null, shown.host, 'rate_limited')]
+  }
+}
+
+/** A CONNECT over a rate limit: refused with 429 and `Retry-After`, recorded as `rate_limited`. */
+export const denyTunnelRateLimited = (host: string, retryAfterSeconds: number): TunnelDecided => ({
+  decision: { _tag: 'Deny', reason: 'rate_limited', retryAfterSeconds },
+  audit: [denyRecord(null, shownHost(host), 'rate_limited')]
 })

@@ -26,10 +26,11 @@ export const parseEnforcement = (input: unknown): E.Either<EnforcementError, Enf
     : E.left({ _tag: 'UnknownEnforcement', message: `unknown enforcement \`${String(typeof input === 'string' ? input.slice(0, 64) : typeof input)}\`: expected enforce or report` })
 
 /**
- * Reasons enforced whatever the enforcement: a request that did not authenticate to the proxy,
- * and a secret on its way to a host that does not own it.
+ * Reasons enforced whatever the enforcement: a request that did not authenticate to the proxy, a
+ * secret on its way to a host that does not own it, and a rate limit (an operator's bound on load
+ * and cost, not a policy verdict to roll out).
  */
-const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['unauthenticated', 'credential_exfiltration'])
+const ALWAYS_ENFORCED: ReadonlySet<string> = new Set(['unauthenticated', 'credential_exfiltration', 'rate_limited'])
 
 const wouldDeny = (records: ReadonlyArray<AuditRecord>): ReadonlyArray<AuditRecord> =>
   records.map((record) => (record.event === 'proxy_deny' ? { ...record, event: 'proxy_would_deny' } : record))

@@ -56,10 +56,11 @@ export const outcomeOf = (records: ReadonlyArray<AuditRecord>, tunnel: boolean):
 }
 
 /**
- * True for an outcome decided on what the request carried (the tripwire, docs/spec.md §13), which
- * records never hold: replay cannot decide it again, and keeps it as it was.
+ * True for an outcome decided on what records never hold: what the request carried (the tripwire,
+ * docs/spec.md §13) or how many requests came before it (a rate limit, §14). Replay cannot decide
+ * it again, and keeps it as it was.
  */
-export const decidedOnContent = (outcome: Outcome): boolean => outcome.reason === 'credential_exfiltration'
+export const decidedOnContent = (outcome: Outcome): boolean => outcome.reason === 'credential_exfiltration' || outcome.reason === 'rate_limited'
 
 /** True when two outcomes are the same decision, for the same reason and connection. */
 export const sameOutcome = (a: Outcome, b: Outcome): boolean =>

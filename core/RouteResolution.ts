@@ -15,7 +15,7 @@ export type MissReason =
   | 'internal_error'
 
 /** Why a request or tunnel was denied. */
-export type DenyReason = 'no_credentials' | 'unauthenticated' | 'credential_exfiltration' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
+export type DenyReason = 'no_credentials' | 'unauthenticated' | 'credential_exfiltration' | 'rate_limited' | Exclude<MissReason, 'auth_endpoint' | 'passthrough'>
 
 /** The request belongs to this provider's connection. */
 export interface Matched {

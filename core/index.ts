@@ -22,6 +22,7 @@ export type { AllowInput, PathRule, RouteRules } from './RouteRules.js'
 export type { BodyScan, BodyStep } from './BodyScan.js'
 export type { Carried, CarriedText, KnownSecret, SecretMatcher, Swap } from './Secrets.js'
 export type { ScrubRule, Scrubbed } from './Scrubbing.js'
+export type { Bucket, Counted, Limits, Rate, Take } from './RateLimit.js'
 export type { ApiUrls, BuiltRouteTable, ExactRoute, OAuthUrls, PolicyInput, RegexRoute, Route, RouteTable, RouteWarning, WarningCode } from './RouteTable.js'
 
 // The route table: compile a policy, and show its routes.
@@ -33,7 +34,9 @@ export { compileHostPattern } from './HostPattern.js'
 // A request: resolve it to a route, explain the resolution, decide.
 export { resolveRoute } from './resolveRoute.js'
 export { explainRoute } from './explainRoute.js'
-export { decide, decideTunnel, denyExfiltration, denyTunnelExfiltration, failClosed } from './Decision.js'
+export { decide, decideTunnel, denyExfiltration, denyRateLimited, denyTunnelExfiltration, denyTunnelRateLimited, failClosed } from './Decision.js'
+// Rate limits: token buckets per client and per host.
+export { isFull, refilled, takeTokens } from './RateLimit.js'
 export { usableCredentials } from './Credentials.js'
 // Modes and enforcement.
 export { DEFAULT_MODE, parseMode, PROXY_MODES, scopeOf } from './Mode.js'

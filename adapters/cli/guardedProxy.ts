@@ -1,16 +1,16 @@
-import { constants } from 'node:fs'
-import { access } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { join } from 'node:path'
 
 import * as E from 'fp-ts/lib/Either.js'
 
 import type { ProxyCredentials, ProxyMode } from '../../core/index.js'
 import { jsonLinesSink } from '../guard/auditSinks.js'
+import { writableAuditFile } from '../guard/policySinks.js'
 import type { Guard } from '../guard/createGuard.js'
 import type { CertificateAuthority } from '../interception/certificates.js'
 import type { AuditSink, Logger, RunningProxy } from '../ports.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
+import type { ProxyMetrics } from '../admin/metrics.js'
 import type { Io } from './io.js'
 import type { CommonOptions, Engine } from './options.js'
 import { openGuard } from './openGuard.js'
@@ -51,6 +51,10 @@ export const startGuardedProxy = async (
     readonly ca?: CertificateAuthority
     /** The `Proxy-Authorization` every client must send (run's private proxy). */
     readonly proxyAuthentication?: ProxyCredentials
+    /** The metrics the admin listener serves (docs/spec.md §14): fed by the guard, its records and the engine. */
+    readonly metrics?: ProxyMetrics
+    /** What every record names as the deciding instance. */
+    readonly instance?: string
   }
 ): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
   const start = await loadEngine(options.engine)
@@ -58,17 +62,11 @@ export const startGuardedProxy = async (
   const cliCa = await readCaFiles(options.upstreamCa)
   if (E.isLeft(cliCa)) return E.left([cliCa.left])
   // An audit file that cannot be written would leave every decision unrecorded: refuse to start.
-  if (options.audit !== undefined) {
-    const where = dirname(resolve(options.audit))
-    try {
-      await access(where, constants.W_OK)
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      return E.left([`--audit \`${options.audit}\`: ${code === 'ENOENT' ? `the directory \`${where}\` does not exist` : `the directory \`${where}\` is not writable`}; create it or choose another path`])
-    }
-  }
-  const sinks = [...(extra.sinks ?? []), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
-  const opened = await openGuard(options, io.env, { sinks, log: extra.log, live: true })
+  const unwritable = options.audit === undefined ? undefined : await writableAuditFile(options.audit, '--audit')
+  if (unwritable !== undefined) return E.left([unwritable])
+  const sinks = [...(extra.sinks ?? []), ...(extra.metrics === undefined ? [] : [extra.metrics.sink]), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
+  const telemetry = extra.metrics === undefined ? {} : { telemetry: extra.metrics.telemetry }
+  const opened = await openGuard(options, io.env, { sinks, log: extra.log, live: true, ...telemetry, ...(extra.instance === undefined ? {} : { instance: extra.instance }) })
   if (E.isLeft(opened)) return opened
   const { guard, upstreamCa: policyCa, stop: stopGuard } = opened.right
   try {
@@ -80,8 +78,10 @@ export const startGuardedProxy = async (
       upstreamCa: [...policyCa, ...cliCa.right],
       connectTo: options.connectTo,
       ...(extra.proxyAuthentication === undefined ? {} : { proxyAuthentication: extra.proxyAuthentication }),
+      ...telemetry,
       log: extra.log
     })
+    extra.metrics?.watch(guard, proxy)
     return E.right({
       proxy,
       guard,

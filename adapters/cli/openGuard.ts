@@ -2,7 +2,7 @@ import * as E from 'fp-ts/lib/Either.js'
 
 import { createGuard, type Guard } from '../guard/createGuard.js'
 import { openPolicyFile } from '../guard/openPolicyFile.js'
-import type { AuditSink, Logger } from '../ports.js'
+import type { AuditSink, Logger, Telemetry } from '../ports.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
 import { loadPolicy } from './policySource.js'
@@ -24,6 +24,10 @@ export interface OpenGuardOptions {
    * A dry run (`explain`, `check`) reads the policy once and starts nothing.
    */
   readonly live: boolean
+  /** What every record names as the deciding instance (docs/spec.md §14). */
+  readonly instance?: string
+  /** Where decision latencies go (the admin listener's metrics). */
+  readonly telemetry?: Telemetry
 }
 
 /**
@@ -36,13 +40,14 @@ export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' |
   const mode = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }) }
   const log = extra.log === undefined ? {} : { log: extra.log }
   const audit = extra.sinks === undefined ? {} : { audit: extra.sinks }
+  const meters = { ...(extra.instance === undefined ? {} : { instance: extra.instance }), ...(extra.telemetry === undefined ? {} : { telemetry: extra.telemetry }) }
   if (extra.live && options.policy !== undefined) {
-    const opened = await openPolicyFile(options.policy, { ...audit, ...log, env, ...mode })
+    const opened = await openPolicyFile(options.policy, { ...audit, ...log, env, ...mode, ...meters })
     return E.isLeft(opened) ? E.left(opened.left.messages) : E.right(opened.right)
   }
   const loaded = await loadPolicy(options, env)
   if (E.isLeft(loaded)) return loaded
-  const guard = createGuard({ policy: loaded.right, ...mode, ...audit, env, ...log })
+  const guard = createGuard({ policy: loaded.right, ...mode, ...audit, env, ...log, ...meters })
   return E.right({ guard, upstreamCa: [], stop: () => guard.close() })
 }
 

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util'
 import * as E from 'fp-ts/lib/Either.js'
 
 import { parseMode, type Enforcement, type ProxyMode } from '../../core/index.js'
+import { checkAdminToken, parseAdminAddress } from '../admin/adminServer.js'
 import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
 
 /** The engines the command line can run on: egress-guard's own (`node`, the default) or a proxy library (an optional peer dependency). */
@@ -33,6 +34,12 @@ export interface CommonOptions {
   readonly isolate: boolean
   /** `serve`: the file to write fresh placeholders to, for clients to use instead of real keys (docs/spec.md §13). */
   readonly placeholders: string | undefined
+  /** `serve --admin HOST:PORT`: the admin listener (docs/spec.md §14). */
+  readonly admin: { readonly host: string; readonly port: number } | undefined
+  /** `serve --admin-token`: the admin listener's bearer token (else `$EGRESS_GUARD_ADMIN_TOKEN`). */
+  readonly adminToken: string | undefined
+  /** `serve --instance NAME`: the instance id every record carries (docs/spec.md §14). */
+  readonly instance: string | undefined
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -53,6 +60,9 @@ const SPEC = {
   workers: { type: 'string' },
   isolate: { type: 'boolean' },
   placeholders: { type: 'string' },
+  admin: { type: 'string' },
+  'admin-token': { type: 'string' },
+  instance: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -89,6 +99,11 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     if (E.isLeft(rule)) return rule
     connectTo.push(rule.right)
   }
+  const admin = values.admin === undefined ? E.right(undefined) : parseAdminAddress(values.admin)
+  if (E.isLeft(admin)) return admin
+  const adminToken = checkAdminToken(values['admin-token'])
+  if (adminToken !== undefined) return E.left(`--admin-token: ${adminToken}`)
+  if (values.instance !== undefined && !/^[A-Za-z0-9._:@/-]{1,128}$/.test(values.instance)) return E.left(`--instance \`${values.instance.slice(0, 64)}\`: expected 1 to 128 of A-Z, a-z, 0-9 and . _ : @ / -`)
   return E.right({
     policy: values.policy,
     mode,
@@ -106,6 +121,9 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     workers: Number(workers),
     isolate: values.isolate ?? false,
     placeholders: values.placeholders,
+    admin: admin.right,
+    adminToken: values['admin-token'],
+    instance: values.instance,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

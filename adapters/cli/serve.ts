@@ -9,7 +9,12 @@ import { openGuard } from './openGuard.js'
 import type { CommonOptions } from './options.js'
 import { placeholdersFor, readPlaceholderFile, writePlaceholderFile } from './placeholders.js'
 import type { Guard } from '../guard/createGuard.js'
-import { acceptFromPrimary, isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
+import { acceptFromPrimary, answerPrimary, isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
+import { localBackend, poolBackend, workerAnswers } from '../admin/adminBackends.js'
+import type { RunningAdmin } from '../admin/adminServer.js'
+import { proxyMetrics } from '../admin/metrics.js'
+import { INSTANCE_VARIABLE, instanceId } from '../guard/instance.js'
+import { openAdmin } from './serveAdmin.js'
 
 const DEFAULT_PORT = 8080
 /** Where `serve` listens: this machine only. */
@@ -21,12 +26,15 @@ const signalled = (): Promise<NodeJS.Signals> =>
     process.once('SIGTERM', () => resolve('SIGTERM'))
   })
 
-const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string, enforcement: string): void => {
+const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string, enforcement: string, extra: { readonly admin: RunningAdmin | undefined; readonly instance: string }): void => {
   const workers = options.workers > 1 ? options.workers : undefined
-  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, enforcement, policy: options.policy ?? null, ...(workers === undefined ? {} : { workers }) }))
+  const admin = extra.admin === undefined ? {} : { admin: extra.admin.url }
+  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, enforcement, policy: options.policy ?? null, instance: extra.instance, ...admin, ...(workers === undefined ? {} : { workers }) }))
   else {
     io.out(`egress-guard proxy: ${where.url}${workers === undefined ? '' : ` (${workers} workers)`}`)
     io.out(`CA certificate:    ${where.caCertPath}`)
+    if (extra.admin !== undefined) io.out(`admin:             ${extra.admin.url} (/metrics, /healthz, /readyz, /proxy/mode)`)
+    io.out(`instance:          ${extra.instance}`)
     // Report-only is said where the mode is: nothing this proxy denies is refused.
     io.out(`mode:              ${mode}${enforcement === 'report' ? ', report only: denials are passed and recorded as proxy_would_deny' : ''} (${options.policy ?? 'bundled catalog'})`)
   }
@@ -75,8 +83,9 @@ const announceStop = (options: CommonOptions, io: Io, signal: NodeJS.Signals): v
 /** One worker of `serve --workers N`: a whole guarded proxy, serving the connections the primary hands it. */
 const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> => {
   const ca = workerCa(await loadOrCreateCa(configDirOf(options, io.env)))
+  const metrics = options.admin === undefined ? undefined : proxyMetrics()
   // Its own port is ephemeral and loopback; the clients' connections come from the primary.
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: 0, ca })
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: 0, ca, instance: instanceId(io.env), ...(metrics === undefined ? {} : { metrics }) })
   if (E.isLeft(started)) {
     reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
     return 1
@@ -87,6 +96,7 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
     await started.right.stop()
     return 1
   }
+  if (metrics !== undefined) answerPrimary(workerAnswers({ guard: started.right.guard, proxy: started.right.proxy, metrics }))
   acceptFromPrimary(started.right.proxy.accept)
   reportToPrimary({ type: 'egress-guard:ready', caCertPath: started.right.proxy.caCertPath, mode: started.right.mode(), enforcement: started.right.guard.enforcement() })
   await Promise.race([stopRequested(), signalled()])
@@ -101,7 +111,22 @@ const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number>
     io.err(`error: ${unwritten}`)
     return 1
   }
-  const pool = await startWorkers({ count: options.workers, host: LOOPBACK, port: options.port ?? DEFAULT_PORT, configDir: configDirOf(options, io.env), warn: (message) => stderrLogger('warn', message) })
+  const instance = options.instance ?? instanceId(io.env)
+  let backend: ReturnType<typeof poolBackend> | undefined
+  const pool = await startWorkers({
+    count: options.workers,
+    host: LOOPBACK,
+    port: options.port ?? DEFAULT_PORT,
+    configDir: configDirOf(options, io.env),
+    warn: (message) => stderrLogger('warn', message),
+    // Every worker's records name this one instance.
+    env: { [INSTANCE_VARIABLE]: instance },
+    welcome: () => {
+      const mode = backend?.modeSet()
+      return mode === undefined ? [] : [{ ask: 'set-mode', mode }]
+    }
+  })
+  backend = poolBackend((question) => pool.ask(question))
   const stopping = signalled()
   const ready = await Promise.race([pool.ready, stopping.then(() => undefined)])
   if (ready === undefined || ready._tag === 'Failed') {
@@ -109,8 +134,15 @@ const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number>
     await pool.stop()
     return ready === undefined ? 0 : 1
   }
-  announce(options, io, ready, ready.mode, ready.enforcement)
+  const admin = await openAdmin(options, io.env, backend)
+  if (E.isLeft(admin)) {
+    io.err(`error: ${admin.left}`)
+    await pool.stop()
+    return 1
+  }
+  announce(options, io, ready, ready.mode, ready.enforcement, { admin: admin.right, instance })
   const signal = await stopping
+  await admin.right?.close()
   await pool.stop()
   announceStop(options, io, signal)
   return 0
@@ -124,20 +156,25 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
   }
   if (isServeWorker(io.env)) return serveAsWorker(options, io)
   if (options.workers > 1) return serveWithWorkers(options, io)
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT })
+  const instance = options.instance ?? instanceId(io.env)
+  const metrics = options.admin === undefined ? undefined : proxyMetrics()
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT, instance, ...(metrics === undefined ? {} : { metrics }) })
   if (E.isLeft(started)) {
     for (const message of started.left) io.err(`error: ${message}`)
     return 1
   }
   const { proxy, mode, guard, stop } = started.right
   const unwritten = await handOutPlaceholders(options, io, guard, true)
-  if (unwritten !== undefined) {
-    io.err(`error: ${unwritten}`)
+  const admin = unwritten !== undefined || metrics === undefined ? E.right(undefined) : await openAdmin(options, io.env, localBackend({ guard, proxy, metrics }))
+  const failed = unwritten ?? (E.isLeft(admin) ? admin.left : undefined)
+  if (failed !== undefined || E.isLeft(admin)) {
+    io.err(`error: ${failed}`)
     await stop()
     return 1
   }
-  announce(options, io, proxy, mode(), guard.enforcement())
+  announce(options, io, proxy, mode(), guard.enforcement(), { admin: admin.right, instance })
   const signal = await signalled()
+  await admin.right?.close()
   await stop()
   announceStop(options, io, signal)
   return 0

@@ -15,11 +15,13 @@ import { loadOrCreateCa, type CertificateAuthority } from '../interception/certi
 /** Messages between the primary and its workers. */
 type ToPrimary =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly host: string }
+  | { readonly type: 'egress-guard:answer'; readonly id: number; readonly answer: unknown }
   | { readonly type: 'egress-guard:ready'; readonly caCertPath: string; readonly mode: string; readonly enforcement: string }
   | { readonly type: 'egress-guard:failed'; readonly messages: ReadonlyArray<string> }
 type ToWorker =
   | { readonly type: 'egress-guard:leaf'; readonly id: number; readonly cert?: string; readonly key?: string; readonly error?: string }
   | { readonly type: 'egress-guard:connection' }
+  | { readonly type: 'egress-guard:ask'; readonly id: number; readonly question: unknown }
   | { readonly type: 'egress-guard:stop' }
 
 /** The environment variable that marks a serve worker (set by the primary when it forks). */
@@ -70,6 +72,18 @@ export const acceptFromPrimary = (accept: (socket: Socket) => void): void => {
   })
 }
 
+/** In a worker: answers the primary's questions (the admin listener's, docs/spec.md §14) with `answer`. */
+export const answerPrimary = (answer: (question: unknown) => Promise<unknown>): void => {
+  process.on('message', (message: unknown) => {
+    if (!isMessage(message) || message.type !== 'egress-guard:ask') return
+    const { id, question } = message as Extract<ToWorker, { type: 'egress-guard:ask' }>
+    answer(question).then(
+      (reply) => process.send?.({ type: 'egress-guard:answer', id, answer: reply } satisfies ToPrimary),
+      () => process.send?.({ type: 'egress-guard:answer', id, answer: undefined } satisfies ToPrimary)
+    )
+  })
+}
+
 /** In a worker: resolves when the primary asks it to stop, or goes away. */
 export const stopRequested = (): Promise<void> =>
   new Promise((resolve) => {
@@ -83,6 +97,8 @@ export interface WorkerPool {
   readonly ready: Promise<{ readonly _tag: 'Ready'; readonly url: string; readonly caCertPath: string; readonly mode: string; readonly enforcement: string } | { readonly _tag: 'Failed'; readonly messages: ReadonlyArray<string> }>
   /** Stops accepting, asks every worker to stop (flushing its audit records) and resolves when all have exited. */
   readonly stop: () => Promise<void>
+  /** Asks every ready worker `question` (see answerPrimary): their answers, and how many workers there should be. A worker that does not answer within 5 s is left out. */
+  readonly ask: (question: unknown) => Promise<{ readonly answers: ReadonlyArray<unknown>; readonly workers: number }>
 }
 
 /** Where the primary listens, how many workers it runs, and where their CA lives. */
@@ -92,6 +108,10 @@ export interface WorkerPoolOptions {
   readonly port: number
   readonly configDir: string
   readonly warn: (message: string) => void
+  /** Questions a worker that replaced one that died is asked once it is ready (to catch up on a mode set live). */
+  readonly welcome?: () => ReadonlyArray<unknown>
+  /** The environment the workers get, beside the primary's. */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 /** The wait before a worker that died is replaced: doubled for each death in a row, at most 10 s. */
@@ -103,7 +123,7 @@ const respawnDelayMs = (deathsInARow: number): number => Math.min(10_000, 100 * 
  * A worker that dies while serving is replaced (after a growing wait if replacements keep dying),
  * and the log says so; no connection is handed to a worker until it reports ready.
  */
-export const startWorkers = async ({ count, host, port, configDir, warn }: WorkerPoolOptions): Promise<WorkerPool> => {
+export const startWorkers = async ({ count, host, port, configDir, warn, welcome, env }: WorkerPoolOptions): Promise<WorkerPool> => {
   const ca = await loadOrCreateCa(configDir)
   let stopping = false
   let started = false
@@ -115,6 +135,24 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
   const readySlots: Array<boolean> = []
   let deathsInARow = 0
   let next = 0
+  // Questions asked of the workers, waiting for their answers.
+  let asked = 0
+  const answers = new Map<number, (answer: unknown) => void>()
+  const askOne = (worker: ChildProcess, question: unknown): Promise<unknown> =>
+    new Promise((resolve) => {
+      const id = asked++
+      const timer = setTimeout(() => {
+        answers.delete(id)
+        resolve(undefined)
+      }, 5_000)
+      timer.unref()
+      answers.set(id, (answer) => {
+        clearTimeout(timer)
+        answers.delete(id)
+        resolve(answer)
+      })
+      worker.send({ type: 'egress-guard:ask', id, question } satisfies ToWorker, (error) => error && answers.get(id)?.(undefined))
+    })
 
   const onMessage = (slot: number, worker: ChildProcess, message: unknown): void => {
     if (!isMessage(message)) return
@@ -124,11 +162,14 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
         (leaf) => worker.connected && worker.send({ type: 'egress-guard:leaf', id: m.id, cert: leaf.cert, key: leaf.key } satisfies ToWorker),
         (error: Error) => worker.connected && worker.send({ type: 'egress-guard:leaf', id: m.id, error: error.message } satisfies ToWorker)
       )
+    } else if (m.type === 'egress-guard:answer') {
+      answers.get(m.id)?.(m.answer)
     } else if (m.type === 'egress-guard:ready') {
       first ??= { caCertPath: m.caCertPath, mode: m.mode, enforcement: m.enforcement }
       readySlots[slot] = true
       if (started) {
         deathsInARow = 0
+        for (const question of welcome?.() ?? []) void askOne(worker, question)
         warn('the new worker is ready')
       } else if (readySlots.filter(Boolean).length === count) listen()
     } else if (m.type === 'egress-guard:failed') {
@@ -138,7 +179,7 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
   }
 
   const spawnWorker = (slot: number): void => {
-    const worker = fork(process.argv[1] ?? '', process.argv.slice(2), { env: { ...process.env, [WORKER_MARK]: '1' }, stdio: 'inherit' })
+    const worker = fork(process.argv[1] ?? '', process.argv.slice(2), { env: { ...process.env, ...env, [WORKER_MARK]: '1' }, stdio: 'inherit' })
     workers[slot] = worker
     readySlots[slot] = false
     worker.on('message', (message: unknown) => onMessage(slot, worker, message))
@@ -190,6 +231,11 @@ export const startWorkers = async ({ count, host, port, configDir, warn }: Worke
 
   return {
     ready,
+    ask: async (question) => {
+      const ready = workers.filter((worker, slot) => readySlots[slot] === true && worker.connected)
+      const replies = await Promise.all(ready.map((worker) => askOne(worker, question)))
+      return { answers: replies.filter((answer) => answer !== undefined), workers: count }
+    },
     stop: async () => {
       stopping = true
       // Stops accepting at once. Not awaited: its callback waits for every connection already

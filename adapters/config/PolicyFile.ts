@@ -3,7 +3,7 @@ import * as t from 'io-ts'
 
 import { buildRouteTable, compileRules, WARNING_SEVERITY, type PolicyInput, type RouteWarning } from '../../core/index.js'
 import { clientCodec, clientProblems } from './clients.js'
-import { absoluteUrl, closed, enforcementCodec, inspectCodec, modeCodec, nonEmptyString, secureEndpoint } from './codecs.js'
+import { absoluteUrl, closed, enforcementCodec, inspectCodec, modeCodec, nonEmptyString, positiveCount, positiveNumber, secureEndpoint } from './codecs.js'
 import { MAX_POLICY_BYTES, parseDocument, parseDocumentOffThread, type DocumentError } from './parseDocument.js'
 import { formatErrors } from './reporter.js'
 
@@ -75,6 +75,19 @@ const connection = closed(
   { isDefault: t.boolean, apiUrl: apiUrls, credentials: credentialRef, allow }
 )
 
+// A rate (docs/spec.md §14): a whole number of requests per a positive number of seconds.
+const rate = closed('a rate', { requests: positiveCount('requests', 1_000_000_000), perSeconds: positiveNumber('perSeconds', 31_536_000) }, {})
+const limits = closed('rate limits', {}, { perClient: rate, perHost: rate })
+
+// Where audit records go besides `--audit FILE` (docs/spec.md §14): JSON lines to a file, a JSON
+// array POSTed to an endpoint, OTLP/HTTP JSON logs to a collector. Header values may read
+// `${env:NAME}` and `${file:PATH}`, so a collector's token need not be written here.
+const sinkEndpoint = (what: string) => closed(`an ${what} endpoint`, { url: secureEndpoint(what) }, { headers: headerTemplates })
+const auditSink = t.union([closed('a file sink', { file: nonEmptyString }, {}), closed('an HTTP sink', { http: sinkEndpoint('audit') }, {}), closed('an OTLP sink', { otlp: sinkEndpoint('OTLP logs') }, {})], 'one of {file: PATH}, {http: {url, headers?}} or {otlp: {url, headers?}}')
+
+/** A sink the policy names for its audit records. */
+export type AuditSinkDeclaration = t.TypeOf<typeof auditSink>
+
 /** The policy file, as decoded. */
 export const policyFileCodec = closed(
   'a policy',
@@ -89,7 +102,10 @@ export const policyFileCodec = closed(
     denyText: closed('deny text options', {}, { loginCommand: nonEmptyString, dashboardUrl: absoluteUrl('dashboard') }),
     upstream: closed('upstream options', {}, { ca: t.array(nonEmptyString) }),
     modeEndpoint: closed('a mode endpoint', { url: secureEndpoint('mode endpoint') }, { intervalMs: t.number }),
-    clients: t.array(clientCodec)
+    clients: t.array(clientCodec),
+    // Token buckets per client and per destination host (docs/spec.md §14).
+    limits,
+    audit: t.array(auditSink, 'a list of audit sinks')
   }
 )
 

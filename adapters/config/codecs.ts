@@ -14,6 +14,24 @@ export const nonEmptyString = new t.Type<string, string, unknown>(
   t.identity
 )
 
+/** A whole number from 1 to `max`. */
+export const positiveCount = (what: string, max: number) =>
+  new t.Type<number, number, unknown>(
+    `a whole number of ${what} from 1 to ${max}`,
+    (u): u is number => Number.isInteger(u) && (u as number) >= 1 && (u as number) <= max,
+    (u, c) => (Number.isInteger(u) && (u as number) >= 1 && (u as number) <= max ? t.success(u as number) : t.failure(u, c, `\`${what}\` must be a whole number from 1 to ${max}`)),
+    t.identity
+  )
+
+/** A number above 0 and at most `max`. */
+export const positiveNumber = (what: string, max: number) =>
+  new t.Type<number, number, unknown>(
+    `a number of ${what} above 0`,
+    (u): u is number => typeof u === 'number' && u > 0 && u <= max,
+    (u, c) => (typeof u === 'number' && Number.isFinite(u) && u > 0 && u <= max ? t.success(u) : t.failure(u, c, `\`${what}\` must be a number above 0 and at most ${max}`)),
+    t.identity
+  )
+
 /** An absolute http(s) URL. */
 export const absoluteUrl = (what: string) =>
   new t.Type<string, string, unknown>(

@@ -150,7 +150,10 @@ export const startDecisionService = async (options: DecisionServiceOptions): Pro
       // nginx cannot forward an auth subrequest's body: a refusal's body and type travel in headers too.
       if (step._tag === 'Answer') {
         const type = step.headers['content-type'] ?? 'text/plain; charset=utf-8'
-        return send(response, step.status, step.body, { ...step.headers, 'x-egress-guard-decision': 'deny', 'x-egress-guard-body': step.body.replace(/[^\x20-\x7e]/g, '?'), 'x-egress-guard-body-type': type })
+        // auth_request passes on only 401 and 403 (any other status is nginx's 500): a rate limit's
+        // 429 is answered 403, its reason `rate_limited`, its Retry-After in X-Egress-Guard-Retry-After.
+        const limited = step.headers['Retry-After'] === undefined ? {} : { 'x-egress-guard-retry-after': step.headers['Retry-After'] }
+        return send(response, step.status === 429 ? 403 : step.status, step.body, { ...step.headers, ...limited, 'x-egress-guard-decision': 'deny', 'x-egress-guard-body': step.body.replace(/[^\x20-\x7e]/g, '?'), 'x-egress-guard-body-type': type })
       }
       const headers = Object.fromEntries(Object.entries(step.credentials).map(([k, v]) => [`${NGINX_HEADER_PREFIX}${k.toLowerCase()}`, v]))
       return send(response, 200, '', { 'x-egress-guard-decision': step.verdict.decision._tag === 'Inject' ? 'inject' : 'pass', ...headers })

@@ -19,6 +19,8 @@ export interface CredentialCache {
   readonly peek: (provider: string, connection: string) => CredentialOutcome | undefined
   /** Forgets everything, including resolutions still under way (the policy or source changed). */
   readonly clear: () => void
+  /** Credentials cached now. */
+  readonly size: () => number
 }
 
 interface Entry {
@@ -93,5 +95,5 @@ export const createCredentialCache = ({ source, clock, refreshWindowMs = 300_000
     inFlight.clear()
   }
 
-  return { get, peek, clear }
+  return { get, peek, clear, size: () => entries.size }
 }

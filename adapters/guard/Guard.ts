@@ -51,6 +51,20 @@ export interface TunnelVerdict extends TunnelDecided {
   readonly enforcement: Enforcement
 }
 
+/** The guard's counters and gauges, read by the admin listener (docs/spec.md §14). */
+export interface GuardStats {
+  /** The instance id every record carries. */
+  readonly instance: string
+  /** Credentials cached now; lookups answered from the cache; resolutions started, and those that failed. */
+  readonly credentials: { readonly entries: number; readonly hits: number; readonly resolutions: number; readonly failures: number }
+  /** Audit records waiting in the sinks, dropped so far, and whether every sink still takes records. */
+  readonly audit: { readonly queued: number; readonly dropped: number; readonly accepting: boolean }
+  /** Rate-limit buckets kept (bounded, see rateLimiter.ts). */
+  readonly rateLimitBuckets: number
+  /** Distinct hosts whose CONNECT was intercepted since the start (counted up to 65,536). */
+  readonly interceptedHosts: number
+}
+
 /** What a reload did. */
 export type ReloadResult =
   | { readonly _tag: 'Reloaded'; readonly mode: ProxyMode; readonly routes: number; readonly warnings: ReadonlyArray<RouteWarning> }
@@ -107,5 +121,7 @@ export interface Guard {
   readonly explain: (request: RequestFacts) => Explanation
   /** Audit entries dropped by the sinks so far. */
   readonly dropped: () => number
+  /** What the admin listener's metrics read (docs/spec.md §14). */
+  readonly stats: () => GuardStats
   readonly close: () => Promise<void>
 }

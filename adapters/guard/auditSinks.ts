@@ -83,7 +83,16 @@ export const jsonLinesSink = (target: { readonly path: string } | { readonly str
       if (pending > 0) await new Promise<void>((resolve) => waiters.push(resolve))
       if (file !== undefined) await new Promise<void>((resolve) => file.end(resolve))
     },
-    dropped: () => dropped
+    dropped: () => dropped,
+    queued: () => pending,
+    accepting: () => !broken && pending < maxQueue
+  }
+}
+
+/** An endpoint that answered, but not 2xx: its status is safe to log (a fetch error's text may hold the URL). */
+class EndpointRefused extends Error {
+  constructor(status: number) {
+    super(`HTTP ${status}`)
   }
 }
 
@@ -95,10 +104,16 @@ export interface HttpSinkOptions extends SinkOptions {
   readonly batchSize?: number
   /** Wait after a failed delivery before trying again (default 1 s). */
   readonly retryMs?: number
+  /** The body of one POST (default: the entries as a JSON array) and its content type. */
+  readonly encode?: (batch: ReadonlyArray<AuditEntry>) => string
+  /** What the endpoint is called in log lines (default `audit endpoint`). */
+  readonly name?: string
 }
 
-/** POSTs batches of entries as a JSON array; keeps them queued while the endpoint is down. */
+/** POSTs batches of entries (as a JSON array, or as `encode` makes them); keeps them queued while the endpoint is down. */
 export const httpSink = (options: HttpSinkOptions): AuditSink => {
+  const encode = options.encode ?? ((batch: ReadonlyArray<AuditEntry>) => JSON.stringify(batch))
+  const name = options.name ?? 'audit endpoint'
   const maxQueue = options.maxQueue ?? 10_000
   const batchSize = options.batchSize ?? 100
   const retryMs = options.retryMs ?? 1_000
@@ -115,16 +130,16 @@ export const httpSink = (options: HttpSinkOptions): AuditSink => {
         const response = await fetch(options.url, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...options.headers },
-          body: JSON.stringify(batch),
+          body: encode(batch),
           signal: AbortSignal.timeout(10_000)
         })
         await response.arrayBuffer()
-        if (!response.ok) throw new Error(`HTTP ${response.status}`)
+        if (!response.ok) throw new EndpointRefused(response.status)
         queue.splice(0, batch.length)
-        if (failing) options.log?.('info', `audit endpoint ${redactUrl(options.url)} is back; delivering ${queue.length} queued records`)
+        if (failing) options.log?.('info', `${name} ${redactUrl(options.url)} is back; delivering ${queue.length} queued records`)
         failing = false
       } catch (error) {
-        if (!failing) options.log?.('warn', `audit endpoint ${redactUrl(options.url)} failed (${error instanceof Error ? error.name : 'error'}); records stay queued (at most ${maxQueue})`)
+        if (!failing) options.log?.('warn', `${name} ${redactUrl(options.url)} failed (${error instanceof EndpointRefused ? error.message : error instanceof Error ? error.name : 'error'}); records stay queued (at most ${maxQueue})`)
         failing = true
         if (closed) return
         await new Promise((resolve) => setTimeout(resolve, retryMs).unref())
@@ -156,7 +171,9 @@ export const httpSink = (options: HttpSinkOptions): AuditSink => {
       dropped += queue.length
       queue.length = 0
     },
-    dropped: () => dropped
+    dropped: () => dropped,
+    queued: () => queue.length,
+    accepting: () => !closed && queue.length < maxQueue
   }
 }
 
@@ -171,5 +188,7 @@ export const fanOut = (sinks: ReadonlyArray<AuditSink>): AuditSink => ({
   close: async () => {
     await Promise.all(sinks.map((s) => s.close()))
   },
-  dropped: () => sinks.reduce((n, s) => n + s.dropped(), 0)
+  dropped: () => sinks.reduce((n, s) => n + s.dropped(), 0),
+  queued: () => sinks.reduce((n, s) => n + (s.queued?.() ?? 0), 0),
+  accepting: () => sinks.every((s) => s.accepting?.() ?? true)
 })

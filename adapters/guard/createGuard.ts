@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
 
 import * as E from 'fp-ts/lib/Either.js'
 
@@ -8,12 +9,15 @@ import {
   decide,
   decideTunnel,
   denyExfiltration,
+  denyRateLimited,
+  denyTunnelRateLimited,
   denyTunnelExfiltration,
   enforced,
   enforcedTunnel,
   explainRoute,
   failClosed,
   refuseUnauthenticated,
+  parseHost,
   resolveRoute,
   scanBodyChunk,
   withoutSecrets,
@@ -29,17 +33,19 @@ import {
 import { shownHost, shownPath } from '../../core/Decision.js'
 import { INSPECTED_BODY_BYTES, REDACTED } from '../../core/Secrets.js'
 import type { LoadedPolicy, PolicyError } from '../config/PolicyFile.js'
-import { systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger } from '../ports.js'
+import { NO_TELEMETRY, systemClock, stderrLogger, type AuditSink, type Clock, type CredentialSource, type Logger, type Telemetry } from '../ports.js'
 import { fanOut } from './auditSinks.js'
 import { createCredentialCache } from './CredentialCache.js'
 import { authenticatedClient } from '../proxy/proxyAuthentication.js'
 import { resolveClientTokens } from './clientTokens.js'
 import { policyCredentialSource } from './credentialSources.js'
+import { instanceId } from './instance.js'
+import { rateLimiter, type RateLimiter } from './rateLimiter.js'
 import { secretBook, type HandedOut, type SecretBook } from './secretBook.js'
 import { snapshotOf, viewOf, denyTextFor, type Snapshot, type View } from './snapshot.js'
-import type { Authentication, BodyCheck, Guard, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
+import type { Authentication, BodyCheck, Guard, GuardStats, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
 
-export type { Authentication, BodyCheck, Guard, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
+export type { Authentication, BodyCheck, Guard, GuardStats, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
 
 /** What the guard is built from. */
 export interface GuardOptions {
@@ -61,7 +67,14 @@ export interface GuardOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Loads the policy again for `reload()`; without it, `reload()` rebuilds from the current policy. */
   readonly loadPolicy?: () => Promise<E.Either<PolicyError, LoadedPolicy>>
+  /** What every record names as the instance that decided (docs/spec.md §14); by default this host's name and process id. */
+  readonly instance?: string
+  /** Where decision latencies go (the admin listener's metrics). */
+  readonly telemetry?: Telemetry
 }
+
+/** Intercepted hosts counted at most (the metric stops growing there rather than hold every name). */
+const MAX_COUNTED_HOSTS = 65_536
 
 /** The policy lists no clients: anyone who reaches the proxy may use it. */
 export const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
@@ -94,6 +107,14 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
   let cache = createCredentialCache({ source, ...cacheOptions })
   const env = options.env ?? process.env
+  const instance = options.instance ?? instanceId()
+  const telemetry = options.telemetry ?? NO_TELEMETRY
+  // Credential cache lookups, across caches (a policy change makes a new one).
+  const cacheCounts = { hits: 0, resolutions: 0, failures: 0 }
+  let limiter: RateLimiter | undefined = rateLimiter(options.policy.file.limits)
+  let limits = JSON.stringify(options.policy.file.limits ?? null)
+  // The distinct hosts intercepted since the start, counted up to MAX_COUNTED_HOSTS (a metric).
+  const interceptedHosts = new Set<string>()
   let handedOut: ReadonlyArray<HandedOut> = []
   let book: SecretBook = secretBook(options.policy.file, handedOut, env)
 
@@ -104,7 +125,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     const { enforcement, policyHash } = current
     const who = client ?? null
     for (const r of records) {
-      audit.write({ time, mode, enforcement, client: who, decisionId, policyHash, request, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
+      audit.write({ time, instance, mode, enforcement, client: who, decisionId, policyHash, request, event: r.event, source: r.source, provider: r.provider, connection: r.connection, metadata: r.metadata })
     }
   }
 
@@ -117,7 +138,18 @@ export const createGuard = (options: GuardOptions): Guard => {
     if (policyChanged) generation++
     if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
     if (policyChanged) book = secretBook(next.policy.file, handedOut, env)
+    // Buckets survive a reload that leaves the limits as they were.
+    if (policyChanged && JSON.stringify(next.policy.file.limits ?? null) !== limits) {
+      limits = JSON.stringify(next.policy.file.limits ?? null)
+      limiter = rateLimiter(next.policy.file.limits)
+    }
     cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
+  }
+
+  // A host as buckets are keyed: normalised when it parses.
+  const normalisedHost = (host: string): string => {
+    const parsed = parseHost(host)
+    return E.isRight(parsed) ? parsed.right : host.toLowerCase()
   }
 
   // A failure is not a policy's verdict: report-only enforcement does not pass what could not be judged.
@@ -185,32 +217,62 @@ export const createGuard = (options: GuardOptions): Guard => {
     return failClosedVerdict(request, current)
   }
 
+  // A rate limit (docs/spec.md §14), checked before any credential is resolved: the request's
+  // tokens are taken, or it is refused 429, recorded without any secret it carries.
+  const limited = (current: Snapshot, view: View, request: RequestFacts): Verdict | undefined => {
+    const wait = limiter?.take({ client: request.client, host: normalisedHost(request.host) }, clock.now().getTime())
+    if (wait === undefined) return undefined
+    const decisionId = randomUUID()
+    const shown = book.any() ? withoutSecrets(book.foreignTo(undefined), request) : request
+    const decided = denyRateLimited(shown, wait)
+    record(decided.audit, current, view.mode, decisionId, request.client, recorded(shown))
+    return { ...decided, decisionId, mode: view.mode, enforcement: current.enforcement }
+  }
+
+  const timed = (started: number, verdict: Verdict): Verdict => {
+    telemetry.decided((performance.now() - started) / 1000)
+    return verdict
+  }
+
   const evaluateNow = (request: RequestFacts, carried?: ReadonlyArray<CarriedText>): Verdict | undefined => {
+    const started = performance.now()
     const current = snapshot
     try {
       const view = viewOf(current, request.client)
       const resolution = resolveRoute(view.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined, carried)
-      const cached = cache.peek(resolution.provider, resolution.connection)
-      return cached === undefined ? undefined : conclude(current, view, request, resolution, cached, carried)
+      const cached = resolution._tag === 'Matched' ? cache.peek(resolution.provider, resolution.connection) : undefined
+      // INVARIANT: a request is counted once: not here when `evaluate` must be awaited instead.
+      if (resolution._tag === 'Matched' && cached === undefined) return undefined
+      if (cached !== undefined) cacheCounts.hits++
+      return timed(started, limited(current, view, request) ?? conclude(current, view, request, resolution, cached, carried))
     } catch {
       return failed(request, current)
     }
   }
 
   const evaluate = async (request: RequestFacts, carried?: ReadonlyArray<CarriedText>): Promise<Verdict> => {
+    const started = performance.now()
     const current = snapshot
     const credentialCache = cache
     try {
       const view = viewOf(current, request.client)
+      const over = limited(current, view, request)
+      if (over !== undefined) return timed(started, over)
       const resolution = resolveRoute(view.table, request)
-      if (resolution._tag !== 'Matched') return conclude(current, view, request, resolution, undefined, carried)
+      if (resolution._tag !== 'Matched') return timed(started, conclude(current, view, request, resolution, undefined, carried))
       // Resolved first when not cached (this route's first request, or they expired).
-      const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await credentialCache.get(resolution.provider, resolution.connection))
-      return conclude(current, view, request, resolution, outcome, carried)
+      const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await resolveCounted(credentialCache, resolution.provider, resolution.connection))
+      return timed(started, conclude(current, view, request, resolution, outcome, carried))
     } catch {
       return failed(request, current)
     }
+  }
+
+  const resolveCounted = async (credentialCache: typeof cache, provider: string, connection: string): Promise<CredentialOutcome> => {
+    cacheCounts.resolutions++
+    const outcome = await credentialCache.get(provider, connection)
+    if (outcome._tag !== 'Available') cacheCounts.failures++
+    return outcome
   }
 
   // A destination's name that carries a known secret (`<key>.evil.test`), found before the name is looked up.
@@ -222,7 +284,11 @@ export const createGuard = (options: GuardOptions): Guard => {
     const decisionId = randomUUID()
     const inspectAll = current.policy.file.inspect === 'all'
     const carried = hostCarries(host)
-    const decided = carried !== undefined ? denyTunnelExfiltration(carried) : enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
+    const judged = carried !== undefined ? denyTunnelExfiltration(carried) : enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
+    // A tunnel counts as one request; an intercepted one does not, its requests do.
+    const wait = judged.decision._tag === 'Intercept' ? undefined : limiter?.take({ client, host: normalisedHost(host) }, clock.now().getTime())
+    const decided = wait !== undefined && judged.decision._tag === 'Tunnel' ? denyTunnelRateLimited(host, wait) : judged
+    if (decided.decision._tag === 'Intercept' && interceptedHosts.size < MAX_COUNTED_HOSTS) interceptedHosts.add(normalisedHost(host))
     record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: carried === undefined ? shownHost(host) : REDACTED, port, method: 'CONNECT' })
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
@@ -306,6 +372,13 @@ export const createGuard = (options: GuardOptions): Guard => {
     authenticate,
     generation: () => generation,
     dropped: () => audit.dropped(),
+    stats: (): GuardStats => ({
+      instance,
+      credentials: { entries: cache.size(), ...cacheCounts },
+      audit: { queued: audit.queued?.() ?? 0, dropped: audit.dropped(), accepting: audit.accepting?.() ?? true },
+      rateLimitBuckets: limiter?.size() ?? 0,
+      interceptedHosts: interceptedHosts.size
+    }),
     close: () => audit.close()
   }
 }

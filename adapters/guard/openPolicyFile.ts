@@ -5,10 +5,11 @@ import * as E from 'fp-ts/lib/Either.js'
 import type { Enforcement, ProxyMode } from '../../core/index.js'
 import type { PolicyError } from '../config/PolicyFile.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
-import { stderrLogger, type AuditSink, type Logger } from '../ports.js'
+import { stderrLogger, type AuditSink, type Logger, type Telemetry } from '../ports.js'
 import { holdsCertificate } from '../upstream/upstreamTrust.js'
 import { resolveClientTokens } from './clientTokens.js'
 import { createGuard, type Guard } from './createGuard.js'
+import { openPolicySinks } from './policySinks.js'
 import { pollModeEndpoint, watchPolicyFile } from './reloadSources.js'
 
 /** A guard running from a policy file, with everything the file asks for started. */
@@ -31,6 +32,9 @@ export interface OpenPolicyOptions {
   /** Reload when the file changes (default true). */
   readonly watch?: boolean
   readonly credentialTimeoutMs?: number
+  /** What every record names as the deciding instance (docs/spec.md §14). */
+  readonly instance?: string
+  readonly telemetry?: Telemetry
 }
 
 /**
@@ -56,6 +60,10 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
   // Client tokens are filled in before the proxy opens, so no client is ever refused while they load.
   const tokens = await resolveClientTokens(loaded.right.file.clients ?? [], options.env ?? process.env)
   if (E.isLeft(tokens)) return E.left({ _tag: 'PolicyError', messages: tokens.left.map((m) => `${path}: ${m}`) })
+  // The policy's own sinks (docs/spec.md §14) go beside the command's; read once, at the start.
+  const policySinks = await openPolicySinks(loaded.right.file.audit ?? [], options.env ?? process.env, log, path)
+  if (E.isLeft(policySinks)) return E.left({ _tag: 'PolicyError', messages: policySinks.left })
+  const audit = [...(options.audit ?? []), ...policySinks.right]
   const guard = createGuard({
     policy: loaded.right,
     clientTokens: tokens.right,
@@ -63,9 +71,11 @@ export const openPolicyFile = async (path: string, options: OpenPolicyOptions = 
     log,
     ...(options.mode === undefined ? {} : { mode: options.mode }),
     ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }),
-    ...(options.audit === undefined ? {} : { audit: options.audit }),
+    audit,
     ...(options.env === undefined ? {} : { env: options.env }),
-    ...(options.credentialTimeoutMs === undefined ? {} : { credentialTimeoutMs: options.credentialTimeoutMs })
+    ...(options.credentialTimeoutMs === undefined ? {} : { credentialTimeoutMs: options.credentialTimeoutMs }),
+    ...(options.instance === undefined ? {} : { instance: options.instance }),
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry })
   })
   const watcher = options.watch === false ? undefined : watchPolicyFile(path, guard, { log })
   const endpoint = loaded.right.file.modeEndpoint

@@ -235,7 +235,7 @@ export const startHttpMitmProxy = async (options: HttpMitmProxyOptions): Promise
   }
   const { server: listener, port } = listening
   listener.on('connection', watch.accepted)
-  return runningProxy({ server: listener, host: options.host ?? '127.0.0.1', port }, ca, async () => {
+  return runningProxy({ server: listener, host: options.host ?? '127.0.0.1', port }, ca, watch, async () => {
     // The library closes its listening servers but leaves kept-alive connections open.
     const open = [listener, ...(hostServers?.open() ?? [])]
     hostServers?.close()

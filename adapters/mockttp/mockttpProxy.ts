@@ -230,7 +230,7 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
     throw new Error(`mockttp did not listen on ${listenHost} only; refusing to run`)
   }
   return {
-    ...runningProxy({ server, host: listenHost, port: address.port }, ca, async () => {
+    ...runningProxy({ server, host: listenHost, port: address.port }, ca, watch, async () => {
       // A failure to stop mockttp is said, never thrown: the caller still flushes its audit records.
       await mock.stop().catch((error: unknown) => log('warn', `mockttp did not stop cleanly (${error instanceof Error ? error.message : 'error'})`))
       watch.close() // what mockttp no longer counts as its own (CONNECT sockets before their first byte)

@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls'
 import { atLeastOne } from '../interception/atLeastOne.js'
 import { loadOrCreateCa } from '../interception/certificates.js'
 import { newHostBudget, overBudgetWarning } from '../interception/newHostBudget.js'
-import { stderrLogger, type RunningProxy } from '../ports.js'
+import { NO_TELEMETRY, stderrLogger, type RunningProxy } from '../ports.js'
 import { DEFAULT_CLIENT_BOUNDS, watchClients } from '../proxy/clientBounds.js'
 import type { EngineOptions } from '../proxy/engineOptions.js'
 import { gateBody } from '../proxy/bodyTripwire.js'
@@ -49,7 +49,7 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   const trust = upstreamTrust(options.upstreamCa ?? [])
   const watch = watchClients({ ...DEFAULT_CLIENT_BOUNDS, ...options.clientBounds })
   const budget = newHostBudget({ ...options.newHosts, onRefused: overBudgetWarning(log) })
-  const upstreams = upstreamRequests({ trust, log })
+  const upstreams = upstreamRequests({ trust, log, telemetry: options.telemetry ?? NO_TELEMETRY })
   const outer = http.createServer()
   // The HTTP/1 server for intercepted connections never listens (tunnels are handed to it), so it
   // is told it does: Node then tracks its connections and enforces `headersTimeout` (60 s, a client
@@ -152,7 +152,7 @@ export const startNodeProxy = async (options: EngineOptions): Promise<RunningPro
   })
   const address = outer.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  return runningProxy({ server: outer, host, port }, ca, async () => {
+  return runningProxy({ server: outer, host, port }, ca, watch, async () => {
     outer.close()
     outer.closeAllConnections()
     inner.closeAllConnections()

@@ -1,10 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import type { Readable } from 'node:stream'
 import { checkServerIdentity, type PeerCertificate, type SecureContext } from 'node:tls'
 
 import type { Dispatcher, Pool } from 'undici'
 
-import type { Logger } from '../ports.js'
+import type { Logger, Telemetry } from '../ports.js'
 import type { BodyGate } from '../proxy/bodyTripwire.js'
 import type { Forward } from '../proxy/pipeline.js'
 import { writeAnswer, type AnswerableResponse } from '../proxy/rawAnswer.js'
@@ -91,7 +92,7 @@ export const responseHeaders = (headers: IncomingHttpHeaders | Record<string, st
 
 
 /** Starts the pools. */
-export const upstreamRequests = (options: { readonly trust: SecureContext | undefined; readonly log: Logger }): UpstreamRequests => {
+export const upstreamRequests = (options: { readonly trust: SecureContext | undefined; readonly log: Logger; readonly telemetry: Telemetry }): UpstreamRequests => {
   // Loaded a moment after the start, so a short command under `run` never waits for it.
   setTimeout(() => void loadPool().catch(() => undefined), 100).unref()
   const pools = new Map<string, Pool>()
@@ -159,6 +160,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
     const send = (retry: boolean): void => {
       // The upstream began its answer (a scrubbed one may not have reached the client yet).
       let answered = false
+      const sent = performance.now()
       const handler: Dispatcher.DispatchHandler = {
         onConnect: (abortRequest) => {
           abort = abortRequest
@@ -170,6 +172,7 @@ export const upstreamRequests = (options: { readonly trust: SecureContext | unde
           if (statusCode < 200) return true
           resume = resumeReading
           answered = true
+          options.telemetry.answered((performance.now() - sent) / 1000)
           const received = headersOf(raw)
           return writer.head(statusCode, responseHeaders(received), received['transfer-encoding'])
         },

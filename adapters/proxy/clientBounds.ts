@@ -34,6 +34,8 @@ export interface ClientWatch {
   readonly tunnel: (socket: Duplex) => void
   /** The proxy stops: every watched connection is closed, and the clock stops. */
   readonly close: () => void
+  /** Client connections open now, and how many of them carry a CONNECT tunnel (intercepted or untouched). */
+  readonly open: () => { readonly connections: number; readonly tunnels: number }
 }
 
 /** What tells that a request is over: a response, a WebSocket, a socket. */
@@ -51,6 +53,8 @@ interface Watched {
   inFlight: number
   /** Set while a CONNECT waits for its first byte: the bytes read at the CONNECT, and when. */
   hello: { readonly read: number; readonly at: number } | undefined
+  /** The connection carries a CONNECT tunnel. */
+  tunnel: boolean
 }
 
 const bytesOf = (socket: Duplex): number => {
@@ -70,7 +74,7 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
     if (socket.destroyed) return undefined
     let known = watched.get(socket)
     if (known === undefined) {
-      known = { idleMs: bounds.idleMs, bytes: bytesOf(socket), active: now(), inFlight: 0, hello: undefined }
+      known = { idleMs: bounds.idleMs, bytes: bytesOf(socket), active: now(), inFlight: 0, hello: undefined, tunnel: false }
       watched.set(socket, known)
       socket.once('close', () => watched.delete(socket))
     }
@@ -111,6 +115,7 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
       if (w === undefined) return
       const read = readOf(socket)
       w.hello = { read, at: now() }
+      w.tunnel = true
       // INVARIANT: a client that half-closes its CONNECT before its first byte ends it: Node accepts
       // proxy sockets half-open and, once it hands a CONNECT over, no longer ends them itself
       // (http-mitm-proxy then kept them in CLOSE-WAIT for good). Later on, the engine's own pipes
@@ -131,6 +136,11 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
     tunnel: (socket) => {
       const w = entry(socket)
       if (w !== undefined) w.idleMs = bounds.tunnelIdleMs
+    },
+    open: () => {
+      let tunnels = 0
+      for (const w of watched.values()) if (w.tunnel) tunnels++
+      return { connections: watched.size, tunnels }
     },
     close: () => {
       clearInterval(clock)

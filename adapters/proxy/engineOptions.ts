@@ -2,7 +2,7 @@ import type { ProxyCredentials } from '../../core/index.js'
 import type { Guard } from '../guard/createGuard.js'
 import type { CertificateAuthority } from '../interception/certificates.js'
 import type { NewHostBudgetOptions } from '../interception/newHostBudget.js'
-import type { Logger } from '../ports.js'
+import type { Logger, Telemetry } from '../ports.js'
 import type { ConnectTo } from '../upstream/connectTo.js'
 import type { ClientBounds } from './clientBounds.js'
 
@@ -32,4 +32,6 @@ export interface EngineOptions {
   /** The clock certificates are dated and aged by (tests); `Date.now` by default. */
   readonly now?: () => number
   readonly log?: Logger
+  /** Where upstream latencies go (the admin listener's metrics, docs/spec.md §14). */
+  readonly telemetry?: Telemetry
 }

@@ -125,7 +125,7 @@ type Accept = string | ReadonlyArray<string> | undefined
 export const answer = (status: number, body: string, headers: Readonly<Record<string, string>> = {}): Answer => ({ _tag: 'Answer', status, headers, body })
 
 /**
- * A refusal by policy (403, 407): it names its reason in `X-Egress-Guard-Reason`, and a client
+ * A refusal by policy (403, 407, 429): it names its reason in `X-Egress-Guard-Reason`, and a client
  * that accepts JSON gets `{"error": "egress_guard_denied", "reason", "message"}` (the text body as
  * the message) instead of the text (docs/spec.md §14).
  */
@@ -136,10 +136,13 @@ export const refusal = (status: number, reason: string, body: string, accept: Ac
     : answer(status, body, named)
 }
 
+/** A rate limit's `Retry-After` (docs/spec.md §14), when the refusal has one. */
+const retryAfter = (seconds: number | undefined): Readonly<Record<string, string>> => (seconds === undefined ? {} : { 'Retry-After': String(seconds) })
+
 /** A verdict carried out: the policy's refusal (403 with its reason), or send with the verdict's credentials. */
 const applyVerdict = (verdict: Verdict, accept: Accept): Answer | Send => {
   const { decision } = verdict
-  if (decision._tag === 'Deny') return refusal(decision.status, decision.reason, decision.body, accept)
+  if (decision._tag === 'Deny') return refusal(decision.status, decision.reason, decision.body, accept, retryAfter(decision.retryAfterSeconds))
   return { _tag: 'Send', credentials: decision._tag === 'Inject' ? decision.headers : {}, verdict }
 }
 
@@ -193,7 +196,7 @@ export const createPipeline = (options: PipelineOptions): Pipeline => {
       if (target === undefined || verdict === undefined) return refuse(403, denyBody('no_match', null), { 'X-Egress-Guard-Reason': 'no_match' })
       switch (verdict.decision._tag) {
         case 'Deny':
-          return refuse(403, denyBody(verdict.decision.reason, null), { 'X-Egress-Guard-Reason': verdict.decision.reason })
+          return refuse(verdict.decision.reason === 'rate_limited' ? 429 : 403, denyBody(verdict.decision.reason, null), { 'X-Egress-Guard-Reason': verdict.decision.reason, ...retryAfter(verdict.decision.retryAfterSeconds) })
         case 'Tunnel':
           return { _tag: 'Tunnel', upstream: upstreamFor(connectTo, target.host, target.port) }
         case 'Intercept': {

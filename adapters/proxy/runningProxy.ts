@@ -2,10 +2,11 @@ import type { Server } from 'node:net'
 
 import type { CertificateAuthority } from '../interception/certificates.js'
 import type { RunningProxy } from '../ports.js'
+import type { ClientWatch } from './clientBounds.js'
 import { hostForUrl } from '../upstream/connectTo.js'
 
 /** The handle of an engine listening on `server` at `host:port`: its URL, its CA, and how to hand it a socket or stop it. */
-export const runningProxy = (listening: { readonly server: Server; readonly host: string; readonly port: number }, ca: CertificateAuthority, close: () => Promise<void>): RunningProxy => ({
+export const runningProxy = (listening: { readonly server: Server; readonly host: string; readonly port: number }, ca: CertificateAuthority, watch: Pick<ClientWatch, 'open'>, close: () => Promise<void>): RunningProxy => ({
   url: `http://${hostForUrl(listening.host)}:${listening.port}`,
   port: listening.port,
   caCertPath: ca.certPath,
@@ -13,5 +14,6 @@ export const runningProxy = (listening: { readonly server: Server; readonly host
   accept: (socket) => {
     listening.server.emit('connection', socket)
   },
+  open: () => watch.open(),
   close
 })

@@ -12,7 +12,7 @@ import { decisionLogSink } from '../../../adapters/cli/decisionLog.js'
 import type { AuditEntry } from '../../../adapters/ports.js'
 
 const entry = (n: number): AuditEntry => ({
-  time: new Date(0).toISOString(),
+  instance: 'test', time: new Date(0).toISOString(),
   mode: 'connected_deny',
   enforcement: 'enforce',
   client: null,
