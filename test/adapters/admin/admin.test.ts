@@ -18,7 +18,7 @@ const TOKEN = 'admin-token-0123456789abcdef'
 /** Sends a request through the proxy with curl: its status and headers. */
 const curl = (proxy: string, caCert: string, url: string, extra: ReadonlyArray<string> = []): Promise<{ readonly status: number; readonly head: string; readonly body: string }> =>
   new Promise((resolve) =>
-    execFile('curl', ['-sS', '-D', '-', '--proxy', proxy, '--cacert', caCert, ...extra, url], (_e, out) => {
+    execFile('curl', ['-sS', '-D', '-', '--suppress-connect-headers', '--proxy', proxy, '--cacert', caCert, ...extra, url], (_e, out) => {
       const [head = '', ...rest] = out.split('\r\n\r\n')
       resolve({ status: Number(/^HTTP\/[0-9.]+ ([0-9]{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n') })
     })
