@@ -47,6 +47,8 @@ export const startGuardedProxy = async (
   extra: {
     readonly sinks?: ReadonlyArray<AuditSink>
     readonly log: Logger
+    /** The address to listen on (loopback by default). */
+    readonly host?: string
     readonly port?: number
     readonly ca?: CertificateAuthority
     /** The `Proxy-Authorization` every client must send (run's private proxy). */
@@ -74,6 +76,7 @@ export const startGuardedProxy = async (
       guard,
       configDir: configDirOf(options, io.env),
       ...(extra.ca === undefined ? {} : { ca: extra.ca }),
+      ...(extra.host === undefined ? {} : { host: extra.host }),
       port: extra.port ?? options.port ?? 0,
       upstreamCa: [...policyCa, ...cliCa.right],
       connectTo: options.connectTo,

@@ -11,8 +11,8 @@ import { serve } from './serve.js'
 const USAGE = `egress-guard: a credential-injecting egress proxy
 
 usage:
-  egress-guard serve   [--policy FILE] [--mode MODE] [--report] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--placeholders FILE]
-                       [--admin HOST:PORT] [--admin-token T] [--instance NAME] [--json]
+  egress-guard serve   [--policy FILE|URL] [--mode MODE] [--report] [--listen IP] [--port N] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--workers N] [--placeholders FILE]
+                       [--admin HOST:PORT] [--admin-token T] [--instance NAME] [--policy-poll S] [--json]
   egress-guard run     [--policy FILE] [--mode MODE] [--report] [--audit FILE] [--upstream-ca FILE]... [--connect-to H:P:H2:P2]... [--engine E] [--isolate] -- <command...>
   egress-guard explain <url> [--method M] [--mode MODE] [--report] [--client NAME] [--policy FILE] [--json]
   egress-guard check   [--policy FILE] [--mode MODE] [--report] [--client NAME] [--json]
@@ -28,14 +28,15 @@ Modes: connected_allow (default), connected_deny, configured_allow, configured_d
 recorded as proxy_would_deny.
 Engines: node (default, egress-guard's own on Node's HTTP stack), or a proxy library:
 http-mitm-proxy or mockttp (install the one you use).
---policy may be an https:// URL, polled with ETag; the last good policy is kept when it fails.
+--policy may be an https:// URL, polled with ETag every --policy-poll seconds (30); the last
+good policy is kept when a fetch or the policy fails.
 --admin serves /metrics, /healthz, /readyz and /proxy/mode; set the token in
 $EGRESS_GUARD_ADMIN_TOKEN (or --admin-token).`
 
 type Command = (options: CommonOptions, io: Io) => Promise<number>
 
 const COMMANDS: Record<string, { readonly options: Parameters<typeof parseOptions>[1]; readonly run: Command }> = {
-  serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers', 'placeholders', 'admin', 'admin-token', 'instance'], run: serve },
+  serve: { options: ['policy', 'mode', 'report', 'port', 'audit', 'upstream-ca', 'connect-to', 'json', 'config-dir', 'engine', 'workers', 'placeholders', 'admin', 'admin-token', 'instance', 'policy-poll', 'listen'], run: serve },
   explain: { options: ['policy', 'mode', 'report', 'client', 'method', 'json'], run: explain },
   check: { options: ['policy', 'mode', 'report', 'client', 'json'], run: check },
   'decision-service': { options: ['policy', 'mode', 'report', 'port', 'audit', 'token', 'json'], run: decisionService },

@@ -1,7 +1,8 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { createGuard, type Guard } from '../guard/createGuard.js'
-import { openPolicyFile } from '../guard/openPolicyFile.js'
+import { isPolicyUrl } from '../config/policyUrl.js'
+import { fileSource, openPolicy, urlSource } from '../guard/openPolicyFile.js'
 import type { AuditSink, Logger, Telemetry } from '../ports.js'
 import type { Io } from './io.js'
 import type { CommonOptions } from './options.js'
@@ -36,13 +37,14 @@ export interface OpenGuardOptions {
  * over the policy's enforcement. Errors are
  * the messages to print.
  */
-export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' | 'enforcement'>, env: NodeJS.ProcessEnv, extra: OpenGuardOptions): Promise<E.Either<ReadonlyArray<string>, OpenedGuard>> => {
+export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' | 'enforcement'> & Partial<Pick<CommonOptions, 'policyPollSeconds'>>, env: NodeJS.ProcessEnv, extra: OpenGuardOptions): Promise<E.Either<ReadonlyArray<string>, OpenedGuard>> => {
   const mode = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }) }
   const log = extra.log === undefined ? {} : { log: extra.log }
   const audit = extra.sinks === undefined ? {} : { audit: extra.sinks }
   const meters = { ...(extra.instance === undefined ? {} : { instance: extra.instance }), ...(extra.telemetry === undefined ? {} : { telemetry: extra.telemetry }) }
   if (extra.live && options.policy !== undefined) {
-    const opened = await openPolicyFile(options.policy, { ...audit, ...log, env, ...mode, ...meters })
+    const source = isPolicyUrl(options.policy) ? urlSource(options.policy, (options.policyPollSeconds ?? 30) * 1000) : fileSource(options.policy)
+    const opened = await openPolicy(source, { ...audit, ...log, env, ...mode, ...meters })
     return E.isLeft(opened) ? E.left(opened.left.messages) : E.right(opened.right)
   }
   const loaded = await loadPolicy(options, env)

@@ -1,9 +1,11 @@
+import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 
 import * as E from 'fp-ts/lib/Either.js'
 
 import { parseMode, type Enforcement, type ProxyMode } from '../../core/index.js'
 import { checkAdminToken, parseAdminAddress } from '../admin/adminServer.js'
+import { checkPolicyUrl, isPolicyUrl } from '../config/policyUrl.js'
 import { parseConnectTo, type ConnectTo } from '../upstream/connectTo.js'
 
 /** The engines the command line can run on: egress-guard's own (`node`, the default) or a proxy library (an optional peer dependency). */
@@ -40,6 +42,10 @@ export interface CommonOptions {
   readonly adminToken: string | undefined
   /** `serve --instance NAME`: the instance id every record carries (docs/spec.md §14). */
   readonly instance: string | undefined
+  /** `serve --listen HOST`: the address the proxy listens on (default 127.0.0.1). */
+  readonly listen: string | undefined
+  /** `--policy-poll SECONDS`: how often a policy URL is fetched again (default 30). */
+  readonly policyPollSeconds: number
   readonly positionals: ReadonlyArray<string>
 }
 
@@ -63,6 +69,8 @@ const SPEC = {
   admin: { type: 'string' },
   'admin-token': { type: 'string' },
   instance: { type: 'string' },
+  'policy-poll': { type: 'string' },
+  listen: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -104,6 +112,13 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
   const adminToken = checkAdminToken(values['admin-token'])
   if (adminToken !== undefined) return E.left(`--admin-token: ${adminToken}`)
   if (values.instance !== undefined && !/^[A-Za-z0-9._:@/-]{1,128}$/.test(values.instance)) return E.left(`--instance \`${values.instance.slice(0, 64)}\`: expected 1 to 128 of A-Z, a-z, 0-9 and . _ : @ / -`)
+  if (values.listen !== undefined && isIP(values.listen.replace(/^\[|\]$/g, '')) === 0) return E.left(`--listen \`${values.listen.slice(0, 64)}\`: expected an IP address, such as 0.0.0.0 or ::`)
+  const poll = values['policy-poll'] ?? '30'
+  if (!/^[0-9]{1,5}$/.test(poll) || Number(poll) < 1 || Number(poll) > 86_400) return E.left(`--policy-poll \`${poll.slice(0, 16)}\`: expected a number of seconds from 1 to 86400`)
+  if (values.policy !== undefined && isPolicyUrl(values.policy)) {
+    const url = checkPolicyUrl(values.policy)
+    if (E.isLeft(url)) return url
+  }
   return E.right({
     policy: values.policy,
     mode,
@@ -124,6 +139,8 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     admin: admin.right,
     adminToken: values['admin-token'],
     instance: values.instance,
+    policyPollSeconds: Number(poll),
+    listen: values.listen,
     positionals: parsed.positionals,
     help: values.help ?? false
   })

@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises'
 
 import * as E from 'fp-ts/lib/Either.js'
 
-import type { LoadedPolicy } from '../config/PolicyFile.js'
+import { redactUrl } from '../../core/index.js'
+import { parsePolicyText, type LoadedPolicy } from '../config/PolicyFile.js'
+import { fetchPolicy, isPolicyUrl } from '../config/policyUrl.js'
 import { readPolicyFile } from '../config/readPolicyFile.js'
 import { holdsCertificate } from '../upstream/upstreamTrust.js'
 import { catalogPolicy } from './catalog.js'
@@ -11,6 +13,12 @@ import type { CommonOptions } from './options.js'
 /** The policy a command works on: `--policy FILE`, or the bundled catalog with keys from the environment. */
 export const loadPolicy = async (options: Pick<CommonOptions, 'policy'>, env: NodeJS.ProcessEnv): Promise<E.Either<ReadonlyArray<string>, LoadedPolicy>> => {
   if (options.policy === undefined) return E.right(catalogPolicy(env))
+  if (isPolicyUrl(options.policy)) {
+    const fetched = await fetchPolicy(options.policy, undefined)
+    if (fetched._tag !== 'Fetched') return E.left([`--policy ${fetched._tag === 'Failed' ? fetched.message : 'answered 304'}; check the URL and that this host can reach it`])
+    const parsed = parsePolicyText(fetched.text, redactUrl(options.policy))
+    return E.isLeft(parsed) ? E.left(parsed.left.messages) : parsed
+  }
   const loaded = await readPolicyFile(options.policy)
   return E.isLeft(loaded) ? E.left(loaded.left.messages) : loaded
 }

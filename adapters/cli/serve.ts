@@ -1,5 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
+import { redactUrl } from '../../core/index.js'
+import { isPolicyUrl } from '../config/policyUrl.js'
 import { loadOrCreateCa } from '../interception/certificates.js'
 import { stderrLogger } from '../ports.js'
 import { decisionLogSink } from './decisionLog.js'
@@ -11,14 +13,23 @@ import { placeholdersFor, readPlaceholderFile, writePlaceholderFile } from './pl
 import type { Guard } from '../guard/createGuard.js'
 import { acceptFromPrimary, answerPrimary, isServeWorker, reportToPrimary, startWorkers, stopRequested, workerCa } from './workers.js'
 import { localBackend, poolBackend, workerAnswers } from '../admin/adminBackends.js'
-import type { RunningAdmin } from '../admin/adminServer.js'
+import { isLoopbackAddress, type RunningAdmin } from '../admin/adminServer.js'
 import { proxyMetrics } from '../admin/metrics.js'
 import { INSTANCE_VARIABLE, instanceId } from '../guard/instance.js'
 import { openAdmin } from './serveAdmin.js'
 
 const DEFAULT_PORT = 8080
-/** Where `serve` listens: this machine only. */
+/** Where `serve` listens unless `--listen` says otherwise: this machine only. */
 const LOOPBACK = '127.0.0.1'
+
+/**
+ * `--listen` off loopback needs a policy that lists clients: whoever reaches an open proxy uses
+ * the credentials it injects. Undefined when the address is allowed.
+ */
+const openProxyRefused = (options: CommonOptions, guard: Guard): string | undefined =>
+  options.listen === undefined || isLoopbackAddress(options.listen) || guard.clients().length > 0
+    ? undefined
+    : `--listen ${options.listen}: the policy lists no clients, so anyone who reaches this address could use the credentials it injects; list clients with tokens (docs/policy.md, Clients) or listen on 127.0.0.1`
 
 const signalled = (): Promise<NodeJS.Signals> =>
   new Promise((resolve) => {
@@ -26,17 +37,20 @@ const signalled = (): Promise<NodeJS.Signals> =>
     process.once('SIGTERM', () => resolve('SIGTERM'))
   })
 
+/** The policy as the log shows it: a URL without user info or query (where tokens live). */
+const shownPolicy = (options: CommonOptions): string | undefined => (options.policy !== undefined && isPolicyUrl(options.policy) ? redactUrl(options.policy) : options.policy)
+
 const announce = (options: CommonOptions, io: Io, where: { readonly url: string; readonly caCertPath: string }, mode: string, enforcement: string, extra: { readonly admin: RunningAdmin | undefined; readonly instance: string }): void => {
   const workers = options.workers > 1 ? options.workers : undefined
   const admin = extra.admin === undefined ? {} : { admin: extra.admin.url }
-  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, enforcement, policy: options.policy ?? null, instance: extra.instance, ...admin, ...(workers === undefined ? {} : { workers }) }))
+  if (options.json) io.out(JSON.stringify({ event: 'listening', proxy: where.url, caCert: where.caCertPath, mode, enforcement, policy: shownPolicy(options) ?? null, instance: extra.instance, ...admin, ...(workers === undefined ? {} : { workers }) }))
   else {
     io.out(`egress-guard proxy: ${where.url}${workers === undefined ? '' : ` (${workers} workers)`}`)
     io.out(`CA certificate:    ${where.caCertPath}`)
     if (extra.admin !== undefined) io.out(`admin:             ${extra.admin.url} (/metrics, /healthz, /readyz, /proxy/mode)`)
     io.out(`instance:          ${extra.instance}`)
     // Report-only is said where the mode is: nothing this proxy denies is refused.
-    io.out(`mode:              ${mode}${enforcement === 'report' ? ', report only: denials are passed and recorded as proxy_would_deny' : ''} (${options.policy ?? 'bundled catalog'})`)
+    io.out(`mode:              ${mode}${enforcement === 'report' ? ', report only: denials are passed and recorded as proxy_would_deny' : ''} (${shownPolicy(options) ?? 'bundled catalog'})`)
   }
 }
 
@@ -90,7 +104,7 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
     reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
     return 1
   }
-  const unread = await handOutPlaceholders(options, io, started.right.guard, false)
+  const unread = openProxyRefused(options, started.right.guard) ?? (await handOutPlaceholders(options, io, started.right.guard, false))
   if (unread !== undefined) {
     reportToPrimary({ type: 'egress-guard:failed', messages: [unread] })
     await started.right.stop()
@@ -115,7 +129,7 @@ const serveWithWorkers = async (options: CommonOptions, io: Io): Promise<number>
   let backend: ReturnType<typeof poolBackend> | undefined
   const pool = await startWorkers({
     count: options.workers,
-    host: LOOPBACK,
+    host: options.listen ?? LOOPBACK,
     port: options.port ?? DEFAULT_PORT,
     configDir: configDirOf(options, io.env),
     warn: (message) => stderrLogger('warn', message),
@@ -158,13 +172,13 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
   if (options.workers > 1) return serveWithWorkers(options, io)
   const instance = options.instance ?? instanceId(io.env)
   const metrics = options.admin === undefined ? undefined : proxyMetrics()
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: options.port ?? DEFAULT_PORT, instance, ...(metrics === undefined ? {} : { metrics }) })
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, host: options.listen ?? LOOPBACK, port: options.port ?? DEFAULT_PORT, instance, ...(metrics === undefined ? {} : { metrics }) })
   if (E.isLeft(started)) {
     for (const message of started.left) io.err(`error: ${message}`)
     return 1
   }
   const { proxy, mode, guard, stop } = started.right
-  const unwritten = await handOutPlaceholders(options, io, guard, true)
+  const unwritten = openProxyRefused(options, guard) ?? (await handOutPlaceholders(options, io, guard, true))
   const admin = unwritten !== undefined || metrics === undefined ? E.right(undefined) : await openAdmin(options, io.env, localBackend({ guard, proxy, metrics }))
   const failed = unwritten ?? (E.isLeft(admin) ? admin.left : undefined)
   if (failed !== undefined || E.isLeft(admin)) {

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import { webcrypto } from 'node:crypto'
@@ -59,6 +59,90 @@ const serial = (): string => {
 }
 
 /**
+ * Sets a mode on the CA's key or its directory. On a read-only mount (a Kubernetes Secret shared by
+ * instances) the mode cannot change: that is fine when nobody but the owner can read it already.
+ */
+const tighten = async (path: string, mode: number): Promise<void> => {
+  try {
+    await chmod(path, mode)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== 'EROFS' && code !== 'EPERM') throw error
+    const kept = (await stat(path)).mode & 0o777
+    if ((kept & 0o077 & ~(mode & 0o077)) !== 0 && !(await stat(path)).isDirectory()) throw new Error(`${path} is readable by others (mode ${kept.toString(8)}) and cannot be changed; mount it 0400 or 0600`)
+  }
+}
+
+/** How long an instance waits for the CA another instance is creating in a shared directory. */
+const CA_CREATION_WAIT_MS = 30_000
+
+const makeCa = async (created: number): Promise<{ readonly certPem: string; readonly keyPem: string; readonly publicPem: string }> => {
+  const x509 = await loadX509()
+  const keys = (await webcrypto.subtle.generateKey({ ...RSA, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['sign', 'verify'])) as KeyPair
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial(),
+      name: 'CN=egress-guard local CA, O=egress-guard',
+      notBefore: new Date(created - DAY),
+      notAfter: new Date(created + 5 * 365 * DAY),
+      signingAlgorithm: RSA,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+      ]
+    },
+    provider
+  )
+  return {
+    certPem: cert.toString('pem'),
+    keyPem: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)),
+    publicPem: pem('PUBLIC KEY', await webcrypto.subtle.exportKey('spki', keys.publicKey))
+  }
+}
+
+/**
+ * Creates the CA in `dir`, or, when another instance sharing the directory (docs/spec.md §14)
+ * creates it at the same moment, waits for that one. The key is linked into place (link fails if
+ * the name exists), so exactly one instance's key wins; its certificate is renamed into place
+ * after it, so a certificate on disk always has its key beside it.
+ */
+const createOrAwaitCa = async (dir: string, created: number): Promise<{ readonly certPem: string; readonly keyPem: string }> => {
+  const certPath = join(dir, 'certs', 'ca.pem')
+  const keyPath = join(dir, 'keys', 'ca.private.key')
+  const made = await makeCa(created)
+  const unique = `${process.pid}.${serial()}`
+  const keyDraft = join(dir, 'keys', `.ca.private.key.${unique}`)
+  await writeFile(keyDraft, made.keyPem, { mode: 0o600 })
+  let won: boolean
+  try {
+    await link(keyDraft, keyPath)
+    won = true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    won = false
+  } finally {
+    await unlink(keyDraft).catch(() => undefined)
+  }
+  if (won) {
+    await writeFile(join(dir, 'keys', 'ca.public.key'), made.publicPem, { mode: 0o644 })
+    const certDraft = join(dir, 'certs', `.ca.pem.${unique}`)
+    await writeFile(certDraft, made.certPem, { mode: 0o644 })
+    await rename(certDraft, certPath)
+    return made
+  }
+  for (const started = Date.now(); Date.now() - started < CA_CREATION_WAIT_MS; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    try {
+      return { certPem: await readFile(certPath, 'utf8'), keyPem: await readFile(keyPath, 'utf8') }
+    } catch {
+      // not there yet: the instance that won is still writing it
+    }
+  }
+  throw new Error(`${keyPath} has no certificate beside it (${certPath}); if no other instance is creating the CA, remove the key and start again`)
+}
+
+/**
  * Loads the CA from `dir`, or creates one (RSA 2048, 5 years) with the directory at 0700 and the
  * private key at 0600. The layout (`certs/ca.pem`, `keys/ca.private.key`, `keys/ca.public.key`)
  * is the one http-mitm-proxy loads, so it never generates a CA of its own.
@@ -76,38 +160,15 @@ export const loadOrCreateCa = async (dir: string, options: CaOptions = {}): Prom
   await mkdir(dir, { recursive: true, mode: 0o700 })
   await mkdir(join(dir, 'certs'), { recursive: true, mode: 0o755 })
   await mkdir(join(dir, 'keys'), { recursive: true, mode: 0o700 })
-  await chmod(join(dir, 'keys'), 0o700)
+  await tighten(join(dir, 'keys'), 0o700)
   let certPem: string
   let keyPem: string
   try {
     ;[certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
   } catch {
-    const x509 = await loadX509()
-    const keys = (await webcrypto.subtle.generateKey({ ...RSA, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['sign', 'verify'])) as KeyPair
-    const created = now()
-    const cert = await x509.X509CertificateGenerator.createSelfSigned(
-      {
-        serialNumber: serial(),
-        name: 'CN=egress-guard local CA, O=egress-guard',
-        notBefore: new Date(created - DAY),
-        notAfter: new Date(created + 5 * 365 * DAY),
-        signingAlgorithm: RSA,
-        keys,
-        extensions: [
-          new x509.BasicConstraintsExtension(true, 0, true),
-          new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-          await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
-        ]
-      },
-      provider
-    )
-    certPem = cert.toString('pem')
-    keyPem = pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey))
-    await writeFile(keyPath, keyPem, { mode: 0o600 })
-    await writeFile(join(dir, 'keys', 'ca.public.key'), pem('PUBLIC KEY', await webcrypto.subtle.exportKey('spki', keys.publicKey)), { mode: 0o644 })
-    await writeFile(certPath, certPem, { mode: 0o644 })
+    ;({ certPem, keyPem } = await createOrAwaitCa(dir, now()))
   }
-  await chmod(keyPath, 0o600)
+  await tighten(keyPath, 0o600)
   const caKey = await webcrypto.subtle.importKey('pkcs8', derOf(keyPem), RSA, false, ['sign'])
   const caPem = certPem
   // Issued leaves by host, least recently used first, with when each was issued.

@@ -19,6 +19,9 @@ export interface ClientBounds {
   readonly tunnelIdleMs: number
 }
 
+/** How long a connection ended by a stopping proxy may stay half-open before it is closed. */
+const DRAIN_GRACE_MS = 500
+
 /** A TLS client sends its ClientHello at once; reasoning models may be silent for minutes, but only inside a request. */
 export const DEFAULT_CLIENT_BOUNDS: ClientBounds = { helloMs: 10_000, idleMs: 300_000, tunnelIdleMs: 1_800_000 }
 
@@ -36,6 +39,12 @@ export interface ClientWatch {
   readonly close: () => void
   /** Client connections open now, and how many of them carry a CONNECT tunnel (intercepted or untouched). */
   readonly open: () => { readonly connections: number; readonly tunnels: number }
+  /**
+   * The proxy is stopping (docs/spec.md §14, scale-out): every connection is ended as soon as it has
+   * no request in flight; resolves once all are gone, or after `ms` (the rest are then closed).
+   * An untouched tunnel's requests cannot be seen: it is ended at once.
+   */
+  readonly drain: (ms: number) => Promise<void>
 }
 
 /** What tells that a request is over: a response, a WebSocket, a socket. */
@@ -70,6 +79,13 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
     if (!Number.isInteger(value) || value < (name === 'helloMs' ? 1 : 0)) throw new Error(`client bound \`${name}\` is \`${value}\`: expected a whole number of milliseconds${name === 'helloMs' ? ' of at least 1' : ''}`)
   }
   const watched = new Map<Duplex, Watched>()
+  let draining = false
+  // A connection is ended (FIN, after what was written), and closed a moment later if its client
+  // keeps its side open.
+  const endSoon = (socket: Duplex): void => {
+    socket.end()
+    setTimeout(() => socket.destroy(), DRAIN_GRACE_MS).unref()
+  }
   const entry = (socket: Duplex): Watched | undefined => {
     if (socket.destroyed) return undefined
     let known = watched.get(socket)
@@ -131,11 +147,21 @@ export const watchClients = (bounds: ClientBounds, now: () => number = Date.now)
       done.once('close', () => {
         w.inFlight--
         w.active = now()
+        if (draining && w.inFlight === 0) endSoon(socket)
       })
     },
     tunnel: (socket) => {
       const w = entry(socket)
       if (w !== undefined) w.idleMs = bounds.tunnelIdleMs
+    },
+    drain: async (ms) => {
+      draining = true
+      for (const [socket, w] of watched) if (w.inFlight === 0 || w.idleMs === bounds.tunnelIdleMs) endSoon(socket)
+      const until = now() + ms
+      while (watched.size > 0 && now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        for (const socket of watched.keys()) if (socket.destroyed) watched.delete(socket)
+      }
     },
     open: () => {
       let tunnels = 0

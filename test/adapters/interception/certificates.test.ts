@@ -1,7 +1,7 @@
 // The proxy CA's leaf certificates: reused while fresh, issued again before they expire, and kept
 // in memory for a bounded number of hosts.
 import { X509Certificate } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -60,5 +60,21 @@ describe('leaf certificates', () => {
     await ca.leafFor('c.example.test') // drops b
     expect(await serialOf(ca.leafFor('a.example.test'))).toBe(a)
     expect(await serialOf(ca.leafFor('b.example.test'))).not.toBe(b)
+  })
+})
+
+describe('a CA directory shared by instances (docs/spec.md §14)', () => {
+  it('gets one CA when instances start at once: each loads the same certificate, and its key signs for it', async () => {
+    const shared = mkdtempSync(join(tmpdir(), 'eg-shared-ca-'))
+    try {
+      const cas = await Promise.all([loadOrCreateCa(shared), loadOrCreateCa(shared), loadOrCreateCa(shared), loadOrCreateCa(shared)])
+      expect(new Set(cas.map((ca) => ca.certPem)).size).toBe(1)
+      const authority = new X509Certificate(cas[0]?.certPem ?? '')
+      for (const ca of cas) expect(new X509Certificate((await ca.leafFor('api.shared.test')).cert).checkIssued(authority)).toBe(true)
+      expect(readdirSync(join(shared, 'keys')).sort()).toEqual(['ca.private.key', 'ca.public.key'])
+      expect(readdirSync(join(shared, 'certs'))).toEqual(['ca.pem'])
+    } finally {
+      rmSync(shared, { recursive: true, force: true })
+    }
   })
 })

@@ -1,0 +1,65 @@
+import * as E from 'fp-ts/lib/Either.js'
+
+import { redactUrl } from '../../core/index.js'
+import { MAX_POLICY_BYTES } from './parseDocument.js'
+
+// A policy served over HTTPS (docs/spec.md §14: instances share one policy): fetched with the ETag
+// of the last one, so an unchanged policy costs a 304; at most MAX_POLICY_BYTES; never over plain
+// HTTP except on loopback, since whoever could change it in transit would write the policy.
+
+/** True when `text` names a policy by URL rather than a file. */
+export const isPolicyUrl = (text: string): boolean => /^https?:\/\//i.test(text)
+
+/** Checks a policy URL: https, or http on loopback only. */
+export const checkPolicyUrl = (text: string): E.Either<string, URL> => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return E.left(`--policy \`${text.slice(0, 80)}\`: not a valid URL; give an https:// URL or a file path`)
+  }
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return E.right(url)
+  return E.left(`--policy ${redactUrl(text)}: a policy URL must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could rewrite the policy`)
+}
+
+/** What a fetch of the policy found. */
+export type PolicyFetch =
+  | { readonly _tag: 'Fetched'; readonly text: string; readonly etag: string | undefined }
+  | { readonly _tag: 'NotModified' }
+  | { readonly _tag: 'Failed'; readonly message: string }
+
+/** How long a policy fetch may take. */
+const FETCH_TIMEOUT_MS = 10_000
+
+/** Fetches the policy at `url`, sending `etag` as If-None-Match; never throws. */
+export const fetchPolicy = async (url: string, etag: string | undefined): Promise<PolicyFetch> => {
+  const shown = redactUrl(url)
+  try {
+    const response = await fetch(url, { headers: { accept: 'application/yaml, application/json, text/plain', ...(etag === undefined ? {} : { 'if-none-match': etag }) }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
+    if (response.status === 304) {
+      await response.body?.cancel()
+      return { _tag: 'NotModified' }
+    }
+    if (!response.ok) {
+      await response.body?.cancel()
+      return { _tag: 'Failed', message: `${shown} answered HTTP ${response.status}` }
+    }
+    const declared = Number(response.headers.get('content-length') ?? '0')
+    if (declared > MAX_POLICY_BYTES) {
+      await response.body?.cancel()
+      return { _tag: 'Failed', message: `${shown} is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB` }
+    }
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    for await (const chunk of response.body ?? []) {
+      size += chunk.byteLength
+      if (size > MAX_POLICY_BYTES) return { _tag: 'Failed', message: `${shown} is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB` }
+      chunks.push(chunk)
+    }
+    return { _tag: 'Fetched', text: Buffer.concat(chunks).toString('utf8'), etag: response.headers.get('etag') ?? undefined }
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code
+    return { _tag: 'Failed', message: `${shown} could not be fetched (${cause ?? (error instanceof Error ? error.name : 'error')})` }
+  }
+}
