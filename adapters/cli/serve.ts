@@ -48,7 +48,7 @@ const announce = (options: CommonOptions, io: Io, where: { readonly url: string;
     io.out(`egress-guard proxy: ${where.url}${workers === undefined ? '' : ` (${workers} workers)`}`)
     io.out(`CA certificate:    ${where.caCertPath}`)
     if (extra.admin !== undefined) io.out(`admin:             ${extra.admin.url} (/metrics, /healthz, /readyz, /proxy/mode)`)
-    io.out(`instance:          ${extra.instance}`)
+    if (options.instance !== undefined) io.out(`instance:          ${extra.instance}`)
     // Report-only is said where the mode is: nothing this proxy denies is refused.
     io.out(`mode:              ${mode}${enforcement === 'report' ? ', report only: denials are passed and recorded as proxy_would_deny' : ''} (${shownPolicy(options) ?? 'bundled catalog'})`)
   }

@@ -4,6 +4,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
@@ -57,7 +58,11 @@ describe('serve --admin (docs/spec.md §14)', () => {
     expect(metrics.status).toBe(200)
     expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/)
     const text = await metrics.text()
-    for (const name of METRIC_NAMES) expect(text, name).toContain(`# TYPE ${name} `)
+    const readme = readFileSync(fileURLToPath(new URL('../../../README.md', import.meta.url)), 'utf8')
+    for (const name of METRIC_NAMES) {
+      expect(text, name).toContain(`# TYPE ${name} `)
+      expect(readme, `README names ${name}`).toContain(`\`${name}`)
+    }
   })
 
   it('needs the bearer token for /proxy/mode: none or a wrong one gets 401 with WWW-Authenticate', async () => {
