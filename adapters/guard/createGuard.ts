@@ -17,7 +17,6 @@ import {
   explainRoute,
   failClosed,
   refuseUnauthenticated,
-  parseHost,
   resolveRoute,
   scanBodyChunk,
   withoutSecrets,
@@ -40,10 +39,10 @@ import { authenticatedClient } from '../proxy/proxyAuthentication.js'
 import { resolveClientTokens } from './clientTokens.js'
 import { policyCredentialSource } from './credentialSources.js'
 import { instanceId } from './instance.js'
-import { rateLimiter, type RateLimiter } from './rateLimiter.js'
+import { guardMeters } from './guardMeters.js'
 import { secretBook, type HandedOut, type SecretBook } from './secretBook.js'
 import { snapshotOf, viewOf, denyTextFor, type Snapshot, type View } from './snapshot.js'
-import type { Authentication, BodyCheck, Guard, GuardStats, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
+import type { Authentication, BodyCheck, Guard, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
 
 export type { Authentication, BodyCheck, Guard, GuardStats, ReloadResult, TunnelVerdict, Verdict } from './Guard.js'
 
@@ -72,9 +71,6 @@ export interface GuardOptions {
   /** Where decision latencies go (the admin listener's metrics). */
   readonly telemetry?: Telemetry
 }
-
-/** Intercepted hosts counted at most (the metric stops growing there rather than hold every name). */
-const MAX_COUNTED_HOSTS = 65_536
 
 /** The policy lists no clients: anyone who reaches the proxy may use it. */
 export const ANONYMOUS: Authentication = { _tag: 'Anonymous' }
@@ -109,12 +105,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   const env = options.env ?? process.env
   const instance = options.instance ?? instanceId()
   const telemetry = options.telemetry ?? NO_TELEMETRY
-  // Credential cache lookups, across caches (a policy change makes a new one).
-  const cacheCounts = { hits: 0, resolutions: 0, failures: 0 }
-  let limiter: RateLimiter | undefined = rateLimiter(options.policy.file.limits)
-  let limits = JSON.stringify(options.policy.file.limits ?? null)
-  // The distinct hosts intercepted since the start, counted up to MAX_COUNTED_HOSTS (a metric).
-  const interceptedHosts = new Set<string>()
+  const meters = guardMeters(options.policy.file.limits)
   let handedOut: ReadonlyArray<HandedOut> = []
   let book: SecretBook = secretBook(options.policy.file, handedOut, env)
 
@@ -138,18 +129,8 @@ export const createGuard = (options: GuardOptions): Guard => {
     if (policyChanged) generation++
     if (policyChanged && options.credentials === undefined) source = policyCredentialSource(next.policy.file, options.env)
     if (policyChanged) book = secretBook(next.policy.file, handedOut, env)
-    // Buckets survive a reload that leaves the limits as they were.
-    if (policyChanged && JSON.stringify(next.policy.file.limits ?? null) !== limits) {
-      limits = JSON.stringify(next.policy.file.limits ?? null)
-      limiter = rateLimiter(next.policy.file.limits)
-    }
+    if (policyChanged) meters.follow(next.policy.file.limits)
     cache = createCredentialCache({ source, ...cacheOptions }) // nothing cached survives a change
-  }
-
-  // A host as buckets are keyed: normalised when it parses.
-  const normalisedHost = (host: string): string => {
-    const parsed = parseHost(host)
-    return E.isRight(parsed) ? parsed.right : host.toLowerCase()
   }
 
   // A failure is not a policy's verdict: report-only enforcement does not pass what could not be judged.
@@ -220,7 +201,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   // A rate limit (docs/spec.md §14), checked before any credential is resolved: the request's
   // tokens are taken, or it is refused 429, recorded without any secret it carries.
   const limited = (current: Snapshot, view: View, request: RequestFacts): Verdict | undefined => {
-    const wait = limiter?.take({ client: request.client, host: normalisedHost(request.host) }, clock.now().getTime())
+    const wait = meters.take(request.client, request.host, clock.now().getTime())
     if (wait === undefined) return undefined
     const decisionId = randomUUID()
     const shown = book.any() ? withoutSecrets(book.foreignTo(undefined), request) : request
@@ -243,7 +224,7 @@ export const createGuard = (options: GuardOptions): Guard => {
       const cached = resolution._tag === 'Matched' ? cache.peek(resolution.provider, resolution.connection) : undefined
       // INVARIANT: a request is counted once: not here when `evaluate` must be awaited instead.
       if (resolution._tag === 'Matched' && cached === undefined) return undefined
-      if (cached !== undefined) cacheCounts.hits++
+      if (cached !== undefined) meters.cacheHit()
       return timed(started, limited(current, view, request) ?? conclude(current, view, request, resolution, cached, carried))
     } catch {
       return failed(request, current)
@@ -269,9 +250,8 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
 
   const resolveCounted = async (credentialCache: typeof cache, provider: string, connection: string): Promise<CredentialOutcome> => {
-    cacheCounts.resolutions++
     const outcome = await credentialCache.get(provider, connection)
-    if (outcome._tag !== 'Available') cacheCounts.failures++
+    meters.resolved(outcome)
     return outcome
   }
 
@@ -286,9 +266,9 @@ export const createGuard = (options: GuardOptions): Guard => {
     const carried = hostCarries(host)
     const judged = carried !== undefined ? denyTunnelExfiltration(carried) : enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
     // A tunnel counts as one request; an intercepted one does not, its requests do.
-    const wait = judged.decision._tag === 'Intercept' ? undefined : limiter?.take({ client, host: normalisedHost(host) }, clock.now().getTime())
+    const wait = judged.decision._tag === 'Intercept' ? undefined : meters.take(client, host, clock.now().getTime())
     const decided = wait !== undefined && judged.decision._tag === 'Tunnel' ? denyTunnelRateLimited(host, wait) : judged
-    if (decided.decision._tag === 'Intercept' && interceptedHosts.size < MAX_COUNTED_HOSTS) interceptedHosts.add(normalisedHost(host))
+    if (decided.decision._tag === 'Intercept') meters.intercepted(host)
     record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: carried === undefined ? shownHost(host) : REDACTED, port, method: 'CONNECT' })
     return { ...decided, decisionId, mode, enforcement: current.enforcement }
   }
@@ -372,13 +352,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     authenticate,
     generation: () => generation,
     dropped: () => audit.dropped(),
-    stats: (): GuardStats => ({
-      instance,
-      credentials: { entries: cache.size(), ...cacheCounts },
-      audit: { queued: audit.queued?.() ?? 0, dropped: audit.dropped(), accepting: audit.accepting?.() ?? true },
-      rateLimitBuckets: limiter?.size() ?? 0,
-      interceptedHosts: interceptedHosts.size
-    }),
+    stats: () => meters.stats(instance, cache.size(), { queued: audit.queued?.() ?? 0, dropped: audit.dropped(), accepting: audit.accepting?.() ?? true }),
     close: () => audit.close()
   }
 }

@@ -232,7 +232,12 @@ export const startMockttpProxy = async (options: MockttpProxyOptions): Promise<R
   return {
     ...runningProxy({ server, host: listenHost, port: address.port }, ca, watch, async () => {
       // A failure to stop mockttp is said, never thrown: the caller still flushes its audit records.
-      await mock.stop().catch((error: unknown) => log('warn', `mockttp did not stop cleanly (${error instanceof Error ? error.message : 'error'})`))
+      // Its server is closed already (runningProxy stops accepting before it drains), which its
+      // stop reports as an error: then its rules are reset here, as stop would have.
+      await mock.stop().catch((error: unknown) => {
+        if (server.listening) log('warn', `mockttp did not stop cleanly (${error instanceof Error ? error.message : 'error'})`)
+        else void mock.reset()
+      })
       watch.close() // what mockttp no longer counts as its own (CONNECT sockets before their first byte)
     }),
     recordedRequests: async () => {

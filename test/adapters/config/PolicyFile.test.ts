@@ -57,7 +57,7 @@ describe('policy files', () => {
 
   it.each<[string, string, string]>([
     ['an unknown mode', 'mode: strict\nproviders: []', 'policy.yaml: mode: unknown mode `strict`: expected one of connected_allow, connected_deny, configured_allow, configured_deny'],
-    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `enforcement`, `inspect`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`, `clients`'],
+    ['an unknown key', 'providers: []\nprovider: []', 'policy.yaml: provider: unknown key `provider`: expected one of `providers`, `mode`, `enforcement`, `inspect`, `connections`, `passthrough`, `denyText`, `upstream`, `modeEndpoint`, `clients`, `limits`, `audit`'],
     ['an unknown provider key', 'providers: [{name: a, apiURL: x.com}]', 'policy.yaml: providers[0].apiURL: unknown key `apiURL`: expected one of `name`, `apiUrl`, `oauth`, `loginCommand`, `envVar`, `keyPrefix`'],
     ['a key prefix with a space', 'providers: [{name: a, keyPrefix: "sk "}]', 'policy.yaml: providers[0].keyPrefix: a key prefix is 1 to 16 of A-Z, a-z, 0-9, `_` and `-`, such as `sk-`'],
     ['an unknown inspect value', 'providers: []\ninspect: everything', 'policy.yaml: inspect: unknown inspect setting `everything`: expected routed (intercept hosts with routes) or all (every host but passthrough ones, so the tripwire sees them)'],
