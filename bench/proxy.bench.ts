@@ -88,6 +88,10 @@ const main = async () => {
   const mockttpGuarded = await startRole('mockttp-guarded', { ...base, policy: policy(0) })
   const serveOne = await startServe('workers-1', serveArgs)
   const serveTwo = await startServe('workers-2', [...serveArgs, '--workers', '2'])
+  // §14 switched on: the admin listener's metrics, and rate limits too high to refuse anything.
+  const operatedPolicy = join(dir, 'policy-operated.yaml')
+  writeFileSync(operatedPolicy, `${policy(0)}\nlimits: { perClient: { requests: 1000000000, perSeconds: 1 }, perHost: { requests: 1000000000, perSeconds: 1 } }\n`)
+  const serveOperated = await startServe('workers-1-operated', [...serveArgs.map((a) => (a === policyFile ? operatedPolicy : a)), '--admin', '127.0.0.1:0'])
 
   const configurations: Array<Configuration> = [
     { name: 'direct', pids: [], dispatcher: new Agent({ connect: { ca: pki.caPem, servername: HOST }, connections: CONNECTIONS }), origin: `https://127.0.0.1:${upstream.port}`, path: '/v1/x', expect: 'auth:none' },
@@ -106,7 +110,8 @@ const main = async () => {
     viaProxy('mockttp_inject', mockttpGuarded, pki.caPem, '/v1/x', 'auth:injected'),
     viaProxy('mockttp_pass', mockttpGuarded, pki.caPem, '/other', 'auth:none'),
     viaProxy('workers_1_inject', serveOne, pki.caPem, '/v1/x', 'auth:injected'),
-    viaProxy('workers_2_inject', serveTwo, pki.caPem, '/v1/x', 'auth:injected')
+    viaProxy('workers_2_inject', serveTwo, pki.caPem, '/v1/x', 'auth:injected'),
+    viaProxy('workers_1_operated_inject', serveOperated, pki.caPem, '/v1/x', 'auth:injected')
   ]
   if (hasMitmdump) {
     const upstreamCa = readFileSync(upstreamCaPath, 'utf8')
@@ -267,6 +272,11 @@ const main = async () => {
     node_inject_scrub_vs_node_inject_rps: round2(rps('node_inject_scrub') / rps('node_inject')),
     big_body_mb_per_s: { node_inject: round2(bigUnscrubbed), node_inject_scrub: round2(bigScrubbed), ratio: round2(bigScrubbed / bigUnscrubbed), body_mb: 50 }
   }
+  // Operating it (issue 18): serve with its admin listener's metrics and rate limits, against serve without.
+  result['operating_costs'] = {
+    workers_1_operated_vs_workers_1_inject_cpu: round2(cpu('workers_1_operated_inject') / cpu('workers_1_inject')),
+    workers_1_operated_vs_workers_1_inject_rps: round2(rps('workers_1_operated_inject') / rps('workers_1_inject'))
+  }
   result['ratios'] = {
     node_inject_scrub_vs_bare_rps: round2(rps('node_inject_scrub') / rps('node_bare')),
     node_inject_scrub_vs_floor_rps: round2(rps('node_inject_scrub') / rps('floor')),
@@ -289,7 +299,8 @@ const main = async () => {
     node_inject_scrub_vs_hmp_inject: paired('node_inject_scrub', 'hmp_inject'),
     hmp_inject_vs_bare: paired('hmp_inject', 'hmp_bare'),
     mockttp_inject_vs_bare: paired('mockttp_inject', 'mockttp_bare'),
-    workers_2_vs_workers_1: paired('workers_2_inject', 'workers_1_inject')
+    workers_2_vs_workers_1: paired('workers_2_inject', 'workers_1_inject'),
+    workers_1_operated_vs_workers_1: paired('workers_1_operated_inject', 'workers_1_inject')
   }
   result['proxy_cpu_ms_per_request'] = Object.fromEntries([...samples].filter(([name]) => name !== 'direct').map(([name, runs]) => [name, Math.round(median(runs.map((r) => r.cpuMs)) * 1000) / 1000]))
   // The share of the machine's 2 CPUs the load generator and the upstream took while measuring each.
