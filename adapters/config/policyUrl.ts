@@ -32,11 +32,22 @@ export type PolicyFetch =
 /** How long a policy fetch may take. */
 const FETCH_TIMEOUT_MS = 10_000
 
-/** Fetches the policy at `url`, sending `etag` as If-None-Match; never throws. */
+/** The URL without user info, and that user info as `Authorization: Basic` (fetch refuses a URL that carries it). */
+const withoutUserInfo = (url: string): { readonly url: string; readonly headers: Readonly<Record<string, string>> } => {
+  const parsed = new URL(url)
+  if (parsed.username === '' && parsed.password === '') return { url, headers: {} }
+  const basic = Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString('base64')
+  parsed.username = ''
+  parsed.password = ''
+  return { url: parsed.toString(), headers: { authorization: `Basic ${basic}` } }
+}
+
+/** Fetches the policy at `url` (user info sent as Basic authentication), sending `etag` as If-None-Match; never throws. */
 export const fetchPolicy = async (url: string, etag: string | undefined): Promise<PolicyFetch> => {
   const shown = redactUrl(url)
   try {
-    const response = await fetch(url, { headers: { accept: 'application/yaml, application/json, text/plain', ...(etag === undefined ? {} : { 'if-none-match': etag }) }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
+    const target = withoutUserInfo(url)
+    const response = await fetch(target.url, { headers: { accept: 'application/yaml, application/json, text/plain', ...target.headers, ...(etag === undefined ? {} : { 'if-none-match': etag }) }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
     if (response.status === 304) {
       await response.body?.cancel()
       return { _tag: 'NotModified' }
@@ -59,6 +70,7 @@ export const fetchPolicy = async (url: string, etag: string | undefined): Promis
     }
     return { _tag: 'Fetched', text: Buffer.concat(chunks).toString('utf8'), etag: response.headers.get('etag') ?? undefined }
   } catch (error) {
+    // The cause's code (ECONNREFUSED, CERT_HAS_EXPIRED…), never a message that could hold the URL.
     const cause = (error as { cause?: { code?: string } }).cause?.code
     return { _tag: 'Failed', message: `${shown} could not be fetched (${cause ?? (error instanceof Error ? error.name : 'error')})` }
   }

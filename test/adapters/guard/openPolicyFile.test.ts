@@ -7,8 +7,10 @@ import { join } from 'node:path'
 import * as E from 'fp-ts/lib/Either.js'
 import { describe, expect, it } from 'vitest'
 
-import { openPolicyFile } from '../../../adapters/guard/openPolicyFile.js'
+import { checkPolicyUrl } from '../../../adapters/config/policyUrl.js'
+import { openPolicy, openPolicyFile, urlSource } from '../../../adapters/guard/openPolicyFile.js'
 import { createPki } from '../support/pki.js'
+import { freePort } from '../support/ports.js'
 
 describe('openPolicyFile', () => {
   it('starts what the file asks for: its mode endpoint and its upstream CA files', async () => {
@@ -68,5 +70,54 @@ describe('openPolicyFile', () => {
     expect(await openPolicyFile('/nonexistent/policy.yaml')).toEqual(
       E.left({ _tag: 'PolicyError', messages: ['policy file `/nonexistent/policy.yaml` cannot be read (ENOENT); check the path and its permissions'] })
     )
+  })
+})
+
+describe('a policy at a URL (docs/spec.md §14)', () => {
+  it('is polled with its ETag, reloaded when it changes, and the last good one kept when a fetch or the policy fails', async () => {
+    let answer: { status: number; body: string; etag?: string } = { status: 200, body: 'mode: connected_deny\nproviders: []\n', etag: '"v1"' }
+    const seen: Array<string | undefined> = []
+    const authorizations: Array<string | undefined> = []
+    const server = http.createServer((request, response) => {
+      seen.push(request.headers['if-none-match'])
+      authorizations.push(request.headers.authorization)
+      if (answer.etag !== undefined && request.headers['if-none-match'] === answer.etag) return void response.writeHead(304).end()
+      response.writeHead(answer.status, answer.etag === undefined ? {} : { etag: answer.etag }).end(answer.body)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://user:secret@127.0.0.1:${(server.address() as AddressInfo).port}/policy.yaml?token=hidden`
+    const logged: Array<string> = []
+    const opened = await openPolicy(urlSource(url, 50), { log: (_level, message) => logged.push(message) })
+    if (E.isLeft(opened)) throw new Error(opened.left.messages.join())
+    const { guard } = opened.right
+    const settle = async (until: () => boolean) => {
+      for (let i = 0; i < 100 && !until(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    try {
+      expect(guard.mode()).toBe('connected_deny')
+      await settle(() => seen.length >= 3)
+      expect(seen.slice(1)).toContain('"v1"') // unchanged: a 304
+      answer = { status: 500, body: 'down' }
+      await settle(() => logged.some((m) => m.includes('HTTP 500')))
+      answer = { status: 200, body: 'mode: [not, a, mode]\nproviders: []\n', etag: '"bad"' }
+      await settle(() => logged.some((m) => m.includes('keeping the last good policy')))
+      expect(guard.mode()).toBe('connected_deny')
+      answer = { status: 200, body: 'mode: configured_allow\nproviders: []\n', etag: '"v2"' }
+      await settle(() => guard.mode() === 'configured_allow')
+      expect(guard.mode()).toBe('configured_allow')
+      expect(logged.join('\n')).not.toMatch(/secret|hidden/)
+      // The URL's user info goes as Basic authentication.
+      expect(new Set(authorizations)).toEqual(new Set([`Basic ${Buffer.from('user:secret').toString('base64')}`]))
+    } finally {
+      await opened.right.stop()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
+  it('refuses to start when the first fetch fails, or the URL is plain http off loopback', async () => {
+    const failed = await openPolicy(urlSource(`http://127.0.0.1:${await freePort()}/policy.yaml`, 1000))
+    expect(E.isLeft(failed) ? failed.left.messages.join() : '').toContain('could not be fetched (ECONNREFUSED)')
+    expect(checkPolicyUrl('http://policy.example.test/p.yaml')).toEqual(E.left(expect.stringContaining('a policy URL must be https')))
+    expect(E.isRight(checkPolicyUrl('https://policy.example.test/p.yaml'))).toBe(true)
   })
 })
