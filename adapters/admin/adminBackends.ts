@@ -38,11 +38,11 @@ export const localBackend = (served: ServedProxy): AdminBackend => ({
 })
 
 /** A question the primary asks its workers. */
-type Question = { readonly ask: 'report' } | { readonly ask: 'set-mode'; readonly mode: ProxyMode }
+type Question = { readonly ask: 'report' } | { readonly ask: 'state' } | { readonly ask: 'set-mode'; readonly mode: ProxyMode }
 
-/** A worker's report: its metrics as JSON (to be added up), its readiness and its mode. */
+/** A worker's state: its readiness and its mode; with its metrics as JSON (to be added up) when asked for a report. */
 interface Report {
-  readonly metrics: ReadonlyArray<MetricObjectWithValues<MetricValue<string>>>
+  readonly metrics?: ReadonlyArray<MetricObjectWithValues<MetricValue<string>>>
   readonly readiness: Readiness
   readonly mode: ProxyMode
 }
@@ -55,8 +55,10 @@ export const workerAnswers =
     if (q?.ask === 'set-mode') {
       const mode = parseMode((q as { mode?: unknown }).mode)
       if (mode._tag === 'Right') served.guard.setMode(mode.right)
-    } else if (q?.ask !== 'report') return undefined
-    return { metrics: await served.metrics.registry.getMetricsAsJSON(), readiness: await readinessOf(served), mode: served.guard.mode() }
+    } else if (q?.ask !== 'report' && q?.ask !== 'state') return undefined
+    // Only a scrape needs the metrics: readiness and the mode are cheap to answer.
+    const metrics = q.ask === 'report' ? { metrics: await served.metrics.registry.getMetricsAsJSON() } : {}
+    return { ...metrics, readiness: await readinessOf(served), mode: served.guard.mode() }
   }
 
 /** Something that asks every ready worker a question (WorkerPool.ask). */
@@ -69,19 +71,19 @@ export type AskWorkers = (question: Question) => Promise<{ readonly answers: Rea
  */
 export const poolBackend = (ask: AskWorkers): AdminBackend & { readonly modeSet: () => ProxyMode | undefined } => {
   let modeSet: ProxyMode | undefined
-  const reports = async () => {
-    const { answers, workers } = await ask({ ask: 'report' })
+  const reports = async (question: 'report' | 'state') => {
+    const { answers, workers } = await ask({ ask: question })
     return { reports: answers as ReadonlyArray<Report>, workers }
   }
   return {
     modeSet: () => modeSet,
     metrics: async () => {
-      const { reports: all } = await reports()
-      const registry = AggregatorRegistry.aggregate(all.map((r) => r.metrics as Array<MetricObjectWithValues<MetricValue<string>>>))
+      const { reports: all } = await reports('report')
+      const registry = AggregatorRegistry.aggregate(all.map((r) => (r.metrics ?? []) as Array<MetricObjectWithValues<MetricValue<string>>>))
       return { contentType: registry.contentType, text: await registry.metrics() }
     },
     readiness: async () => {
-      const { reports: all, workers } = await reports()
+      const { reports: all, workers } = await reports('state')
       const checks = {
         workers: all.length === workers,
         policy: all.length > 0 && all.every((r) => r.readiness.checks['policy'] === true),
@@ -91,7 +93,7 @@ export const poolBackend = (ask: AskWorkers): AdminBackend & { readonly modeSet:
       return { ready: Object.values(checks).every(Boolean), checks }
     },
     mode: async () => {
-      const { reports: all } = await reports()
+      const { reports: all } = await reports('state')
       return all[0]?.mode
     },
     setMode: async (mode) => {

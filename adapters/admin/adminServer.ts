@@ -10,7 +10,7 @@ import { hostForUrl } from '../upstream/connectTo.js'
 
 // The admin listener (docs/spec.md §14): metrics, health, readiness and the mode, on an address of
 // its own. Every request needs `Authorization: Bearer <admin token>` except /healthz, /readyz and,
-// when the listener is on a loopback address, /metrics. Bad input gets a 4xx that says what to
+// when the listener and the proxy are both on loopback addresses, /metrics. Bad input gets a 4xx that says what to
 // send, and changes nothing.
 
 /** What readiness checks: the policy is loaded, the CA is ready, every audit sink takes records. */
@@ -35,6 +35,11 @@ export interface AdminOptions {
   readonly port: number
   /** The admin token; without one, only the endpoints that need none answer. */
   readonly token: string | undefined
+  /**
+   * `/metrics` without the token: only on a loopback listener, and only when the proxy itself
+   * listens on loopback too (a proxy client elsewhere could reach 127.0.0.1 through it).
+   */
+  readonly openMetrics: boolean
   readonly backend: AdminBackend
   readonly log: Logger
 }
@@ -97,7 +102,6 @@ const ROUTES: Readonly<Record<string, ReadonlyArray<string>>> = { '/healthz': ['
 export const startAdmin = async (options: AdminOptions): Promise<RunningAdmin> => {
   const { backend, log } = options
   const expected = options.token === undefined ? undefined : digest(options.token)
-  const loopback = isLoopbackAddress(options.host)
 
   // INVARIANT: tokens are compared as digests of equal length, in constant time.
   const authorized = (request: IncomingMessage): boolean => {
@@ -139,7 +143,7 @@ export const startAdmin = async (options: AdminOptions): Promise<RunningAdmin> =
       const readiness = await backend.readiness()
       return sendJson(response, readiness.ready ? 200 : 503, { status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks })
     }
-    const open = path === '/metrics' && loopback
+    const open = path === '/metrics' && options.openMetrics
     if (!open && expected === undefined) return problem(response, 403, `${path} needs the admin token, and none is set; start serve with $EGRESS_GUARD_ADMIN_TOKEN (or --admin-token)`)
     if (!open && !authorized(request)) return problem(response, 401, `${path} needs \`Authorization: Bearer <admin token>\``, { 'www-authenticate': 'Bearer realm="egress-guard admin"' })
     if (path === '/metrics') {

@@ -57,6 +57,8 @@ export const startGuardedProxy = async (
     readonly metrics?: ProxyMetrics
     /** What every record names as the deciding instance. */
     readonly instance?: string
+    /** Every policy, reloads included, must list clients, for this reason. */
+    readonly requireClients?: string
   }
 ): Promise<E.Either<ReadonlyArray<string>, GuardedProxy>> => {
   const start = await loadEngine(options.engine)
@@ -68,7 +70,7 @@ export const startGuardedProxy = async (
   if (unwritable !== undefined) return E.left([unwritable])
   const sinks = [...(extra.sinks ?? []), ...(extra.metrics === undefined ? [] : [extra.metrics.sink]), ...(options.audit === undefined ? [] : [jsonLinesSink({ path: options.audit }, { log: extra.log })])]
   const telemetry = extra.metrics === undefined ? {} : { telemetry: extra.metrics.telemetry }
-  const opened = await openGuard(options, io.env, { sinks, log: extra.log, live: true, ...telemetry, ...(extra.instance === undefined ? {} : { instance: extra.instance }) })
+  const opened = await openGuard(options, io.env, { sinks, log: extra.log, live: true, ...telemetry, ...(extra.instance === undefined ? {} : { instance: extra.instance }), ...(extra.requireClients === undefined ? {} : { requireClients: extra.requireClients }) })
   if (E.isLeft(opened)) return opened
   const { guard, upstreamCa: policyCa, stop: stopGuard } = opened.right
   try {

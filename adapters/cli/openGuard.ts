@@ -29,6 +29,8 @@ export interface OpenGuardOptions {
   readonly instance?: string
   /** Where decision latencies go (the admin listener's metrics). */
   readonly telemetry?: Telemetry
+  /** Every policy, reloads included, must list clients, for this reason (`serve --listen` beyond loopback). */
+  readonly requireClients?: string
 }
 
 /**
@@ -41,7 +43,11 @@ export const openGuard = async (options: Pick<CommonOptions, 'policy' | 'mode' |
   const mode = { ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.enforcement === undefined ? {} : { enforcement: options.enforcement }) }
   const log = extra.log === undefined ? {} : { log: extra.log }
   const audit = extra.sinks === undefined ? {} : { audit: extra.sinks }
-  const meters = { ...(extra.instance === undefined ? {} : { instance: extra.instance }), ...(extra.telemetry === undefined ? {} : { telemetry: extra.telemetry }) }
+  const meters = {
+    ...(extra.instance === undefined ? {} : { instance: extra.instance }),
+    ...(extra.telemetry === undefined ? {} : { telemetry: extra.telemetry }),
+    ...(extra.requireClients === undefined ? {} : { requireClients: extra.requireClients })
+  }
   if (extra.live && options.policy !== undefined) {
     const source = isPolicyUrl(options.policy) ? urlSource(options.policy, (options.policyPollSeconds ?? 30) * 1000) : fileSource(options.policy)
     const opened = await openPolicy(source, { ...audit, ...log, env, ...mode, ...meters })

@@ -140,7 +140,7 @@ export const parseOptions = (args: ReadonlyArray<string>, allowed: ReadonlyArray
     adminToken: values['admin-token'],
     instance: values.instance,
     policyPollSeconds: Number(poll),
-    listen: values.listen,
+    listen: values.listen?.replace(/^\[|\]$/g, ''),
     positionals: parsed.positionals,
     help: values.help ?? false
   })

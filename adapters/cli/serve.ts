@@ -24,12 +24,20 @@ const LOOPBACK = '127.0.0.1'
 
 /**
  * `--listen` off loopback needs a policy that lists clients: whoever reaches an open proxy uses
- * the credentials it injects. Undefined when the address is allowed.
+ * the credentials it injects. The reason, when it does; undefined on loopback.
  */
-const openProxyRefused = (options: CommonOptions, guard: Guard): string | undefined =>
-  options.listen === undefined || isLoopbackAddress(options.listen) || guard.clients().length > 0
+const clientsRequired = (options: CommonOptions): string | undefined =>
+  options.listen === undefined || isLoopbackAddress(options.listen)
     ? undefined
     : `--listen ${options.listen}: the policy lists no clients, so anyone who reaches this address could use the credentials it injects; list clients with tokens (docs/policy.md, Clients) or listen on 127.0.0.1`
+
+const required = (options: CommonOptions): { readonly requireClients?: string } => {
+  const reason = clientsRequired(options)
+  return reason === undefined ? {} : { requireClients: reason }
+}
+
+/** The refusal to serve an open proxy beyond loopback (checked at the start; reloads are held to it by the guard). */
+const openProxyRefused = (options: CommonOptions, guard: Guard): string | undefined => (guard.clients().length > 0 ? undefined : clientsRequired(options))
 
 const signalled = (): Promise<NodeJS.Signals> =>
   new Promise((resolve) => {
@@ -99,7 +107,7 @@ const serveAsWorker = async (options: CommonOptions, io: Io): Promise<number> =>
   const ca = workerCa(await loadOrCreateCa(configDirOf(options, io.env)))
   const metrics = options.admin === undefined ? undefined : proxyMetrics()
   // Its own port is ephemeral and loopback; the clients' connections come from the primary.
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: 0, ca, instance: instanceId(io.env), ...(metrics === undefined ? {} : { metrics }) })
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, port: 0, ca, instance: instanceId(io.env), ...required(options), ...(metrics === undefined ? {} : { metrics }) })
   if (E.isLeft(started)) {
     reportToPrimary({ type: 'egress-guard:failed', messages: started.left })
     return 1
@@ -172,7 +180,7 @@ export const serve = async (options: CommonOptions, io: Io): Promise<number> => 
   if (options.workers > 1) return serveWithWorkers(options, io)
   const instance = options.instance ?? instanceId(io.env)
   const metrics = options.admin === undefined ? undefined : proxyMetrics()
-  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, host: options.listen ?? LOOPBACK, port: options.port ?? DEFAULT_PORT, instance, ...(metrics === undefined ? {} : { metrics }) })
+  const started = await startGuardedProxy(options, io, { sinks: [decisionLogSink(io.out, options.json)], log: stderrLogger, host: options.listen ?? LOOPBACK, port: options.port ?? DEFAULT_PORT, instance, ...required(options), ...(metrics === undefined ? {} : { metrics }) })
   if (E.isLeft(started)) {
     for (const message of started.left) io.err(`error: ${message}`)
     return 1

@@ -16,7 +16,7 @@ export const checkPolicyUrl = (text: string): E.Either<string, URL> => {
   try {
     url = new URL(text)
   } catch {
-    return E.left(`--policy \`${text.slice(0, 80)}\`: not a valid URL; give an https:// URL or a file path`)
+    return E.left(`--policy ${redactUrl(text)}: not a valid URL; give an https:// URL or a file path`)
   }
   const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
   if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return E.right(url)
@@ -42,36 +42,60 @@ const withoutUserInfo = (url: string): { readonly url: string; readonly headers:
   return { url: parsed.toString(), headers: { authorization: `Basic ${basic}` } }
 }
 
-/** Fetches the policy at `url` (user info sent as Basic authentication), sending `etag` as If-None-Match; never throws. */
-export const fetchPolicy = async (url: string, etag: string | undefined): Promise<PolicyFetch> => {
+/** Fetches the policy at `url` (user info sent as Basic authentication), sending `etag` as If-None-Match; never throws, and gives up after `timeoutMs` (10 s) whatever the server does. */
+export const fetchPolicy = async (url: string, etag: string | undefined, timeoutMs = FETCH_TIMEOUT_MS): Promise<PolicyFetch> => {
   const shown = redactUrl(url)
+  const controller = new AbortController()
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined
+  let timer: NodeJS.Timeout | undefined
+  // INVARIANT: the deadline covers the body too. A timer held here (not AbortSignal.timeout, whose
+  // abort does not reliably reach a body being read) cancels the reader, so a server that trickles
+  // bytes cannot hold a start or a poll for ever.
+  const deadline = new Promise<PolicyFetch>((resolve) => {
+    timer = setTimeout(() => {
+      controller.abort()
+      void reader?.cancel().catch(() => undefined)
+      resolve({ _tag: 'Failed', message: `${shown} could not be fetched (TimeoutError)` })
+    }, timeoutMs)
+  })
+  const fetched = (async (): Promise<PolicyFetch> => {
+    try {
+      const target = withoutUserInfo(url)
+      const response = await fetch(target.url, { headers: { accept: 'application/yaml, application/json, text/plain', ...target.headers, ...(etag === undefined ? {} : { 'if-none-match': etag }) }, redirect: 'error', signal: controller.signal })
+      if (response.status === 304) {
+        await response.body?.cancel()
+        return { _tag: 'NotModified' }
+      }
+      if (!response.ok) {
+        await response.body?.cancel()
+        return { _tag: 'Failed', message: `${shown} answered HTTP ${response.status}` }
+      }
+      const tooLarge: PolicyFetch = { _tag: 'Failed', message: `${shown} is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB` }
+      if (Number(response.headers.get('content-length') ?? '0') > MAX_POLICY_BYTES) {
+        await response.body?.cancel()
+        return tooLarge
+      }
+      const chunks: Array<Uint8Array> = []
+      let size = 0
+      reader = response.body?.getReader()
+      for (let read = await reader?.read(); read !== undefined && !read.done; read = await reader?.read()) {
+        size += read.value.byteLength
+        if (size > MAX_POLICY_BYTES) {
+          await reader?.cancel()
+          return tooLarge
+        }
+        chunks.push(read.value)
+      }
+      return { _tag: 'Fetched', text: Buffer.concat(chunks).toString('utf8'), etag: response.headers.get('etag') ?? undefined }
+    } catch (error) {
+      // The cause's code (ECONNREFUSED, CERT_HAS_EXPIRED…), never a message that could hold the URL.
+      const cause = (error as { cause?: { code?: string } }).cause?.code
+      return { _tag: 'Failed', message: `${shown} could not be fetched (${cause ?? (error instanceof Error ? error.name : 'error')})` }
+    }
+  })()
   try {
-    const target = withoutUserInfo(url)
-    const response = await fetch(target.url, { headers: { accept: 'application/yaml, application/json, text/plain', ...target.headers, ...(etag === undefined ? {} : { 'if-none-match': etag }) }, redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) })
-    if (response.status === 304) {
-      await response.body?.cancel()
-      return { _tag: 'NotModified' }
-    }
-    if (!response.ok) {
-      await response.body?.cancel()
-      return { _tag: 'Failed', message: `${shown} answered HTTP ${response.status}` }
-    }
-    const declared = Number(response.headers.get('content-length') ?? '0')
-    if (declared > MAX_POLICY_BYTES) {
-      await response.body?.cancel()
-      return { _tag: 'Failed', message: `${shown} is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB` }
-    }
-    const chunks: Array<Uint8Array> = []
-    let size = 0
-    for await (const chunk of response.body ?? []) {
-      size += chunk.byteLength
-      if (size > MAX_POLICY_BYTES) return { _tag: 'Failed', message: `${shown} is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MiB` }
-      chunks.push(chunk)
-    }
-    return { _tag: 'Fetched', text: Buffer.concat(chunks).toString('utf8'), etag: response.headers.get('etag') ?? undefined }
-  } catch (error) {
-    // The cause's code (ECONNREFUSED, CERT_HAS_EXPIRED…), never a message that could hold the URL.
-    const cause = (error as { cause?: { code?: string } }).cause?.code
-    return { _tag: 'Failed', message: `${shown} could not be fetched (${cause ?? (error instanceof Error ? error.name : 'error')})` }
+    return await Promise.race([fetched, deadline])
+  } finally {
+    clearTimeout(timer)
   }
 }

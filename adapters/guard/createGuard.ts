@@ -70,6 +70,8 @@ export interface GuardOptions {
   readonly instance?: string
   /** Where decision latencies go (the admin listener's metrics). */
   readonly telemetry?: Telemetry
+  /** Set (to the reason) when every policy must list clients (`serve --listen` beyond loopback): a reload to a policy without them keeps the last good one. */
+  readonly requireClients?: string
 }
 
 /** The policy lists no clients: anyone who reaches the proxy may use it. */
@@ -149,6 +151,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     const decisionId = randomUUID()
     const provider = resolution._tag === 'Matched' ? resolution.provider : undefined
     const secrets = book
+    // Learned first: the credentials may show the provider owns a secret the book knew as another's.
     if (provider !== undefined) secrets.learn(provider, credentials)
     const inspecting = secrets.any()
     const found = carried === undefined || !inspecting ? undefined : carriedSecret(secrets.foreignTo(provider), carried)
@@ -199,16 +202,23 @@ export const createGuard = (options: GuardOptions): Guard => {
   }
 
   // A rate limit (docs/spec.md §14), checked before any credential is resolved: the request's
-  // tokens are taken, or it is refused 429, recorded without any secret it carries.
-  const limited = (current: Snapshot, view: View, request: RequestFacts): Verdict | undefined => {
+  // tokens are taken (whatever its decision), and a request over a limit is refused 429, recorded
+  // without any secret it carries. One the tripwire stops (`trips`, asked only then) goes on to be
+  // decided, and recorded, as what it is.
+  const limited = (current: Snapshot, view: View, request: RequestFacts, trips: () => boolean): Verdict | undefined => {
     const wait = meters.take(request.client, request.host, clock.now().getTime())
-    if (wait === undefined) return undefined
+    if (wait === undefined || trips()) return undefined
     const decisionId = randomUUID()
     const shown = book.any() ? withoutSecrets(book.foreignTo(undefined), request) : request
     const decided = denyRateLimited(shown, wait)
     record(decided.audit, current, view.mode, decisionId, request.client, recorded(shown))
     return { ...decided, decisionId, mode: view.mode, enforcement: current.enforcement }
   }
+
+  // The tripwire's question for a request over a limit, before its credentials (conclude asks it
+  // again after learning them): does it carry a secret that does not belong where it resolved?
+  const tripsOn = (resolution: RouteResolution, carried: ReadonlyArray<CarriedText> | undefined) => (): boolean =>
+    carried !== undefined && book.any() && carriedSecret(book.foreignTo(resolution._tag === 'Matched' ? resolution.provider : undefined), carried) !== undefined
 
   const timed = (started: number, verdict: Verdict): Verdict => {
     telemetry.decided((performance.now() - started) / 1000)
@@ -225,7 +235,7 @@ export const createGuard = (options: GuardOptions): Guard => {
       // INVARIANT: a request is counted once: not here when `evaluate` must be awaited instead.
       if (resolution._tag === 'Matched' && cached === undefined) return undefined
       if (cached !== undefined) meters.cacheHit()
-      return timed(started, limited(current, view, request) ?? conclude(current, view, request, resolution, cached, carried))
+      return timed(started, limited(current, view, request, tripsOn(resolution, carried)) ?? conclude(current, view, request, resolution, cached, carried))
     } catch {
       return failed(request, current)
     }
@@ -237,9 +247,9 @@ export const createGuard = (options: GuardOptions): Guard => {
     const credentialCache = cache
     try {
       const view = viewOf(current, request.client)
-      const over = limited(current, view, request)
-      if (over !== undefined) return timed(started, over)
       const resolution = resolveRoute(view.table, request)
+      const over = limited(current, view, request, tripsOn(resolution, carried))
+      if (over !== undefined) return timed(started, over)
       if (resolution._tag !== 'Matched') return timed(started, conclude(current, view, request, resolution, undefined, carried))
       // Resolved first when not cached (this route's first request, or they expired).
       const outcome = credentialCache.peek(resolution.provider, resolution.connection) ?? (await resolveCounted(credentialCache, resolution.provider, resolution.connection))
@@ -296,8 +306,10 @@ export const createGuard = (options: GuardOptions): Guard => {
   let reloadsStarted = 0
   const reload = async (): Promise<ReloadResult> => {
     const started = ++reloadsStarted
-    const loaded = options.loadPolicy === undefined ? E.right(snapshot.policy) : await options.loadPolicy()
+    const read = options.loadPolicy === undefined ? E.right(snapshot.policy) : await options.loadPolicy()
     if (started !== reloadsStarted) return { _tag: 'Superseded' }
+    // A proxy listening beyond loopback never takes a policy without clients (see `requireClients`).
+    const loaded = E.isRight(read) && options.requireClients !== undefined && (read.right.file.clients ?? []).length === 0 ? E.left<PolicyError, LoadedPolicy>({ _tag: 'PolicyError', messages: [options.requireClients] }) : read
     if (E.isLeft(loaded)) {
       log('error', `policy reload failed; keeping the last good policy:\n  ${loaded.left.messages.join('\n  ')}`)
       return { _tag: 'KeptLastGood', messages: loaded.left.messages }

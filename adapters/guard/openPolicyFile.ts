@@ -36,6 +36,8 @@ export interface OpenPolicyOptions {
   /** What every record names as the deciding instance (docs/spec.md §14). */
   readonly instance?: string
   readonly telemetry?: Telemetry
+  /** Every policy must list clients, for this reason (createGuard's `requireClients`). */
+  readonly requireClients?: string
 }
 
 /** Where a serving guard's policy comes from, and how changes to it are followed. */
@@ -63,7 +65,7 @@ export const fileSource = (path: string): PolicySource => ({
  * one: a change reloads the guard; a failed fetch, or a policy that does not decode, keeps the
  * last good policy, and the log says so (once per kind of failure).
  */
-export const urlSource = (url: string, intervalMs: number): PolicySource => {
+export const urlSource = (url: string, intervalMs: number, timeoutMs?: number): PolicySource => {
   let latest: { readonly text: string; readonly etag: string | undefined } | undefined
   const origin = redactUrl(url)
   const parsed = async (offThread: boolean): Promise<E.Either<PolicyError, LoadedPolicy>> =>
@@ -71,7 +73,7 @@ export const urlSource = (url: string, intervalMs: number): PolicySource => {
   return {
     origin,
     load: async () => {
-      const fetched = await fetchPolicy(url, undefined)
+      const fetched = await fetchPolicy(url, undefined, timeoutMs)
       if (fetched._tag !== 'Fetched') return E.left({ _tag: 'PolicyError', messages: [`--policy ${fetched._tag === 'Failed' ? fetched.message : `${origin} answered 304 to a request without an ETag`}; check the URL and that this host can reach it`] })
       latest = fetched
       return parsed(false)
@@ -80,7 +82,7 @@ export const urlSource = (url: string, intervalMs: number): PolicySource => {
     follow: (guard, log) => {
       let complaint: string | undefined
       const poll = async (): Promise<void> => {
-        const fetched = await fetchPolicy(url, latest?.etag)
+        const fetched = await fetchPolicy(url, latest?.etag, timeoutMs)
         if (fetched._tag === 'Failed') {
           if (fetched.message !== complaint) log('warn', `policy ${fetched.message}; keeping the last good policy`)
           complaint = fetched.message
@@ -146,7 +148,8 @@ export const openPolicy = async (source: PolicySource, options: OpenPolicyOption
     ...(options.env === undefined ? {} : { env: options.env }),
     ...(options.credentialTimeoutMs === undefined ? {} : { credentialTimeoutMs: options.credentialTimeoutMs }),
     ...(options.instance === undefined ? {} : { instance: options.instance }),
-    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry })
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
+    ...(options.requireClients === undefined ? {} : { requireClients: options.requireClients })
   })
   const watcher = options.watch === false ? undefined : source.follow(guard, log)
   const endpoint = loaded.right.file.modeEndpoint

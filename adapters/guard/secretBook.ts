@@ -80,8 +80,10 @@ export const secretBook = (file: PolicyFile, handedOut: ReadonlyArray<HandedOut>
       for (const part of secretParts(value)) {
         const known = learned.get(part)
         if (known !== undefined && known.owners.includes(provider)) continue
+        // A value the book knows already (a variable's) keeps its owners, and gains this provider.
+        const owners = new Set([...fixed.filter((f) => f.value === part).flatMap((f) => f.owners), ...(known?.owners ?? []), provider])
         learned.delete(part)
-        learned.set(part, { value: part, owners: [...(known?.owners ?? []), provider], kind: 'credential' })
+        learned.set(part, { value: part, owners: [...owners], kind: 'credential' })
         compiled = new Map()
       }
     }

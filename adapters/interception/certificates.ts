@@ -60,7 +60,9 @@ const serial = (): string => {
 
 /**
  * Sets a mode on the CA's key or its directory. On a read-only mount (a Kubernetes Secret shared by
- * instances) the mode cannot change: that is fine when nobody but the owner can read it already.
+ * instances) the mode cannot change: that is fine for a directory, and for a key that nobody else
+ * can read (others no bits; the group at most reading, and only when it is this process's own
+ * group, as a pod's `fsGroup` makes it).
  */
 const tighten = async (path: string, mode: number): Promise<void> => {
   try {
@@ -68,8 +70,12 @@ const tighten = async (path: string, mode: number): Promise<void> => {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code !== 'EROFS' && code !== 'EPERM') throw error
-    const kept = (await stat(path)).mode & 0o777
-    if ((kept & 0o077 & ~(mode & 0o077)) !== 0 && !(await stat(path)).isDirectory()) throw new Error(`${path} is readable by others (mode ${kept.toString(8)}) and cannot be changed; mount it 0400 or 0600`)
+    const found = await stat(path)
+    if (found.isDirectory()) return
+    const kept = found.mode & 0o777
+    const groups = new Set([process.getgid?.(), ...(process.getgroups?.() ?? [])])
+    const groupOk = (kept & 0o030) === 0 && ((kept & 0o040) === 0 || groups.has(found.gid))
+    if ((kept & 0o007) !== 0 || !groupOk) throw new Error(`${path} is readable by others (mode ${kept.toString(8)}) and cannot be changed; mount it 0400, or 0440 for this process's own group`)
   }
 }
 

@@ -114,6 +114,39 @@ describe('a policy at a URL (docs/spec.md §14)', () => {
     }
   })
 
+  it('gives up on a server that trickles its answer, at the start and when polling, and polls on', async () => {
+    let trickle = true
+    let requests = 0
+    const timers = new Set<NodeJS.Timeout>()
+    const server = http.createServer((_request, response) => {
+      requests++
+      if (!trickle) return void response.end('mode: configured_allow\nproviders: []\n')
+      response.writeHead(200)
+      const drip = setInterval(() => response.write('#\n'), 20)
+      timers.add(drip)
+      response.on('close', () => clearInterval(drip))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/policy.yaml`
+    try {
+      const failed = await openPolicy(urlSource(url, 50, 300))
+      expect(E.isLeft(failed) ? failed.left.messages.join() : '').toContain('(TimeoutError)')
+      trickle = false
+      const opened = await openPolicy(urlSource(url, 50, 300), { log: () => undefined })
+      if (E.isLeft(opened)) throw new Error(opened.left.messages.join())
+      trickle = true
+      const before = requests
+      for (let i = 0; i < 100 && requests < before + 3; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+      // Polls went on after a trickling answer was given up on.
+      expect(requests).toBeGreaterThanOrEqual(before + 3)
+      await opened.right.stop()
+    } finally {
+      for (const timer of timers) clearInterval(timer)
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+
   it('refuses to start when the first fetch fails, or the URL is plain http off loopback', async () => {
     const failed = await openPolicy(urlSource(`http://127.0.0.1:${await freePort()}/policy.yaml`, 1000))
     expect(E.isLeft(failed) ? failed.left.messages.join() : '').toContain('could not be fetched (ECONNREFUSED)')

@@ -90,6 +90,17 @@ describe('rate limits (docs/spec.md §14)', () => {
     expect(guard.stats().credentials.hits).toBe(2)
   })
 
+  it('records a request over a limit that carries a secret where it does not belong as credential_exfiltration, not rate_limited', async () => {
+    const { guard, records } = rig('{ perHost: { requests: 1, perSeconds: 60 } }')
+    const placeholder = 'egress-guard-AAAAAAAAAAAAAAAAAAAAAAAA'
+    guard.handOut([{ variable: 'UNROUTED_KEY', value: placeholder }])
+    expect((await guard.evaluate(to('evil.test'))).decision._tag).toBe('Pass')
+    expect((await guard.evaluate(to('evil.test'), [{ location: 'query', text: `?k=${placeholder}` }])).decision).toMatchObject({ reason: 'credential_exfiltration' })
+    expect(guard.evaluateNow(to('evil.test'), [{ location: 'header x-k', text: placeholder }])?.decision).toMatchObject({ reason: 'credential_exfiltration' })
+    expect((await guard.evaluate(to('evil.test'))).decision).toMatchObject({ reason: 'rate_limited' })
+    expect(records.map((r) => r.metadata['reason'])).toEqual([undefined, 'credential_exfiltration', 'credential_exfiltration', 'rate_limited'].map((r) => r ?? 'no_match'))
+  })
+
   it('counts every request whatever its decision, and holds under report-only enforcement', async () => {
     const { guard } = rig('{ perClient: { requests: 2, perSeconds: 60 } }', { enforcement: 'report' })
     expect((await guard.evaluate(to('api.alpha.test', 'ci'))).decision._tag).toBe('Inject')
@@ -106,12 +117,21 @@ describe('rate limits (docs/spec.md §14)', () => {
     expect(records.filter((r) => r.metadata['reason'] === 'rate_limited')).toHaveLength(1)
   })
 
-  it('keeps at most MAX_BUCKETS buckets however many hosts are asked for, and still limits a busy one', async () => {
-    const { guard } = rig('{ perHost: { requests: 1, perSeconds: 3600 } }')
-    for (let i = 0; i < MAX_BUCKETS + 5_000; i++) guard.evaluateNow(to(`h${i}.example.test`))
-    expect(guard.stats().rateLimitBuckets).toBeLessThanOrEqual(MAX_BUCKETS)
-    guard.evaluateNow(to('busy.example.test'))
+  it('keeps at most MAX_BUCKETS buckets however many hosts are asked for, and a flood of new names never refills a spent bucket', () => {
+    const { guard, advance } = rig('{ perHost: { requests: 1, perSeconds: 3600 } }')
+    expect(guard.evaluateNow(to('busy.example.test'))?.decision._tag).toBe('Pass')
     expect(guard.evaluateNow(to('busy.example.test'))?.decision).toMatchObject({ reason: 'rate_limited' })
+    const flood = Array.from({ length: MAX_BUCKETS + 5_000 }, (_, i) => guard.evaluateNow(to(`h${i}.example.test`))?.decision._tag)
+    expect(guard.stats().rateLimitBuckets).toBeLessThanOrEqual(MAX_BUCKETS)
+    // The spent bucket was kept: still limited.
+    expect(guard.evaluateNow(to('busy.example.test'))?.decision).toMatchObject({ reason: 'rate_limited' })
+    // Past the bound, new names share one bucket: beside busy's, MAX_BUCKETS - 1 names got a bucket
+    // of their own, then the shared one gave its one token; the rest of the flood was limited.
+    expect(flood.filter((tag) => tag === 'Pass').length).toBe(MAX_BUCKETS - 1 + 1)
+    // Once buckets refill, they make room again.
+    advance(3_600_000)
+    expect(guard.evaluateNow(to('late.example.test'))?.decision._tag).toBe('Pass')
+    expect(guard.evaluateNow(to('late.example.test'))?.decision).toMatchObject({ reason: 'rate_limited' })
   })
 
   it('rejects limits that are not whole requests per a positive number of seconds, naming the key', () => {
