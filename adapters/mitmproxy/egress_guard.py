@@ -38,16 +38,25 @@ FORBIDDEN = "Forbidden by egress-guard proxy policy"
 DECISIONS = ("Inject", "Pass", "Deny", "Intercept", "Tunnel")
 
 
-def _forbidden(body):
-    return http.Response.make(403, body, {"content-type": "text/plain; charset=utf-8"})
+def _forbidden(body, decision=None):
+    # A rate limit (docs/spec.md §14) is 429 with Retry-After; every other refusal 403. Each names
+    # its reason in X-Egress-Guard-Reason.
+    decision = decision if isinstance(decision, dict) else {}
+    reason = decision.get("reason") if isinstance(decision.get("reason"), str) else "internal_error"
+    headers = {"content-type": "text/plain; charset=utf-8", "x-egress-guard-reason": reason}
+    retry = decision.get("retryAfterSeconds")
+    limited = reason == "rate_limited" and isinstance(retry, int) and retry > 0
+    if limited:
+        headers["retry-after"] = str(retry)
+    return http.Response.make(429 if limited else 403, body, headers)
 
 
-def _refuse(flow, body):
+def _refuse(flow, body, decision=None):
     # mitmproxy 8 sends no response set in `requestheaders` while the body streams: close instead.
     if flow.request.stream:
         flow.kill()
     else:
-        flow.response = _forbidden(body)
+        flow.response = _forbidden(body, decision)
 
 
 def _is_loopback(host):
@@ -133,7 +142,7 @@ class EgressGuard:
         decision = await self._ask("/v1/tunnel", {"host": host, "port": port})
         if decision is None or decision["_tag"] not in ("Intercept", "Tunnel"):
             reason = "internal_error" if decision is None else decision.get("reason", "internal_error")
-            flow.response = _forbidden(f"{FORBIDDEN} ({reason})")
+            flow.response = _forbidden(f"{FORBIDDEN} ({reason})", decision)
             return
         self.tunnels[flow.client_conn.id] = (host, port, decision["_tag"] == "Intercept")
 
@@ -182,7 +191,7 @@ class EgressGuard:
         if decision is None or decision["_tag"] not in ("Inject", "Pass", "Deny"):
             _refuse(flow, f"{FORBIDDEN} (internal_error)")
         elif decision["_tag"] == "Deny":
-            _refuse(flow, decision.get("body", f"{FORBIDDEN} ({decision.get('reason', 'internal_error')})"))
+            _refuse(flow, decision.get("body", f"{FORBIDDEN} ({decision.get('reason', 'internal_error')})"), decision)
         elif decision["_tag"] == "Inject":
             for name, value in decision["headers"].items():
                 flow.request.headers[str(name)] = str(value)  # replaces any header of that name, in any case

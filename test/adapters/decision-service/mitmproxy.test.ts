@@ -251,6 +251,23 @@ describe('mitmdump with the shipped addon, against what can go wrong', () => {
     }
   }, 60_000)
 
+  it('answers a rate-limited flow 429 with Retry-After and its reason (docs/spec.md §14)', async () => {
+    const { service } = await startService('connected_deny', TOKEN, 'limits: { perHost: { requests: 1, perSeconds: 60 } }\n')
+    const m = await startMitmdump(service.url, upstream, caPem)
+    try {
+      const head = (url: string) =>
+        new Promise<string>((resolve) => execFile('curl', ['-sS', '--max-time', '15', '--proxy', m.proxy, '--cacert', m.ca, '-o', '/dev/null', '-D', '-', '--suppress-connect-headers', url], (_e, out) => resolve(out)))
+      expect(await head('https://api.alpha.test/v1/models')).toMatch(/^HTTP\/[0-9.]+ 200/)
+      const limited = await head('https://api.alpha.test/v1/models')
+      expect(limited).toMatch(/^HTTP\/[0-9.]+ 429/)
+      expect(limited).toMatch(/\r\nretry-after: 60\r\n/i)
+      expect(limited).toMatch(/\r\nx-egress-guard-reason: rate_limited\r\n/i)
+    } finally {
+      await m.stop()
+      await service.close()
+    }
+  }, 60_000)
+
   it('decides before a streamed body goes upstream, and closes a denied one', async () => {
     const { service } = await startService('connected_deny', TOKEN)
     const m = await startMitmdump(service.url, upstream, caPem, ['--set', 'stream_large_bodies=1'])

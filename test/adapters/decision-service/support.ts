@@ -21,8 +21,8 @@ connections:
 passthrough: [pypi.test]
 `
 
-export const startService = async (mode: ProxyMode, token: string = TOKEN): Promise<{ service: RunningDecisionService; audit: Array<AuditEntry> }> => {
-  const loaded = parsePolicyText(POLICY(mode))
+export const startService = async (mode: ProxyMode, token: string = TOKEN, extraPolicy = ''): Promise<{ service: RunningDecisionService; audit: Array<AuditEntry> }> => {
+  const loaded = parsePolicyText(`${POLICY(mode)}\n${extraPolicy}`)
   if (E.isLeft(loaded)) throw new Error(loaded.left.messages.join())
   const audit: Array<AuditEntry> = []
   const guard = createGuard({ policy: loaded.right, env: { KEY }, log: () => undefined, audit: { write: (e) => audit.push(e), flush: async () => undefined, close: async () => undefined, dropped: () => 0 } })
