@@ -206,7 +206,7 @@ export const createGuard = (options: GuardOptions): Guard => {
   // without any secret it carries. One the tripwire stops (`trips`, asked only then) goes on to be
   // decided, and recorded, as what it is.
   const limited = (current: Snapshot, view: View, request: RequestFacts, trips: () => boolean): Verdict | undefined => {
-    const wait = meters.take(request.client, request.host, clock.now().getTime())
+    const wait = meters.take(request.client, request.host, () => clock.now().getTime())
     if (wait === undefined || trips()) return undefined
     const decisionId = randomUUID()
     const shown = book.any() ? withoutSecrets(book.foreignTo(undefined), request) : request
@@ -276,7 +276,7 @@ export const createGuard = (options: GuardOptions): Guard => {
     const carried = hostCarries(host)
     const judged = carried !== undefined ? denyTunnelExfiltration(carried) : enforcedTunnel(current.enforcement, decideTunnel({ mode, table, host, port, inspectAll }), inspectAll)
     // A tunnel counts as one request; an intercepted one does not, its requests do.
-    const wait = judged.decision._tag === 'Intercept' ? undefined : meters.take(client, host, clock.now().getTime())
+    const wait = judged.decision._tag === 'Intercept' ? undefined : meters.take(client, host, () => clock.now().getTime())
     const decided = wait !== undefined && judged.decision._tag === 'Tunnel' ? denyTunnelRateLimited(host, wait) : judged
     if (decided.decision._tag === 'Intercept') meters.intercepted(host)
     record(decided.audit, current, mode, decisionId, client, { scheme: 'https', host: carried === undefined ? shownHost(host) : REDACTED, port, method: 'CONNECT' })

@@ -21,8 +21,8 @@ const normalised = (host: string): string => {
 export interface GuardMeters {
   /** A policy came into force: a new limiter when its `limits` differ, the same buckets otherwise. */
   readonly follow: (limits: Limits | undefined) => void
-  /** Takes a request's tokens: undefined when it may go on, else the seconds to wait (rateLimiter.ts). */
-  readonly take: (client: string | undefined, host: string, now: number) => number | undefined
+  /** Takes a request's tokens: undefined when it may go on, else the seconds to wait (rateLimiter.ts). The clock is read only when the policy sets limits. */
+  readonly take: (client: string | undefined, host: string, now: () => number) => number | undefined
   /** A CONNECT to `host` was intercepted. */
   readonly intercepted: (host: string) => void
   /** A decision's credentials came from the cache. */
@@ -45,7 +45,7 @@ export const guardMeters = (limits: Limits | undefined): GuardMeters => {
       key = JSON.stringify(next ?? null)
       limiter = rateLimiter(next)
     },
-    take: (client, host, now) => limiter?.take({ client, host: normalised(host) }, now),
+    take: (client, host, now) => limiter?.take({ client, host: normalised(host) }, now()),
     intercepted: (host) => {
       if (hosts.size < MAX_COUNTED_HOSTS) hosts.add(normalised(host))
     },
