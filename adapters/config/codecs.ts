@@ -49,6 +49,19 @@ export const absoluteUrl = (what: string) =>
     t.identity
   )
 
+/** Why `u` is not an endpoint that may carry credentials or steer the proxy (https, or plain http on loopback only); undefined when it is. */
+export const insecureEndpoint = (u: string, what: string): string | undefined => {
+  let url: URL
+  try {
+    url = new URL(u)
+  } catch {
+    return `expected an absolute ${what} URL such as https://example.com/path`
+  }
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return undefined
+  return `the ${what} must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers`
+}
+
 /** An endpoint that carries credentials or steers the mode: https, or plain http on loopback only. */
 export const secureEndpoint = (what: string) =>
   new t.Type<string, string, unknown>(
@@ -56,14 +69,8 @@ export const secureEndpoint = (what: string) =>
     (u): u is string => typeof u === 'string',
     (u, c) => {
       if (typeof u !== 'string') return t.failure(u, c)
-      try {
-        const url = new URL(u)
-        const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
-        if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return t.success(u)
-        return t.failure(u, c, `the ${what} must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could read or change what it answers`)
-      } catch {
-        return t.failure(u, c, `expected an absolute ${what} URL such as https://example.com/path`)
-      }
+      const problem = insecureEndpoint(u, what)
+      return problem === undefined ? t.success(u) : t.failure(u, c, problem)
     },
     t.identity
   )

@@ -1,6 +1,7 @@
 import * as E from 'fp-ts/lib/Either.js'
 
 import { redactUrl } from '../../core/index.js'
+import { insecureEndpoint } from './codecs.js'
 import { MAX_POLICY_BYTES } from './parseDocument.js'
 
 // A policy served over HTTPS (docs/spec.md §14: instances share one policy): fetched with the ETag
@@ -10,17 +11,10 @@ import { MAX_POLICY_BYTES } from './parseDocument.js'
 /** True when `text` names a policy by URL rather than a file. */
 export const isPolicyUrl = (text: string): boolean => /^https?:\/\//i.test(text)
 
-/** Checks a policy URL: https, or http on loopback only. */
-export const checkPolicyUrl = (text: string): E.Either<string, URL> => {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    return E.left(`--policy ${redactUrl(text)}: not a valid URL; give an https:// URL or a file path`)
-  }
-  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)
-  if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return E.right(url)
-  return E.left(`--policy ${redactUrl(text)}: a policy URL must be https (plain http only on 127.0.0.1, ::1 or localhost): anyone on the path could rewrite the policy`)
+/** Checks a policy URL: https, or http on loopback only (the rule of every endpoint that steers the proxy). */
+export const checkPolicyUrl = (text: string): E.Either<string, string> => {
+  const problem = insecureEndpoint(text, 'policy URL')
+  return problem === undefined ? E.right(text) : E.left(`--policy ${redactUrl(text)}: ${problem}`)
 }
 
 /** What a fetch of the policy found. */

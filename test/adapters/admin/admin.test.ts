@@ -1,7 +1,7 @@
 // The admin listener of `serve --admin` (docs/spec.md §14) through real processes: health,
 // readiness, the mode endpoint and its bad input, the token rules, metrics counted from real
 // requests (one process and --workers 2), scraped by a real Prometheus.
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { METRIC_NAMES } from '../../../adapters/admin/metrics.js'
-import { startServe, type ServeProcess } from '../cli/serveProcess.js'
+import { curlThrough, startServe, type ServeProcess } from '../cli/serveProcess.js'
 import { cliEnv, useStandIn, workspace } from '../cli/support.js'
 import { freePort, isListening } from '../support/ports.js'
 
@@ -17,13 +17,7 @@ const space = workspace()
 const TOKEN = 'admin-token-0123456789abcdef'
 
 /** Sends a request through the proxy with curl: its status and headers. */
-const curl = (proxy: string, caCert: string, url: string, extra: ReadonlyArray<string> = []): Promise<{ readonly status: number; readonly head: string; readonly body: string }> =>
-  new Promise((resolve) =>
-    execFile('curl', ['-sS', '-D', '-', '--suppress-connect-headers', '--proxy', proxy, '--cacert', caCert, ...extra, url], (_e, out) => {
-      const [head = '', ...rest] = out.split('\r\n\r\n')
-      resolve({ status: Number(/^HTTP\/[0-9.]+ ([0-9]{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n') })
-    })
-  )
+
 
 const admin = (base: string, path: string, init: RequestInit & { readonly token?: string } = {}) =>
   fetch(`${base}${path}`, { ...init, headers: { ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }), ...(init.headers as Record<string, string>) } })
@@ -97,11 +91,11 @@ describe('serve --admin (docs/spec.md §14)', () => {
 
   it('switches the mode live with PUT: the next request is decided under it, and its record says so', async () => {
     const { proxy, caCert } = served.listening
-    expect((await curl(proxy, caCert, 'http://unrouted.example.test/')).status).toBe(403)
+    expect((await curlThrough(proxy, caCert, 'http://unrouted.example.test/')).status).toBe(403)
     const put = await admin(base, '/proxy/mode', { method: 'PUT', body: '{"mode":"connected_allow"}', token: TOKEN, headers: { 'content-type': 'application/json' } })
     expect(await put.json()).toEqual({ mode: 'connected_allow' })
     // Allowed now: passed on (to a name that does not resolve: 502), not refused.
-    const passed = await curl(proxy, caCert, 'http://unrouted.example.test/')
+    const passed = await curlThrough(proxy, caCert, 'http://unrouted.example.test/')
     expect(passed.status).toBe(502)
     await admin(base, '/proxy/mode', { method: 'PUT', body: '{"mode":"connected_deny"}', token: TOKEN })
     const decided = () =>
@@ -118,7 +112,7 @@ describe('serve --admin (docs/spec.md §14)', () => {
 
   it('counts decisions by event, reason, provider and client, with latency histograms and open connections', async () => {
     const { proxy, caCert } = served.listening
-    for (let i = 0; i < 3; i++) expect((await curl(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
+    for (let i = 0; i < 3; i++) expect((await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
     const text = await (await admin(base, '/metrics')).text()
     expect(metricValue(text, /^egress_guard_decisions_total\{event="proxy_inject",reason="",provider="alpha",client=""\}/)).toBe(3)
     expect(metricValue(text, /^egress_guard_decisions_total\{event="proxy_deny",reason="no_match"/)).toBeGreaterThanOrEqual(1)
@@ -175,7 +169,7 @@ describe('a real Prometheus scraping serve --workers 2 --admin, with the bearer 
       expect(await (await admin(base, '/readyz')).json()).toEqual({ status: 'ready', checks: { workers: true, policy: true, ca: true, sinks: true } })
       const { proxy, caCert } = served.listening
       // New connections go to the workers in turn: both count.
-      for (let i = 0; i < 6; i++) expect((await curl(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
+      for (let i = 0; i < 6; i++) expect((await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
       expect(await queried(prometheus.url, 'sum(egress_guard_decisions_total{event="proxy_inject",provider="alpha"}) >= 6')).toBe(6)
       expect(await queried(prometheus.url, 'up{job="egress-guard"} == 1')).toBe(1)
       expect(await queried(prometheus.url, 'egress_guard_credential_resolutions_total >= 2')).toBe(2)
@@ -184,7 +178,7 @@ describe('a real Prometheus scraping serve --workers 2 --admin, with the bearer 
       expect(await (await admin(base, '/proxy/mode', { token: TOKEN })).json()).toEqual({ mode: 'configured_allow' })
       const text = await (await admin(base, '/metrics', { token: TOKEN })).text()
       expect(metricValue(text, /^egress_guard_mode\{mode="configured_allow"\}/)).toBe(1)
-      for (let i = 0; i < 4; i++) await curl(proxy, caCert, 'http://unrouted.example.test:9/')
+      for (let i = 0; i < 4; i++) await curlThrough(proxy, caCert, 'http://unrouted.example.test:9/')
       const unrouted = () =>
         served
           .output()

@@ -2,7 +2,6 @@
 // Retry-After and the reason in both forms, no credential resolved; OTLP/HTTP JSON log records at a
 // strict local receiver, queued while it is down and counted in the metrics; sinks a policy names
 // that cannot be opened stop the start with a message that says what to fix.
-import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -10,19 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { SERVICE_VERSION } from '../../../adapters/guard/policySinks.js'
 import { startOtlpReceiver, type OtlpReceiver } from '../support/otlpReceiver.js'
-import { startServe } from './serveProcess.js'
+import { curlThrough, startServe } from './serveProcess.js'
 import { cliEnv, KEY, useStandIn, workspace } from './support.js'
 import packageJson from '../../../package.json' with { type: 'json' }
 
 const space = workspace()
 
-const curl = (proxy: string, caCert: string, url: string, extra: ReadonlyArray<string> = []): Promise<{ readonly status: number; readonly head: string; readonly body: string }> =>
-  new Promise((resolve) =>
-    execFile('curl', ['-sS', '-D', '-', '--suppress-connect-headers', '--proxy', proxy, '--cacert', caCert, ...extra, url], (_e, out) => {
-      const [head = '', ...rest] = out.split('\r\n\r\n')
-      resolve({ status: Number(/^HTTP\/[0-9.]+ ([0-9]{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n') })
-    })
-  )
+
 
 const policyWith = (extra: string): string => {
   const path = join(space.dir, `policy-${Math.random().toString(36).slice(2)}.yaml`)
@@ -57,9 +50,9 @@ describe('serve with policy limits and sinks', () => {
     try {
       const { proxy, caCert } = served.listening
       const answers = []
-      for (let i = 0; i < 2; i++) answers.push(await curl(proxy, caCert, 'https://api.alpha.test/v1/models'))
-      const limited = await curl(proxy, caCert, 'https://api.alpha.test/v1/models')
-      const json = await curl(proxy, caCert, 'https://api.alpha.test/v1/models', ['-H', 'Accept: application/json'])
+      for (let i = 0; i < 2; i++) answers.push(await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models'))
+      const limited = await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models')
+      const json = await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models', ['-H', 'Accept: application/json'])
       expect(answers.map((a) => a.status)).toEqual([200, 200])
       expect(limited.status).toBe(429)
       expect(limited.head).toMatch(/\r\nRetry-After: 60\r\n/i)
@@ -82,8 +75,8 @@ describe('serve with policy limits and sinks', () => {
     const served = await startServe([...common, '--policy', policy, '--port', '0', '--admin', '127.0.0.1:0', '--instance', 'otlp-test'], { ...cliEnv(space), HOME: space.dir, OTLP_TOKEN: 'collector-token-1' })
     try {
       const { proxy, caCert } = served.listening
-      expect((await curl(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
-      expect((await curl(proxy, caCert, 'https://unrouted.example.test/')).status).toBe(0) // the CONNECT refused: curl gets no answer from the host
+      expect((await curlThrough(proxy, caCert, 'https://api.alpha.test/v1/models')).status).toBe(200)
+      expect((await curlThrough(proxy, caCert, 'https://unrouted.example.test/')).status).toBe(0) // the CONNECT refused: curl gets no answer from the host
       const queued = async () => Number(/^egress_guard_audit_queued (\d+)/m.exec(await (await fetch(`${served.listening.admin}/metrics`)).text())?.[1])
       expect(await queued()).toBe(2)
       receiver.setDown(false)

@@ -77,7 +77,7 @@ describe('serve --listen beyond loopback', () => {
     }
     const bad = await space.cli(['check', '--policy', 'https://tok%zz@/x?token=secretq2'], cliEnv(space))
     expect(bad.code).not.toBe(0)
-    expect(bad.stderr).toContain('not a valid URL')
+    expect(bad.stderr).toContain('expected an absolute policy URL')
     expect(bad.stdout + bad.stderr).not.toContain('secretq2')
   })
 })

@@ -1,6 +1,6 @@
 // `egress-guard serve` as a real process for the operating tests (admin listener, scale-out): started
 // with --json, its `listening` line read, its stdout and stderr kept, stopped by a signal.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 
 import { CLI, exitCode } from './support.js'
 
@@ -55,3 +55,12 @@ export const printedRecords = (stdout: string): ReadonlyArray<Record<string, unk
     .slice(1)
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>)
+
+/** One request through the proxy with curl: the answer's status, head and body (a CONNECT's own answer left out). */
+export const curlThrough = (proxy: string, caCert: string, url: string, extra: ReadonlyArray<string> = []): Promise<{ readonly status: number; readonly head: string; readonly body: string }> =>
+  new Promise((resolve) =>
+    execFile('curl', ['-sS', '-D', '-', '--suppress-connect-headers', '--proxy', proxy, '--cacert', caCert, ...extra, url], (_e, out) => {
+      const [head = '', ...rest] = out.split('\r\n\r\n')
+      resolve({ status: Number(/^HTTP\/[0-9.]+ ([0-9]{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n') })
+    })
+  )

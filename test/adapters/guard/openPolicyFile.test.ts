@@ -150,7 +150,7 @@ describe('a policy at a URL (docs/spec.md §14)', () => {
   it('refuses to start when the first fetch fails, or the URL is plain http off loopback', async () => {
     const failed = await openPolicy(urlSource(`http://127.0.0.1:${await freePort()}/policy.yaml`, 1000))
     expect(E.isLeft(failed) ? failed.left.messages.join() : '').toContain('could not be fetched (ECONNREFUSED)')
-    expect(checkPolicyUrl('http://policy.example.test/p.yaml')).toEqual(E.left(expect.stringContaining('a policy URL must be https')))
+    expect(checkPolicyUrl('http://policy.example.test/p.yaml')).toEqual(E.left(expect.stringContaining('the policy URL must be https')))
     expect(E.isRight(checkPolicyUrl('https://policy.example.test/p.yaml'))).toBe(true)
   })
 })
