@@ -16,9 +16,6 @@ import { freePort, isListening } from '../support/ports.js'
 const space = workspace()
 const TOKEN = 'admin-token-0123456789abcdef'
 
-/** Sends a request through the proxy with curl: its status and headers. */
-
-
 const admin = (base: string, path: string, init: RequestInit & { readonly token?: string } = {}) =>
   fetch(`${base}${path}`, { ...init, headers: { ...(init.token === undefined ? {} : { authorization: `Bearer ${init.token}` }), ...(init.headers as Record<string, string>) } })
 

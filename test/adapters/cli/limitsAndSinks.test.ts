@@ -15,8 +15,6 @@ import packageJson from '../../../package.json' with { type: 'json' }
 
 const space = workspace()
 
-
-
 const policyWith = (extra: string): string => {
   const path = join(space.dir, `policy-${Math.random().toString(36).slice(2)}.yaml`)
   writeFileSync(
